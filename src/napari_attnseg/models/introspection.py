@@ -1,0 +1,170 @@
+"""Seeing inside attention modules, generically across architectures.
+
+Every attention module derives from :class:`AttentionModule`, so these
+functions need no per-architecture code:
+
+* :func:`attention_modules` — ``{dotted name: "spatial" | "channel"}``;
+* :func:`capture` / :func:`capture_attention` — run a forward pass and return
+  each module's coefficients (spatial maps at their own resolution and
+  resized to the input's H×W, channel weights as length-C vectors);
+* :func:`focal_weights` — every Focal exponent ``w``;
+* :func:`prune` — a copy of the model without the modules whose ``w`` is
+  below a threshold (the w < 0.2 heuristic of Yeung et al.).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import SegmentationModel
+from .blocks.attention import AttentionModule, Passthrough
+
+#: the paper's (admittedly arbitrary) cut-off for pruning
+PRUNE_THRESHOLD = 0.2
+
+
+def iter_attention(model: nn.Module):
+    """Yield ``(name, module)`` for every attention module, in forward order of definition."""
+    for name, module in model.named_modules():
+        if isinstance(module, AttentionModule):
+            yield name, module
+
+
+def attention_modules(model: nn.Module) -> dict[str, str]:
+    """``{dotted name: kind}`` of every attention module (``kind`` is "spatial" or "channel")."""
+    return {name: module.kind for name, module in iter_attention(model)}
+
+
+def focal_weights(model: nn.Module) -> dict[str, float]:
+    """``{attention module name: w}`` for every module that has a Focal layer."""
+    return {
+        name: module.focal_weight
+        for name, module in iter_attention(model)
+        if module.focal is not None
+    }
+
+
+@dataclass
+class AttentionMap:
+    """One module's coefficients from one forward pass."""
+
+    name: str
+    kind: str
+    #: channel: (N, C); spatial: (N, 1, h, w) at the module's own resolution
+    native: torch.Tensor
+    #: channel: (N, C); spatial: (N, 1, H, W) aligned with the input
+    resized: torch.Tensor
+    focal_w: float | None = None
+
+
+def _to_input_grid(a: torch.Tensor, model: nn.Module, height: int, width: int) -> torch.Tensor:
+    """Resize a map computed on the padded input back onto the input's H×W grid."""
+    if isinstance(model, SegmentationModel):
+        left, right, top, bottom = model.padding(height, width)
+    else:
+        left = right = top = bottom = 0
+    padded = (height + top + bottom, width + left + right)
+    a = F.interpolate(a.float(), size=padded, mode="bilinear", align_corners=False)
+    return a[..., top : top + height, left : left + width].clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def capture(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[AttentionMap]]:
+    """Run ``model(x)`` in eval mode and return ``(logits, maps)``.
+
+    Spatial maps with several channels (FocusNet's per-channel sigma(D)
+    gates) are averaged over channels to one map. The model's train/eval
+    mode is restored afterwards.
+    """
+    modules = list(iter_attention(model))
+    was_training = model.training
+    model.eval()
+    for _, module in modules:
+        module.record, module.last_map = True, None
+    try:
+        logits = model(x)
+    finally:
+        for _, module in modules:
+            module.record = False
+        model.train(was_training)
+    height, width = x.shape[-2:]
+    maps = []
+    for name, module in modules:
+        a = module.last_map
+        module.last_map = None
+        if a is None:  # module not reached in this forward pass
+            continue
+        if module.kind == "channel":
+            native = a.float().flatten(1) if a.ndim == 4 else a.float()
+            resized = native
+        else:
+            native = a.float().mean(dim=1, keepdim=True)
+            resized = _to_input_grid(native, model, height, width)
+        maps.append(AttentionMap(name, module.kind, native, resized, module.focal_weight))
+    return logits, maps
+
+
+def capture_attention(
+    model: nn.Module, x: torch.Tensor, *, native: bool = False
+) -> dict[str, torch.Tensor]:
+    """``{name: coefficients}`` from one forward pass of ``x``.
+
+    Spatial entries are (N, 1, H, W) at the input's H×W (``native=True``:
+    (N, 1, h, w) at the module's own resolution); channel entries are (N, C).
+    A model without attention modules returns ``{}``.
+    """
+    _, maps = capture(model, x)
+    return {m.name: (m.native if native else m.resized) for m in maps}
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def disable_attention(model: nn.Module, names: list[str], reason: str = "pruned") -> None:
+    """Replace the named attention modules by :class:`Passthrough` (in place)."""
+    found = dict(iter_attention(model))
+    for name in names:
+        module = found.get(name)
+        if module is None:
+            raise ValueError(f"{name!r} is not an attention module of this model")
+        if not module.prunable:
+            raise ValueError(f"attention module {name!r} ({type(module).__name__}) cannot be pruned")
+        _set_submodule(model, name, Passthrough(module.kind, reason))
+
+
+def prune(model: SegmentationModel, threshold: float = PRUNE_THRESHOLD) -> SegmentationModel:
+    """A new model without the Focal modules whose ``w < threshold``.
+
+    Every other weight (Focal ``w`` of the kept modules included) is copied.
+    The result's config lists the removed modules under ``pruned``, so
+    ``create_model(**pruned_model.config)`` rebuilds the pruned architecture.
+    The input model is left untouched.
+    """
+    from .registry import model_from_config
+
+    if not model.config:
+        raise ValueError("prune needs a model built by create_model (it has no config)")
+    weights = focal_weights(model)
+    if not weights:
+        raise ValueError(f"{model.name} has no Focal layers; nothing to prune")
+    remove = [name for name, w in weights.items() if w < threshold]
+    config = dict(model.config)
+    config["pruned"] = sorted(set(config.get("pruned", [])) | set(remove))
+    pruned = model_from_config(config)
+    state = model.state_dict()
+    target = pruned.state_dict()
+    missing = [k for k in target if k not in state]
+    if missing:
+        raise RuntimeError(f"pruned model has parameters the original lacks: {missing[:5]}")
+    pruned.load_state_dict({k: state[k] for k in target})
+    pruned.to(next(model.parameters()).device)
+    if hasattr(model, "card"):
+        pruned.card = model.card
+    return pruned

@@ -1,0 +1,228 @@
+"""Saving and loading models: safetensors weights + a JSON model card.
+
+``save_model(model, "nuclei.safetensors", card=...)`` writes
+
+* ``nuclei.safetensors`` — the weights (optionally fp16), with the card also
+  embedded in the safetensors header so a lone weights file still loads;
+* ``nuclei.json`` — the model card: architecture config, input channels,
+  classes, input normalisation and scale, training data and licence,
+  metrics and free-form metadata.
+
+Both files are written to a temporary name and renamed into place, so an
+interrupted save never leaves a half-written model. Loading never unpickles
+anything: safetensors holds raw tensors and the card is JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import SegmentationModel
+from .registry import model_from_config
+
+CARD_FORMAT = "napari-attnseg-model"
+CARD_VERSION = 1
+_METADATA_KEY = "napari_attnseg_card"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, unreadable or inconsistent (the message says which)."""
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to use a model besides its weights.
+
+    ``normalization`` says how inference must normalise an image, e.g.
+    ``{"mode": "zscore"}`` (per image), ``{"mode": "dataset", "mean": [...],
+    "std": [...]}`` or ``{"mode": "percentile", "low": 1, "high": 99.8}``,
+    optionally with ``"clahe": true``. ``input_scale`` is the factor by which
+    images are resized before inference (the scale the model was trained at).
+    """
+
+    name: str = ""
+    description: str = ""
+    class_names: list[str] = field(default_factory=list)
+    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "zscore"})
+    input_scale: float = 1.0
+    threshold: float = 0.5
+    tile_size: int | None = None
+    license: str = ""
+    base_model: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        card = cls(**{k: v for k, v in data.items() if k in known})
+        extra = {k: v for k, v in data.items() if k not in known and k not in _ENVELOPE}
+        card.metadata = {**extra, **card.metadata}
+        return card
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
+
+
+def card_of(model: SegmentationModel) -> ModelCard:
+    """The model's card (a default one if it has none yet)."""
+    card = getattr(model, "card", None)
+    if card is None:
+        card = ModelCard(name=model.name)
+        model.card = card
+    return card
+
+
+def _card_document(model: SegmentationModel, card: ModelCard, dtype: str) -> dict[str, Any]:
+    if not model.config:
+        raise ValueError("save_model needs a model built by create_model (it has no config)")
+    return {
+        "format": CARD_FORMAT,
+        "format_version": CARD_VERSION,
+        "config": model.config,
+        "in_channels": model.in_channels,
+        "n_classes": model.n_classes,
+        "weights_dtype": dtype,
+        **card.to_dict(),
+    }
+
+
+def card_path(weights_path: str | os.PathLike) -> Path:
+    """The JSON card that belongs to a weights file."""
+    return Path(weights_path).with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(
+    model: SegmentationModel,
+    path: str | os.PathLike,
+    card: ModelCard | dict[str, Any] | None = None,
+    *,
+    half: bool = False,
+) -> Path:
+    """Write ``path`` (``.safetensors`` added if missing) and its ``.json`` card.
+
+    ``card`` defaults to ``model.card``; ``half=True`` stores floating-point
+    weights as fp16 (the zoo does, to stay small). Returns the weights path.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if card is None:
+        card = card_of(model)
+    elif isinstance(card, dict):
+        card = ModelCard.from_dict(card)
+    dtype = "float16" if half else "float32"
+    document = _card_document(model, card, dtype)
+    state = {}
+    for key, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if half and tensor.is_floating_point():
+            tensor = tensor.half()
+        state[key] = tensor.contiguous()
+    metadata = {_METADATA_KEY: json.dumps(document)}
+    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    model.card = card
+    return path
+
+
+def read_card(path: str | os.PathLike) -> dict[str, Any]:
+    """The card document of a saved model (the JSON beside it, else the embedded copy)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    beside = card_path(path)
+    try:
+        if beside.exists():
+            document = json.loads(beside.read_text(encoding="utf-8"))
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            if _METADATA_KEY not in meta:
+                raise ModelFileError(
+                    f"{path} has no model card: expected {beside.name} beside it "
+                    "or a card embedded by napari-attnseg"
+                )
+            document = json.loads(meta[_METADATA_KEY])
+    except ModelFileError:
+        raise
+    except Exception as exc:  # unreadable JSON or not a safetensors file
+        raise ModelFileError(f"cannot read the model card of {path}: {exc}") from exc
+    if not isinstance(document, dict) or document.get("format") != CARD_FORMAT:
+        raise ModelFileError(f"{path}: not a napari-attnseg model card")
+    if document.get("format_version", 0) > CARD_VERSION:
+        raise ModelFileError(
+            f"{path}: card format {document['format_version']} is newer than this "
+            f"napari-attnseg understands ({CARD_VERSION}); please upgrade"
+        )
+    return document
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> SegmentationModel:
+    """Rebuild a saved model (float32, eval mode) with its card as ``model.card``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    document = read_card(path)
+    try:
+        model = model_from_config(document["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: invalid architecture config in the card: {exc}") from exc
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise ModelFileError(f"cannot read weights from {path}: {exc}") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{path}: weights do not match the card's architecture "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise ModelFileError(
+                f"{path}: tensor {key} has shape {tuple(tensor.shape)}, "
+                f"expected {tuple(expected[key].shape)}"
+            )
+        state[key] = tensor.to(expected[key].dtype)
+    model.load_state_dict(state)
+    model.card = ModelCard.from_dict(document)
+    model.source_path = path
+    return model.to(device).eval()

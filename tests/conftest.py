@@ -1,0 +1,29 @@
+"""Shared pytest configuration.
+
+``case`` is parametrised from a test class's ``cases`` list, so every
+architecture test class (see ``tests/models/contract.py``) runs the shared
+contract over its own representative options.
+"""
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("NAPARI_ATTNSEG_USER_DIR", "")  # tests set it per test when needed
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _case_id(case: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in case.items()) or "default"
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames and metafunc.cls is not None:
+        cases = getattr(metafunc.cls, "cases", [{}])
+        metafunc.parametrize("case", cases, ids=[_case_id(c) for c in cases])
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
