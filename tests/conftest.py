@@ -10,7 +10,6 @@ import os
 import pytest
 import torch
 
-os.environ.setdefault("NAPARI_ATTNSEG_USER_DIR", "")  # tests set it per test when needed
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
@@ -27,3 +26,11 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def user_model_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty user model folder (never the real one)."""
+    path = tmp_path_factory.mktemp("user_models")
+    monkeypatch.setenv("NAPARI_ATTNSEG_MODEL_DIR", str(path))
+    return path

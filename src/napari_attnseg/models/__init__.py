@@ -8,7 +8,7 @@ This package never imports napari or Qt.
 """
 
 from . import architectures  # noqa: F401  (registers the built-in architectures)
-from .base import SegmentationModel
+from .base import SegmentationModel, class_probabilities
 from .blocks import AttentionModule, FocalLayer, Passthrough, clamp_focal_weights
 from .cost import ModelCost, count_parameters, model_cost
 from .introspection import (
@@ -36,6 +36,7 @@ __all__ = [
     "attention_modules",
     "capture",
     "capture_attention",
+    "class_probabilities",
     "clamp_focal_weights",
     "count_parameters",
     "create_model",

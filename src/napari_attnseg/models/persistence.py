@@ -45,7 +45,10 @@ class ModelCard:
     ``{"mode": "zscore"}`` (per image), ``{"mode": "dataset", "mean": [...],
     "std": [...]}`` or ``{"mode": "percentile", "low": 1, "high": 99.8}``,
     optionally with ``"clahe": true``. ``input_scale`` is the factor by which
-    images are resized before inference (the scale the model was trained at).
+    images are resized before inference (the scale the model was trained at);
+    ``input_size`` (``[H, W]``), when set, instead resizes every image to that
+    fixed size (models trained on whole frames resized to one size, such as
+    the polyp models), and the prediction is resized back.
     """
 
     name: str = ""
@@ -53,6 +56,7 @@ class ModelCard:
     class_names: list[str] = field(default_factory=list)
     normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "zscore"})
     input_scale: float = 1.0
+    input_size: list[int] | None = None
     threshold: float = 0.5
     tile_size: int | None = None
     license: str = ""

@@ -1,3 +1,3 @@
 """One module per architecture family; importing them registers their names."""
 
-from . import unet  # noqa: F401
+from . import afnet, denseunet, focusnet, unet  # noqa: F401
