@@ -27,13 +27,13 @@ from torch import nn
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Logits (N, C, H, W) -> probabilities (N, K, H, W), K = max(2, C), channel 0 = background.
 
-    One binary logit becomes ``[1 - sigmoid, sigmoid]`` so losses, metrics and
-    inference treat binary and multi-class models alike.
+    One binary logit ``x`` becomes ``[sigmoid(-x), sigmoid(x)]`` (not
+    ``1 - sigmoid(x)``, which loses precision for confident pixels), so losses,
+    metrics and inference treat binary and multi-class models alike.
     """
     logits = logits.float()
     if logits.shape[1] == 1:
-        p = torch.sigmoid(logits)
-        return torch.cat([1.0 - p, p], dim=1)
+        return torch.cat([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1)
     return torch.softmax(logits, dim=1)
 
 
