@@ -1,0 +1,47 @@
+"""``attnseg models``: list the zoo and the user's models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list zoo and user models", description=__doc__)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..models import read_card
+    from ..zoo import available_models, task_defaults, user_model_dir
+
+    rows = []
+    for info in available_models():
+        card = read_card(info.path)
+        dice = card.get("metrics", {}).get("validation", {}).get("mean", {}).get("dice")
+        rows.append(
+            {
+                "name": info.name, "source": info.source, "task": info.task, "arch": info.arch,
+                "default": info.is_default, "val_dice": dice, "path": str(info.path),
+            }
+        )
+    if args.json:
+        print(json.dumps({"models": rows, "defaults": task_defaults()}, indent=2))
+        return 0
+    if not rows:
+        print("no models found")
+    else:
+        header = f"{'name':34} {'source':6} {'task':10} {'arch':22} {'val dice':>8}"
+        print(header)
+        print("-" * len(header))
+        for r in rows:
+            dice = "" if r["val_dice"] is None else f"{r['val_dice']:.4f}"
+            mark = " *" if r["default"] else ""
+            print(f"{r['name']:34} {r['source']:6} {r['task']:10} {r['arch']:22} {dice:>8}{mark}")
+    defaults = task_defaults()
+    if defaults:
+        print("\n* task default; a bare task name selects it: " + ", ".join(
+            f"{t} -> {n}" for t, n in sorted(defaults.items())))
+    print(f"user models folder: {user_model_dir()}")
+    return 0

@@ -1,0 +1,214 @@
+"""Reading and writing images and masks.
+
+Training folders hold TIFFs (microscopy, often 16-bit or float) and PNG/JPEG/BMP
+(photographs, endoscopy, most public masks). Everything here returns plain
+NumPy arrays in a small set of layouts, so the rest of the engine never has to
+guess: an image is ``(H, W)`` grey or ``(H, W, C)`` with ``C`` in {3, 4}
+(RGB/RGBA), or a stack of those (``(Z, H, W)``, ``(Z, H, W, C)``; TIFF only),
+in its native dtype; a mask is ``(H, W)`` integers.
+
+Writers go through a temporary file in the target folder and ``os.replace``,
+so a cancelled or failed job never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+from PIL import Image
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: file suffixes (lower case) that :func:`read_image` and :func:`read_mask` accept
+IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp")
+_WRITE_SUFFIXES = (*TIFF_SUFFIXES, ".png")
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """True for a regular file whose suffix is one of :data:`IMAGE_SUFFIXES`."""
+    path = Path(path)
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_2d_image(image: np.ndarray) -> bool:
+    """True for ``(H, W)`` and ``(H, W, 3|4)`` arrays, False for stacks."""
+    return image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as ``(H, W)``, ``(H, W, 3|4)``, ``(Z, H, W)`` or ``(Z, H, W, 3|4)``.
+
+    The dtype is the file's own. Singleton axes are dropped, a grey+alpha PNG
+    becomes grey, and the colour samples of an RGB TIFF stored planar
+    (``(3, H, W)`` on disk) are moved last. Other layouts raise a
+    ``ValueError`` naming the file and its shape. Use :func:`is_2d_image` to
+    tell a single image from a stack.
+    """
+    path = Path(path)
+    raw = _read_raw(path, keep_palette=False)
+    array = np.squeeze(raw) if raw.ndim > 2 else raw
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.ndim == 3 and array.shape[-1] == 2 and path.suffix.lower() not in TIFF_SUFFIXES:
+        array = array[..., 0]  # grey + alpha
+    colour = array.shape[-1] in (3, 4)
+    if array.ndim in (2, 3) or (array.ndim == 4 and colour):
+        return np.ascontiguousarray(array)
+    raise ValueError(
+        f"{path} has shape {raw.shape}; expected a grey (H, W) or RGB(A) (H, W, 3|4) image, "
+        "or a stack of them"
+    )
+
+
+def read_mask(path: str | os.PathLike, *, binary: bool = True) -> np.ndarray:
+    """Read a mask as ``(H, W)``.
+
+    ``binary=True`` gives uint8 {0, 1} with any nonzero value as foreground
+    (public masks use 255). Otherwise the pixel values are class labels,
+    returned as uint8 when they fit, else int32/int64. A palette PNG gives its
+    palette indices; an RGB(A) file is accepted only when its colour channels
+    are equal (a grey mask saved as colour).
+    """
+    path = Path(path)
+    array = _read_raw(path, keep_palette=True)
+    if array.ndim > 2:
+        array = np.squeeze(array)
+    if array.ndim == 3 and array.shape[-1] in (2, 3, 4):
+        colour = array[..., :3] if array.shape[-1] in (3, 4) else array[..., :1]
+        if not all(np.array_equal(colour[..., 0], colour[..., c]) for c in range(colour.shape[-1])):
+            raise ValueError(
+                f"{path} is a colour image whose channels differ; a mask must be a grey "
+                "or label image (one value per pixel)"
+            )
+        array = colour[..., 0]
+    if array.ndim != 2:
+        raise ValueError(f"{path} has shape {array.shape}; a mask must be 2D (H, W)")
+    if binary:
+        return (array != 0).astype(np.uint8)
+    return _as_labels(array, path)
+
+
+def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a label image ``(H, W)`` or stack ``(Z, H, W)`` atomically.
+
+    TIFF is zlib-compressed; PNG (2D only) is also accepted. Labels are stored
+    in the smallest unsigned type that holds them (uint8, uint16, uint32), or
+    int32 when some are negative.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"labels must be (H, W) or (Z, H, W), got shape {labels.shape}")
+    labels = _as_labels(labels, "labels")
+    if labels.ndim == 3 and Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        raise ValueError(f"{path}: a stack of labels can only be written as TIFF")
+    return _write_atomic(Path(path), _smallest_int(labels), grey=True)
+
+
+def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write an image or map (e.g. float32 probabilities) atomically.
+
+    TIFF takes any numeric dtype and shape; PNG only uint8/uint16 (H, W) or (H, W, 3|4).
+    """
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.float64:
+        array = array.astype(np.float32)
+    return _write_atomic(Path(path), array)
+
+
+# -- internals ---------------------------------------------------------------
+def _read_raw(path: Path, *, keep_palette: bool) -> np.ndarray:
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of {IMAGE_SUFFIXES}")
+    try:
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path)
+        if keep_palette:
+            with Image.open(path) as image:
+                if image.mode == "P":
+                    return np.asarray(image)
+        return np.asarray(iio.imread(path, plugin="pillow"))
+    except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    """The first series, with colour samples (axis "S", e.g. planar RGB) moved last."""
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        array, axes = np.asarray(series.asarray()), series.axes
+    if "S" in axes and axes.index("S") != len(axes) - 1:
+        array = np.moveaxis(array, axes.index("S"), -1)
+    return array
+
+
+def _as_labels(array: np.ndarray, source: object) -> np.ndarray:
+    """Integer labels; floats must hold whole numbers."""
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or not np.array_equal(array, np.round(array)):
+            raise ValueError(f"{source}: labels must be whole numbers, got non-integer values")
+        return _smallest_int(array.astype(np.int64))
+    raise ValueError(f"{source}: labels must be integers, got dtype {array.dtype}")
+
+
+def _smallest_int(labels: np.ndarray) -> np.ndarray:
+    if labels.size == 0:
+        return labels.astype(np.uint8)
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        return labels.astype(np.int32 if high < 2**31 and low >= -(2**31) else np.int64)
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if high <= np.iinfo(dtype).max:
+            return labels.astype(dtype)
+    return labels.astype(np.int64)
+
+
+def _write_atomic(path: Path, array: np.ndarray, *, grey: bool = False) -> Path:
+    suffix = path.suffix.lower()
+    if suffix not in _WRITE_SUFFIXES:
+        raise ValueError(f"{path}: can only write {_WRITE_SUFFIXES} files")
+    writer: Callable[[str], None]
+    if suffix in TIFF_SUFFIXES:
+        colour = not grey and array.ndim in (3, 4) and array.shape[-1] in (3, 4)
+        photometric = "rgb" if colour else "minisblack"
+
+        def writer(target: str) -> None:
+            tifffile.imwrite(target, array, photometric=photometric, compression="zlib")
+
+    else:
+        if array.dtype not in (np.uint8, np.uint16) or not (
+            array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))
+        ):
+            raise ValueError(
+                f"{path}: PNG holds uint8/uint16 (H, W) or (H, W, 3|4) data, got "
+                f"{array.dtype} {array.shape}; write a .tif instead"
+            )
+
+        def writer(target: str) -> None:
+            iio.imwrite(target, array, plugin="pillow", extension=".png")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        writer(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,326 @@
+"""One trainer for the command line, the Fine-tune widget and the zoo recipes.
+
+``Trainer(model, config, train_samples, val_samples).fit(progress, cancel)``
+
+* samples random (augmented) patches every epoch, with the loss's distance
+  penalty maps computed once per sample and transformed with it;
+* optimises with Adam/SGD, weight decay that skips Focal ``w`` and norms,
+  poly or plateau schedules, optional mixed precision on CUDA;
+* projects every Focal ``w`` back onto ``w >= 0`` after each step;
+* validates on whole images every epoch, records a :class:`History`
+  (losses, validation metrics, learning rate, every Focal ``w``);
+* keeps the best-validation weights in memory and, with a ``checkpoint_dir``,
+  on disk (``best.safetensors`` + card) and a resumable ``last.ckpt``, both
+  written atomically at epoch ends, so a cancelled or crashed run leaves the
+  last good checkpoint intact;
+* checks the cancel token every step: on cancel the model is restored to its
+  best validated weights (or its initial ones) and :class:`Cancelled` is raised;
+* stops early after ``early_stopping`` epochs without improvement or when the
+  time budget is spent.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..inference.device import resolve_device
+from ..losses import build_loss, loss_needs_dpt
+from ..metrics import MetricAccumulator
+from ..models import clamp_focal_weights, focal_weights, save_model
+from ..models.base import SegmentationModel, class_probabilities
+from ..progress import Cancelled, CancelToken, ProgressCallback, check, report
+from .config import TrainConfig
+from .optim import build_optimizer, build_scheduler
+
+VAL_METRICS = ("dice", "jaccard", "precision", "sensitivity")
+
+
+@dataclass
+class History:
+    """Per-epoch record of a run; JSON-serialisable via :meth:`to_dict`."""
+
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_score: float | None = None
+    stopped: str = ""
+    seconds: float = 0.0
+
+    def series(self, key: str) -> list[float]:
+        return [e.get(key, math.nan) for e in self.epochs]
+
+    def focal_series(self) -> dict[str, list[float]]:
+        names = {n for e in self.epochs for n in e.get("focal", {})}
+        return {n: [e.get("focal", {}).get(n, math.nan) for e in self.epochs] for n in sorted(names)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "best_score": self.best_score,
+            "stopped": self.stopped,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(**data)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Trainer:
+    """Train ``model`` in place on ``train_samples``, validating on ``val_samples``."""
+
+    def __init__(
+        self,
+        model: SegmentationModel,
+        config: TrainConfig,
+        train_samples: Sequence,
+        val_samples: Sequence = (),
+        *,
+        checkpoint_dir: str | Path | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        from ..data.augmentation import Augmenter
+        from ..data.datasets import PatchDataset
+
+        if not train_samples:
+            raise ValueError("no training samples")
+        self.model = model
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.loss_fn = build_loss(config.loss, **config.loss_params)
+        self.with_dpt = loss_needs_dpt(self.loss_fn)
+        self.n_classes = max(2, model.n_classes)
+        augment = None if config.augment is None else Augmenter.from_config(
+            {**config.augment, "seed": config.seed}
+        )
+        self.train_data = PatchDataset(
+            list(train_samples), patch_size=config.patch_size, augment=augment,
+            n_classes=self.n_classes, with_dpt=self.with_dpt,
+            samples_per_epoch=config.samples_per_epoch, fg_fraction=config.fg_fraction,
+            seed=config.seed,
+        )
+        self.val_samples = list(val_samples)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.on_epoch = on_epoch
+        self.history = History()
+        self.start_epoch = 0
+        self.optimizer = build_optimizer(model, config)
+        self.steps_per_epoch = math.ceil(len(self.train_data) / config.batch_size)
+        self.scheduler, self.per_step_schedule = build_scheduler(
+            self.optimizer, config, config.epochs * self.steps_per_epoch
+        )
+        self.amp = bool(config.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    # -- checkpoints --------------------------------------------------------
+    @property
+    def best_path(self) -> Path | None:
+        return self.checkpoint_dir / "best.safetensors" if self.checkpoint_dir else None
+
+    @property
+    def last_path(self) -> Path | None:
+        return self.checkpoint_dir / "last.ckpt" if self.checkpoint_dir else None
+
+    def _save_last(self, epoch: int) -> None:
+        state = {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "history": self.history.to_dict(),
+            "best_state": self._best_state,
+            "config": self.config.to_dict(),
+        }
+        _atomic_torch_save(state, self.last_path)
+
+    def resume(self, path: str | Path | None = None) -> None:
+        """Continue from a ``last.ckpt`` written by an earlier run of the same setup."""
+        path = Path(path) if path else self.last_path
+        if path is None or not path.exists():
+            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.history = History.from_dict(state["history"])
+        self._best_state = state["best_state"]
+        self.start_epoch = state["epoch"] + 1
+
+    # -- training -----------------------------------------------------------
+    def _loader(self, epoch: int) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(epoch)
+        return DataLoader(
+            self.train_data, batch_size=self.config.batch_size, shuffle=True,
+            num_workers=self.config.num_workers, generator=generator,
+        )
+
+    def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        kwargs = {"valid": batch["valid"].to(self.device)}
+        if self.with_dpt:
+            kwargs["dpt"] = batch["dpt"].to(self.device)
+        return self.loss_fn(logits.float(), batch["target"].to(self.device), **kwargs)
+
+    def _train_epoch(self, epoch: int, progress, cancel) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        cfg = self.config
+        steps = self.steps_per_epoch
+        for step, batch in enumerate(self._loader(epoch)):
+            check(cancel)
+            x = batch["image"].to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                logits = self.model(x)
+            loss = self._loss(logits, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if cfg.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            clamp_focal_weights(self.model)
+            if self.scheduler is not None and self.per_step_schedule:
+                self.scheduler.step()
+            total += float(loss.detach()) * x.shape[0]
+            count += x.shape[0]
+            report(
+                progress, epoch * steps + step + 1, cfg.epochs * steps,
+                f"epoch {epoch + 1}/{cfg.epochs} · loss {total / count:.4f}",
+            )
+        return total / max(1, count)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Loss and per-image-mean metrics on the validation images (whole images)."""
+        from ..losses import distance_penalty_map
+
+        self.model.eval()
+        acc = MetricAccumulator()
+        losses = []
+        for sample in self.val_samples:
+            x = torch.as_tensor(sample.image, dtype=torch.float32)[None].to(self.device)
+            mask = np.asarray(sample.mask)
+            valid = mask >= 0
+            if sample.roi is not None:
+                valid &= np.asarray(sample.roi, bool)
+            target = torch.as_tensor(np.where(valid, mask, 0), dtype=torch.long)[None]
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                logits = self.model(x)
+            kwargs = {"valid": torch.as_tensor(valid)[None].to(self.device)}
+            if self.with_dpt:
+                if getattr(sample, "dpt", None) is None:
+                    sample.dpt = distance_penalty_map(np.where(valid, mask, 0), self.n_classes)
+                kwargs["dpt"] = torch.as_tensor(sample.dpt)[None].to(self.device)
+            losses.append(float(self.loss_fn(logits.float(), target.to(self.device), **kwargs)))
+            probs = class_probabilities(logits)[0].cpu().numpy()
+            acc.add(sample.name, 1.0 - probs[0], (np.where(valid, mask, 0) > 0), roi=valid)
+        summary = acc.summary()
+        result = {"val_loss": float(np.mean(losses))}
+        for key in VAL_METRICS:
+            result[f"val_{key}"] = float(summary["mean"][key])
+        return result
+
+    def _score(self, record: dict[str, Any]) -> float:
+        if self.config.monitor == "loss" or "val_dice" not in record:
+            return -record.get("val_loss", record["train_loss"])
+        return record["val_dice"]
+
+    def fit(
+        self,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> History:
+        cfg = self.config
+        seed_everything(cfg.seed + self.start_epoch)
+        self.model.to(self.device)
+        initial = copy.deepcopy(self.model.state_dict())
+        if self.checkpoint_dir:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter() - self.history.seconds
+        stale = 0
+        if self.history.best_epoch is not None:
+            stale = len(self.history.epochs) - 1 - self.history.best_epoch
+        try:
+            for epoch in range(self.start_epoch, cfg.epochs):
+                t0 = time.perf_counter()
+                record: dict[str, Any] = {"epoch": epoch + 1}
+                record["train_loss"] = self._train_epoch(epoch, progress, cancel)
+                if self.val_samples and (epoch + 1) % cfg.val_every == 0:
+                    check(cancel)
+                    record.update(self.validate())
+                record["lr"] = self.optimizer.param_groups[0]["lr"]
+                record["focal"] = focal_weights(self.model)
+                record["seconds"] = time.perf_counter() - t0
+                if self.scheduler is not None and not self.per_step_schedule:
+                    self.scheduler.step(record.get("val_loss", record["train_loss"]))
+                score = self._score(record)
+                improved = self.history.best_score is None or score > self.history.best_score
+                if improved:
+                    self.history.best_score, self.history.best_epoch = score, len(self.history.epochs)
+                    self._best_state = copy.deepcopy(self.model.state_dict())
+                    stale = 0
+                else:
+                    stale += 1
+                record["best"] = improved
+                self.history.epochs.append(record)
+                self.history.seconds = time.perf_counter() - start
+                if self.checkpoint_dir:
+                    if improved:
+                        save_model(self.model, self.best_path)
+                    self._save_last(epoch)
+                if self.on_epoch is not None:
+                    self.on_epoch(record)
+                if cfg.early_stopping is not None and stale >= cfg.early_stopping:
+                    self.history.stopped = f"early stopping after epoch {epoch + 1}"
+                    break
+                if cfg.time_budget is not None and self.history.seconds >= cfg.time_budget:
+                    self.history.stopped = f"time budget reached after epoch {epoch + 1}"
+                    break
+            else:
+                self.history.stopped = "completed"
+        except Cancelled:
+            self.model.load_state_dict(self._best_state or initial)
+            self.history.stopped = "cancelled"
+            raise
+        self.model.load_state_dict(self._best_state or self.model.state_dict())
+        self.model.eval()
+        report(progress, 1, 1, self.history.stopped)
+        return self.history

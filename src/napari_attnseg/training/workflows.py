@@ -1,0 +1,263 @@
+"""Training workflows shared by ``attnseg train|finetune``, the widget and the zoo recipes.
+
+* :func:`load_folder_data` — image/mask folders -> normalised train/validation samples;
+* :func:`train_new` — build an architecture, train it, save it with a full card;
+* :func:`finetune` — continue training a loaded model, keeping its card's input handling;
+* :func:`prune_workflow` — Yeung et al.'s heuristic in one call: train with every
+  Focal ``w`` initialised to 0, prune the modules with ``w < threshold``,
+  retrain the pruned architecture (Focal ``w`` initialised to 1) from scratch.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..models import ModelCard, create_model, focal_weights, prune, save_model
+from ..models.base import SegmentationModel
+from ..progress import CancelToken, ProgressCallback
+from .config import TrainConfig
+from .trainer import History, Trainer
+
+
+@dataclass
+class DataSpec:
+    """How training images are read: channels, classes, normalisation, scale, split."""
+
+    in_channels: int = 3
+    n_classes: int = 1
+    normalization: dict[str, Any] | None = None
+    scale: float = 1.0
+    input_size: list[int] | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.normalization is None:
+            self.normalization = {"mode": "zscore"}
+
+
+def load_folder_data(
+    images: str | Path,
+    masks: str | Path,
+    spec: DataSpec,
+    *,
+    fov: str | Path | None = None,
+    val_images: str | Path | None = None,
+    val_masks: str | Path | None = None,
+    val_fov: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list, list, dict[str, Any]]:
+    """``(train_samples, val_samples, normalization)`` from folders.
+
+    Without explicit validation folders, a seeded ``val_fraction`` of the pairs
+    is held out. ``{"mode": "dataset"}`` normalisation gets its mean/std from the
+    training images, and the returned spec (with those numbers) belongs in the card.
+    """
+    from ..data.datasets import load_samples, pair_folder
+    from ..data.splits import split_indices
+
+    pairs = pair_folder(images, masks, fov_dir=fov)
+    if val_images is not None:
+        if val_masks is None:
+            raise ValueError("--val-images needs --val-masks")
+        train_pairs, val_pairs = pairs, pair_folder(val_images, val_masks, fov_dir=val_fov)
+    else:
+        train_idx, val_idx = split_indices(len(pairs), spec.val_fraction, spec.seed)
+        train_pairs = [pairs[i] for i in train_idx]
+        val_pairs = [pairs[i] for i in val_idx]
+    normalization = dataset_normalization(train_pairs, spec)
+    kwargs = dict(
+        in_channels=spec.in_channels, normalization=normalization,
+        n_classes=spec.n_classes, scale=spec.scale,
+    )
+    train = load_samples(train_pairs, progress=progress, **kwargs)
+    val = load_samples(val_pairs, **kwargs) if val_pairs else []
+    if spec.input_size:
+        train, val = resize_samples(train, spec.input_size), resize_samples(val, spec.input_size)
+    return train, val, normalization
+
+
+def dataset_normalization(pairs, spec: DataSpec) -> dict[str, Any]:
+    """Fill in dataset mean/std for ``{"mode": "dataset"}`` from the training images."""
+    normalization = dict(spec.normalization)
+    if normalization.get("mode") == "dataset" and "mean" not in normalization:
+        from ..data.io import read_image
+        from ..data.normalization import dataset_statistics, to_channels_first
+
+        images = [to_channels_first(read_image(p[0]), spec.in_channels) for p in pairs]
+        normalization.update(dataset_statistics(images, normalization))
+    return normalization
+
+
+def resize_samples(samples: list, size: list[int]) -> list:
+    """Resize samples to a fixed (H, W) (image bilinear, mask/ROI nearest)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    out = []
+    for s in samples:
+        image = torch.as_tensor(s.image)[None]
+        image = F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False,
+                              antialias=True)[0].numpy()
+
+        def nearest(a, dtype):
+            t = torch.as_tensor(np.asarray(a, dtype=np.float32))[None, None]
+            return F.interpolate(t, size=tuple(size), mode="nearest")[0, 0].numpy().astype(dtype)
+
+        roi = None if s.roi is None else nearest(s.roi, bool)
+        out.append(type(s)(s.name, image, nearest(s.mask, np.int64), roi))
+    return out
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "device": str(device),
+        "device_name": name or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def training_record(trainer: Trainer, history: History, **extra: Any) -> dict[str, Any]:
+    """What a model card records about how the model was trained."""
+    best = history.epochs[history.best_epoch] if history.best_epoch is not None else {}
+    return {
+        "epochs_run": len(history.epochs),
+        "best_epoch": best.get("epoch"),
+        "stopped": history.stopped,
+        "wall_time_s": round(history.seconds, 1),
+        "config": trainer.config.to_dict(),
+        "n_train": len(trainer.train_data.samples),
+        "n_val": len(trainer.val_samples),
+        "environment": _environment(trainer.device),
+        "history": [
+            {k: v for k, v in e.items() if k not in ("seconds",)} for e in history.epochs
+        ],
+        **extra,
+    }
+
+
+def train_new(
+    arch: str,
+    options: dict[str, Any],
+    train_samples: list,
+    val_samples: list,
+    config: TrainConfig,
+    *,
+    data: DataSpec,
+    normalization: dict[str, Any],
+    out: str | Path | None = None,
+    card: dict[str, Any] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> tuple[SegmentationModel, History]:
+    """Build ``arch`` with ``options``, train it and (with ``out``) save it with its card."""
+    torch.manual_seed(config.seed)
+    model = create_model(arch, in_channels=data.in_channels, n_classes=data.n_classes, **options)
+    model.card = ModelCard(
+        name=arch, normalization=normalization, input_scale=data.scale,
+        input_size=data.input_size, **(card or {}),
+    )
+    trainer = Trainer(model, config, train_samples, val_samples, checkpoint_dir=checkpoint_dir)
+    if resume:
+        trainer.resume()
+    history = trainer.fit(progress=progress, cancel=cancel)
+    model.card.training = {**model.card.training, **training_record(trainer, history)}
+    if out is not None:
+        save_model(model, out)
+    return model, history
+
+
+def finetune(
+    model: SegmentationModel,
+    train_samples: list,
+    val_samples: list,
+    config: TrainConfig,
+    *,
+    out: str | Path | None = None,
+    base_name: str = "",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    on_epoch=None,
+) -> tuple[SegmentationModel, History]:
+    """Train a copy of ``model`` further; the original is never modified.
+
+    The copy keeps the card's normalisation and scale; the card gains
+    ``base_model`` and a ``finetune`` record. A cancelled run raises
+    :class:`~napari_attnseg.progress.Cancelled` and leaves ``model`` as it was.
+    """
+    tuned = copy.deepcopy(model)
+    card = copy.deepcopy(getattr(model, "card", None) or ModelCard(name=model.name))
+    trainer = Trainer(tuned, config, train_samples, val_samples, on_epoch=on_epoch)
+    started = time.time()
+    history = trainer.fit(progress=progress, cancel=cancel)
+    card.base_model = base_name or card.base_model or card.name
+    card.metadata = {
+        **card.metadata,
+        "finetune": training_record(trainer, history, started=started,
+                                    data_shapes=[list(s.image.shape) for s in train_samples]),
+    }
+    tuned.card = card
+    if out is not None:
+        save_model(tuned, out)
+    return tuned, history
+
+
+@dataclass
+class PruneResult:
+    probe: SegmentationModel
+    probe_history: History
+    focal_weights: dict[str, float]
+    pruned_modules: list[str]
+    model: SegmentationModel
+    history: History
+
+
+def prune_workflow(
+    arch: str,
+    options: dict[str, Any],
+    train_samples: list,
+    val_samples: list,
+    config: TrainConfig,
+    *,
+    data: DataSpec,
+    normalization: dict[str, Any],
+    threshold: float = 0.2,
+    probe_config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> PruneResult:
+    """Train with Focal w = 0, prune modules with w < threshold, retrain (w = 1) from scratch."""
+    probe_options = {**options, "focal": 0.0}
+    probe, probe_history = train_new(
+        arch, probe_options, train_samples, val_samples, probe_config or config,
+        data=data, normalization=normalization, progress=progress, cancel=cancel,
+    )
+    weights = focal_weights(probe)
+    if not weights:
+        raise ValueError(f"{arch} with {options} has no Focal attention modules to prune")
+    pruned_probe = prune(probe, threshold)
+    removed = pruned_probe.config["pruned"]
+    retrain_options = {
+        k: v for k, v in pruned_probe.config.items()
+        if k not in ("name", "in_channels", "n_classes")
+    }
+    retrain_options["focal"] = 1.0
+    model, history = train_new(
+        arch, retrain_options, train_samples, val_samples, config,
+        data=data, normalization=normalization, progress=progress, cancel=cancel,
+    )
+    model.card.metadata.update(
+        {"pruning": {"threshold": threshold, "probe_focal_weights": weights, "pruned": removed}}
+    )
+    return PruneResult(probe, probe_history, weights, removed, model, history)

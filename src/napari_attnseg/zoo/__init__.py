@@ -1,0 +1,150 @@
+"""The model zoo: shipped pretrained models, the user's own models, and name resolution.
+
+Everywhere a MODEL is accepted (command line, widgets, Python) it may be
+
+* a path to a saved model (``.safetensors``, or its ``.json`` card);
+* a zoo name ``<arch>.<task>``, e.g. ``focal_use_net.nuclei``;
+* a bare task name, e.g. ``nuclei``, meaning that task's default model
+  (chosen by validation Dice; see ``weights/index.json``);
+* the name of a model in the user model folder (saved by the Fine-tune
+  widget or ``attnseg finetune``).
+
+Shipped weights live in this package (``weights/``) and load with no
+network. The user model folder is the platform's user-data directory
+(``platformdirs``) unless ``NAPARI_ATTNSEG_MODEL_DIR`` points elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..models.persistence import load_model, read_card
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+RECIPES_DIR = Path(__file__).parent / "recipes"
+MODEL_DIR_ENV = "NAPARI_ATTNSEG_MODEL_DIR"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model a picker can offer."""
+
+    name: str
+    path: Path
+    source: str  # "zoo" or "user"
+    task: str = ""
+    arch: str = ""
+    description: str = ""
+    is_default: bool = False
+
+
+def user_model_dir(create: bool = False) -> Path:
+    """Where the user's own models are saved (``$NAPARI_ATTNSEG_MODEL_DIR`` overrides)."""
+    override = os.environ.get(MODEL_DIR_ENV)
+    if override:
+        path = Path(override).expanduser()
+    else:
+        from platformdirs import user_data_dir
+
+        path = Path(user_data_dir("napari-attnseg", appauthor=False)) / "models"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict:
+    path = WEIGHTS_DIR / "index.json"
+    if not path.exists():
+        return {"defaults": {}}
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def task_defaults() -> dict[str, str]:
+    """``{task: default zoo model name}``."""
+    return dict(_index().get("defaults", {}))
+
+
+def _describe(path: Path, source: str, defaults: dict[str, str]) -> ModelInfo | None:
+    try:
+        card = read_card(path)
+    except ValueError:
+        return None
+    name = path.stem
+    task = card.get("metadata", {}).get("task", name.partition(".")[2] if source == "zoo" else "")
+    return ModelInfo(
+        name=name,
+        path=path,
+        source=source,
+        task=task,
+        arch=card.get("config", {}).get("name", ""),
+        description=card.get("description", ""),
+        is_default=source == "zoo" and defaults.get(task) == name,
+    )
+
+
+def zoo_models() -> list[ModelInfo]:
+    """Shipped pretrained models."""
+    defaults = task_defaults()
+    infos = (_describe(p, "zoo", defaults) for p in sorted(WEIGHTS_DIR.glob("*.safetensors")))
+    return [i for i in infos if i is not None]
+
+
+def user_models() -> list[ModelInfo]:
+    """Models in the user model folder (unreadable files are skipped)."""
+    folder = user_model_dir()
+    if not folder.is_dir():
+        return []
+    infos = (_describe(p, "user", {}) for p in sorted(folder.glob("*.safetensors")))
+    return [i for i in infos if i is not None]
+
+
+def available_models() -> list[ModelInfo]:
+    return zoo_models() + user_models()
+
+
+def resolve(spec: str | os.PathLike) -> Path:
+    """The weights file a MODEL argument names (see the module docstring)."""
+    text = str(spec).strip()
+    if not text:
+        raise ValueError("no model given")
+    path = Path(text).expanduser()
+    if path.suffix in (".safetensors", ".json") or path.exists():
+        if path.suffix == ".json":
+            path = path.with_suffix(".safetensors")
+        if not path.exists():
+            raise FileNotFoundError(f"model file not found: {path}")
+        return path
+    name = task_defaults().get(text, text)
+    for folder in (WEIGHTS_DIR, user_model_dir()):
+        candidate = folder / f"{name}.safetensors"
+        if candidate.exists():
+            return candidate
+    known = sorted({m.name for m in available_models()} | set(task_defaults()))
+    raise ValueError(
+        f"unknown model {text!r}: not a file, zoo model, task or user model; "
+        f"available: {', '.join(known) or '(none)'}"
+    )
+
+
+def load(spec: str | os.PathLike, device: str = "cpu"):
+    """Load the model a MODEL argument names (float32, eval mode, ``model.card`` set)."""
+    model = load_model(resolve(spec), device=device)
+    model.source_name = str(spec)
+    return model
+
+
+def unique_user_path(name: str) -> Path:
+    """A path in the user model folder for ``name`` that does not overwrite anything."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "model"
+    folder = user_model_dir(create=True)
+    path = folder / f"{safe}.safetensors"
+    n = 2
+    while path.exists():
+        path = folder / f"{safe}-{n}.safetensors"
+        n += 1
+    return path
