@@ -20,3 +20,7 @@ __all__ = [
     "predict_image",
     "resolve_device",
 ]
+
+from .attention import attention_maps, map_contrast, most_informative  # noqa: E402
+
+__all__ += ["attention_maps", "map_contrast", "most_informative"]

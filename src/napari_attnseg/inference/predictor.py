@@ -132,7 +132,7 @@ class Predictor:
                 f"expected a 2D {'RGB ' if rgb else ''}image, got shape {image.shape}; "
                 "use predict_stack for a stack of slices"
             )
-        probs = self.probabilities(self._prepare(image, rgb), progress=progress, cancel=cancel)
+        probs = self.probabilities(self.prepare(image, rgb), progress=progress, cancel=cancel)
         return Prediction(probs, self.labels(probs), list(self.messages))
 
     def predict_stack(
@@ -156,7 +156,7 @@ class Predictor:
             def inner(done, total, message="", z=z):
                 report(progress, z * total + done, n * total, f"slice {z + 1}/{n}")
 
-            probs.append(self.probabilities(self._prepare(stack[z], rgb), progress=inner, cancel=cancel))
+            probs.append(self.probabilities(self.prepare(stack[z], rgb), progress=inner, cancel=cancel))
         report(progress, n, n, "done")
         probs = np.stack(probs)
         return Prediction(probs, self.labels(probs), list(self.messages))
@@ -182,11 +182,8 @@ class Predictor:
         if x.ndim == 3:
             x = x[None]
         height, width = x.shape[-2:]
-        size = self.working_size(height, width)
-        resized = size != (height, width)
-        if resized:
-            shrink = size[0] * size[1] < height * width
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+        x = self.to_working_size(x)
+        resized = tuple(x.shape[-2:]) != (height, width)
         while True:
             try:
                 probs = self._run(x, progress, cancel)
@@ -197,6 +194,15 @@ class Predictor:
             probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
         return probs[0].float().numpy()
 
+    def to_working_size(self, x: torch.Tensor) -> torch.Tensor:
+        """Resample a prepared (N, C, H, W) input to the size the model works at."""
+        height, width = x.shape[-2:]
+        size = self.working_size(height, width)
+        if size == (height, width):
+            return x
+        shrink = size[0] * size[1] < height * width
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """The size an image is resized to before prediction (card ``input_size``/``input_scale``)."""
         if self.card.input_size:
@@ -206,7 +212,8 @@ class Predictor:
         return max(1, round(height * scale)), max(1, round(width * scale))
 
     # -- internals ----------------------------------------------------------
-    def _prepare(self, image: np.ndarray, rgb: bool) -> np.ndarray:
+    def prepare(self, image: np.ndarray, rgb: bool) -> np.ndarray:
+        """Channels and normalisation as the model card prescribes: (C, H, W) float32."""
         from ..data.normalization import prepare_image
 
         return prepare_image(image, self.model.in_channels, self.card.normalization, rgb=rgb)

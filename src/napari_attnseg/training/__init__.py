@@ -27,3 +27,19 @@ __all__ = [
     "seed_everything",
     "train_new",
 ]
+
+from .interactive import (  # noqa: E402
+    AnnotatedImage,
+    build_samples,
+    finetune_config,
+    hold_out_tiles,
+    samples_for_model,
+)
+
+__all__ += [
+    "AnnotatedImage",
+    "build_samples",
+    "finetune_config",
+    "hold_out_tiles",
+    "samples_for_model",
+]

@@ -186,6 +186,9 @@ class Trainer:
         return DataLoader(
             self.train_data, batch_size=self.config.batch_size, shuffle=True,
             num_workers=self.config.num_workers, generator=generator,
+            # a trailing batch of one breaks batch norm on 1×1 maps (e.g. AF-Net's GFF gate);
+            # the order is reshuffled every epoch, so no sample is systematically left out
+            drop_last=len(self.train_data) > self.config.batch_size,
         )
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:

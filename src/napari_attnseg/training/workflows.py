@@ -77,10 +77,20 @@ def load_folder_data(
         in_channels=spec.in_channels, normalization=normalization,
         n_classes=spec.n_classes, scale=spec.scale,
     )
-    train = load_samples(train_pairs, progress=progress, **kwargs)
-    val = load_samples(val_pairs, **kwargs) if val_pairs else []
-    if spec.input_size:
-        train, val = resize_samples(train, spec.input_size), resize_samples(val, spec.input_size)
+    if spec.input_size:  # resize each image as it is read: full-size frames can be large
+        def load(pairs, progress=None):
+            out = []
+            for i, pair in enumerate(pairs):
+                out += resize_samples(load_samples([pair], **kwargs), spec.input_size)
+                if progress is not None:
+                    progress(i + 1, len(pairs), "loading")
+            return out
+    else:
+        def load(pairs, progress=None):
+            return load_samples(pairs, progress=progress, **kwargs)
+
+    train = load(train_pairs, progress)
+    val = load(val_pairs) if val_pairs else []
     return train, val, normalization
 
 
@@ -164,10 +174,10 @@ def train_new(
     """Build ``arch`` with ``options``, train it and (with ``out``) save it with its card."""
     torch.manual_seed(config.seed)
     model = create_model(arch, in_channels=data.in_channels, n_classes=data.n_classes, **options)
-    model.card = ModelCard(
-        name=arch, normalization=normalization, input_scale=data.scale,
-        input_size=data.input_size, **(card or {}),
-    )
+    model.card = ModelCard.from_dict({
+        "name": arch, **(card or {}), "normalization": normalization,
+        "input_scale": data.scale, "input_size": data.input_size,
+    })
     trainer = Trainer(model, config, train_samples, val_samples, checkpoint_dir=checkpoint_dir)
     if resume:
         trainer.resume()

@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""Reproduce the seed papers' tables on our validation splits and write docs/results.md.
+
+    python scripts/make_splits.py            # once
+    python scripts/zoo.py recipes            # once
+    python scripts/paper_tables.py run [--jobs 2] [--only TABLE]
+    python scripts/paper_tables.py report    # -> docs/results.md
+
+Every experiment is one zoo recipe (recipes/<arch>.<task>.json) with a few
+changes, trained by ``attnseg train`` and scored by ``attnseg evaluate`` on
+the validation split, exactly like the zoo; rows that are zoo models reuse
+the zoo's run (runs/zoo/<name>). Each run's commands are kept in
+runs/tables/<id>/commands.json.
+
+Tables:
+  loss      Table II: U-Net trained with Dice, Dice+CE and the Unified Focal
+            loss, each with ε = 0 / 0.1 / 1 (nuclei, vessels)
+  se, ag    Tables III/IV: U-Net vs USE-Net vs Focal USE-Net vs pruned Focal
+            USE-Net (train with w = 0, prune w < 0.2, retrain), and the same
+            with Attention Gates (nuclei, vessels)
+  afnet     AF-Net ablation (Table 4): ResNet34 ± MFF/GFF/DA, serial (nuclei)
+  ja        DenseUNet with none / SA / PWA / JA and all nine JA structures (nuclei)
+  focusnet  FocusNet vs U-Net (every task; zoo runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import zoo  # noqa: E402
+
+RUNS = ROOT / "runs" / "tables"
+DOC = ROOT / "docs" / "results.md"
+
+UFL = {"delta": 0.6, "lam": 0.5}
+
+
+def experiments() -> list[dict]:
+    """Every row: id, table, task, base recipe, changes, and whether it is a zoo run."""
+    rows: list[dict] = []
+
+    def add(table, task, label, base, *, zoo_run=False, options=None, train=None, prune=False):
+        rows.append({"id": f"{table}.{task}.{label}", "table": table, "task": task,
+                     "label": label, "base": f"{base}.{task}", "zoo": zoo_run,
+                     "options": options or {}, "train": train or {}, "prune": prune})
+
+    for task in ("nuclei", "vessels"):
+        gamma = zoo.TASKS[task]["gamma"]
+        for loss, params in (("dice", {}), ("dice_ce", {}), ("unified_focal", {**UFL, "gamma": gamma})):
+            for eps in (0.0, 0.1, 1.0):
+                label = f"{loss}+eps{eps:g}"
+                is_zoo = loss == "unified_focal" and eps == 0.1
+                add("loss", task, label, "unet", zoo_run=is_zoo,
+                    train={"loss": loss, "loss_params": {**params, "epsilon": eps}})
+        add("se", task, "U-Net", "unet", zoo_run=True)
+        add("se", task, "USE-Net", "focal_use_net", options={"focal": None})
+        add("se", task, "Focal USE-Net", "focal_use_net", zoo_run=True)
+        add("se", task, "pruned Focal USE-Net", "focal_use_net", prune=True)
+        add("ag", task, "U-Net", "unet", zoo_run=True)
+        add("ag", task, "Attention U-Net", "focal_attention_unet", options={"focal": None})
+        add("ag", task, "Focal Attention U-Net", "focal_attention_unet", zoo_run=True)
+        add("ag", task, "pruned Focal Attention U-Net", "focal_attention_unet", prune=True)
+    off = {"da": False, "mff": False, "gff": False}
+    for label, options in (
+        ("ResNet34", off),
+        ("+ MFF", {**off, "mff": True}),
+        ("+ GFF", {**off, "gff": True}),
+        ("+ DA", {**off, "da": True}),
+        ("+ MFF + GFF", {**off, "mff": True, "gff": True}),
+        ("+ MFF + GFF + serial attention", {"attention": "serial"}),
+    ):
+        add("afnet", "nuclei", label, "afnet", options=options)
+    add("afnet", "nuclei", "AF-Net", "afnet", zoo_run=True)
+    for label in ("none", "sa", "pwa"):
+        add("ja", "nuclei", label, "denseunet", options={"attention": label})
+    add("ja", "nuclei", "ja1", "denseunet", zoo_run=True)
+    for s in range(2, 10):
+        add("ja", "nuclei", f"ja{s}", "denseunet", options={"attention": "ja", "ja_structure": s})
+    for task in zoo.TASKS:
+        add("focusnet", task, "U-Net", "unet", zoo_run=True)
+        add("focusnet", task, "FocusNet", "focusnet", zoo_run=True)
+    return rows
+
+
+def run_dir(row: dict) -> Path:
+    return zoo.RUNS / row["base"] if row["zoo"] else RUNS / row["id"]
+
+
+def derived_recipe(row: dict) -> Path:
+    recipe = json.loads((zoo.RECIPES / f"{row['base']}.json").read_text())
+    recipe["options"] = {**recipe["options"], **row["options"]}
+    recipe["train"] = {**recipe["train"], **row["train"]}
+    recipe["card"]["metadata"] = {**recipe["card"]["metadata"], "experiment": row["id"]}
+    path = run_dir(row) / "recipe.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(recipe, indent=2) + "\n")
+    return path
+
+
+def run_row(row: dict, threads: int) -> str:
+    if row["zoo"]:
+        return zoo.run_one(row["base"], threads)
+    out_dir = run_dir(row)
+    if (out_dir / "evaluation.json").exists():
+        return f"{row['id']}: already done"
+    recipe = derived_recipe(row)
+    train, evaluate = zoo.commands(row["base"], out_dir)
+    model = zoo._rel(out_dir / "model.safetensors")
+    train[train.index("--config") + 1] = zoo._rel(recipe)
+    train[train.index("--out") + 1] = model
+    evaluate[evaluate.index("--model") + 1] = model
+    if row["prune"]:
+        train.append("--prune-workflow")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+    t0 = time.time()
+    with open(out_dir / "log.txt", "w") as log:
+        for cmd in (train, evaluate):
+            log.write("$ " + shlex.join(cmd) + "\n")
+            log.flush()
+            full = [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
+            if subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+                return f"{row['id']}: FAILED, see {out_dir / 'log.txt'}"
+    (out_dir / "commands.json").write_text(json.dumps(
+        {"train": shlex.join(train), "evaluate": shlex.join(evaluate), "threads": threads,
+         "total_seconds": round(time.time() - t0, 1)}, indent=2))
+    dice = json.loads((out_dir / "evaluation.json").read_text())["mean"]["dice"]
+    return f"{row['id']}: dice {dice:.4f} in {time.time() - t0:.0f} s"
+
+
+def run(jobs: int, only: list[str]) -> None:
+    rows = [r for r in experiments() if not only or r["table"] in only]
+    seen, unique = set(), []
+    for r in rows:  # zoo rows appear in several tables: train once
+        key = r["base"] if r["zoo"] else r["id"]
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    threads = max(1, (os.cpu_count() or 2) // jobs)
+    with ThreadPoolExecutor(jobs) as pool:
+        for line in pool.map(lambda r: run_row(r, threads), unique):
+            print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("--only", action="append", default=[], help="a table name; repeatable")
+    sub.add_parser("report")
+    sub.add_parser("list")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        run(args.jobs, args.only)
+    elif args.cmd == "report":
+        from report_tables import write_report
+
+        write_report(experiments(), run_dir, DOC)
+    else:
+        for row in experiments():
+            done = (run_dir(row) / "evaluation.json").exists()
+            print(f"{row['id']:50} {'zoo' if row['zoo'] else '   '} {'done' if done else ''}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+#!/usr/bin/env python
+"""Train, evaluate and package the model zoo — one command per step, all reproducible.
+
+    python scripts/make_splits.py                       # split folders under runs/data
+    python scripts/zoo.py recipes                       # write recipes/<arch>.<task>.json
+    python scripts/zoo.py train [NAME ...] [--jobs 2]   # attnseg train + evaluate per recipe
+    python scripts/zoo.py package [--max-mb 60]         # fp16 weights + cards into the package
+
+Every model is trained by exactly one ``attnseg train --config recipes/<name>.json``
+call and scored by one ``attnseg evaluate`` call on the validation split; both
+command lines are written into the model card, with the device, wall time
+and epochs. ``train`` skips models whose run folder already has an
+evaluation (delete ``runs/zoo/<name>`` to retrain).
+
+The recipes follow each architecture's paper (architectures.md), adapted
+for CPU training of compact models where noted in ``notes``:
+
+* U-Net / Focal USE-Net / Focal Attention U-Net — Yeung et al.: Adam 1e-3,
+  asymmetric Unified Focal loss (δ 0.6, λ 0.5, γ per dataset) + FDPT ε 0.1,
+  plateau ×0.1 and early stopping (patience scaled down from 25/50 to the
+  shorter budget), per-image z-score, flips/rotation/zoom/intensity augmentation;
+* FocusNet — Kaul et al.: 1 − Dice, Adam 1e-3, plateau ×0.5 patience 5,
+  dataset z-score, zoom + flips (+ channel shifts for RGB), best-validation model;
+* AF-Net — Hou et al.: BCE, SGD (momentum 0.9, weight decay 1e-4) lr 4e-3 with
+  poly decay, CLAHE, flips; flip TTA at test time;
+* DenseUNet-JA — Zhang et al. give normalisation + CLAHE; the optimiser and
+  loss are not published: Adam 1e-3 with Dice + CE (our choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+RUNS = ROOT / "runs" / "zoo"
+DATA = ROOT / "runs" / "data"
+WEIGHTS = ROOT / "src" / "napari_attnseg" / "zoo" / "weights"
+
+ARCHS = ["unet", "focal_use_net", "focal_attention_unet", "focusnet", "afnet", "denseunet"]
+COMPACT = {
+    "unet": {"width": 16},
+    "focal_use_net": {"width": 16},
+    "focal_attention_unet": {"width": 16},
+    "focusnet": {"width_multiplier": 0.25},
+    "afnet": {"width": 16},
+    "denseunet": {},
+}
+
+AUGMENT = {"flips": True, "rot90": True, "rotation_deg": 15.0, "zoom": [0.9, 1.1],
+           "brightness": 0.1, "contrast": 0.1}
+
+TASKS = {
+    "nuclei": {
+        "data": {"in_channels": 3},
+        "train": {"patch_size": 96, "batch_size": 8, "epochs": 40},
+        "gamma": 0.2,
+        "card": {
+            "class_names": ["background", "nucleus"],
+            "license": "Weights: BSD-3-Clause. Training data: 2018 Data Science Bowl "
+                       "(stage1_train, resized to 96×96), CC0.",
+            "description": "Nuclei in fluorescence and brightfield microscopy (2018 DSB).",
+        },
+        "dataset": "DSB2018_96 (Caicedo et al., Nature Methods 2019), CC0; 415 train / 104 val",
+    },
+    "vessels": {
+        "data": {"in_channels": 3},
+        "train": {"patch_size": 128, "batch_size": 8, "epochs": 60, "samples_per_epoch": 320,
+                  "fg_fraction": 0.5},
+        "gamma": 0.1,
+        "fov": True,
+        "card": {
+            "class_names": ["background", "vessel"],
+            "license": "RESEARCH AND EDUCATION USE ONLY: trained on DRIVE, whose terms allow "
+                       "research use and forbid redistribution of the data.",
+            "description": "Retinal vessels in colour fundus photographs (DRIVE), "
+                           "scored inside the field of view.",
+        },
+        "dataset": "DRIVE training half (Staal et al., IEEE TMI 2004), research use only; "
+                   "16 train / 4 val",
+    },
+    "polyp": {
+        "data": {"in_channels": 3, "input_size": [160, 208]},
+        "train": {"patch_size": None, "batch_size": 8, "epochs": 30, "samples_per_epoch": 640},
+        "gamma": 0.3,
+        "card": {
+            "class_names": ["background", "polyp"],
+            "license": "RESEARCH AND EDUCATION USE ONLY, NO COMMERCIAL USE: trained on "
+                       "Kvasir-SEG and CVC-ClinicDB, whose terms restrict use to research "
+                       "and education.",
+            "description": "Colonoscopy polyps (Kvasir-SEG + CVC-ClinicDB); frames are "
+                           "resized to 160×208 for the network.",
+        },
+        "dataset": "Kvasir-SEG (Jha et al., MMM 2020) split lists 880/120 + CVC-ClinicDB "
+                   "(Bernal et al., CMIG 2015) frames 1-383 train / 384-478 val (whole videos); "
+                   "research and education only",
+    },
+    "membranes": {
+        "data": {"in_channels": 1},
+        "train": {"patch_size": 128, "batch_size": 8, "epochs": 40, "samples_per_epoch": 256},
+        "gamma": 0.2,
+        "card": {
+            "class_names": ["membrane", "cell interior"],
+            "license": "Weights: BSD-3-Clause. Training data: ISBI 2012 EM segmentation "
+                       "challenge (Cardona et al. 2010), research use; cite the challenge.",
+            "description": "Neuronal membranes in serial-section EM (ISBI 2012). Label 1 is "
+                           "cell interior, label 0 membrane, as in the challenge masks.",
+        },
+        "dataset": "ISBI 2012 EM training stack (Arganda-Carreras et al. 2015), slices 0-23 "
+                   "train / 24-29 val; research use",
+    },
+}
+
+
+def arch_recipe(arch: str, task: str) -> dict:
+    """Training settings of ``arch``'s paper, adapted to ``task``."""
+    t = TASKS[task]
+    rgb = t["data"]["in_channels"] == 3
+    if arch in ("unet", "focal_use_net", "focal_attention_unet"):
+        return {
+            "normalization": {"mode": "zscore"},
+            "train": {"optimizer": "adam", "lr": 1e-3, "loss": "unified_focal",
+                      "loss_params": {"delta": 0.6, "gamma": t["gamma"], "lam": 0.5, "epsilon": 0.1},
+                      "schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 10,
+                      "early_stopping": 20, "augment": AUGMENT},
+            "notes": "Yeung et al. 2022 recipe; batch 8 instead of 1 and plateau/early-stopping "
+                     "patience 10/20 instead of 25/50 epochs for the CPU budget.",
+        }
+    if arch == "focusnet":
+        aug = {"flips": True, "rot90": False, "rotation_deg": 0.0, "zoom": [0.9, 1.1],
+               "brightness": 0.0, "contrast": 0.0}
+        if rgb:
+            aug["channel_shift"] = 0.05
+        return {
+            "normalization": {"mode": "dataset"},
+            "train": {"optimizer": "adam", "lr": 1e-3, "loss": "dice", "loss_params": {},
+                      "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 5,
+                      "early_stopping": None, "augment": aug},
+            "notes": "Kaul et al. 2019 recipe (1 - Dice, Adam 1e-3, plateau x0.5/5, dataset "
+                     "z-score, zoom and flips); width multiplier 0.25 for the CPU budget.",
+        }
+    if arch == "afnet":
+        return {
+            "normalization": {"mode": "zscore", "clahe": True},
+            "train": {"optimizer": "sgd", "lr": 4e-3, "momentum": 0.9, "weight_decay": 1e-4,
+                      "loss": "ce", "loss_params": {}, "schedule": "poly", "poly_power": 0.9,
+                      "early_stopping": None,
+                      "augment": {"flips": True, "rot90": True, "rotation_deg": 0.0, "zoom": None,
+                                  "brightness": 0.0, "contrast": 0.0}},
+            "notes": "Hou et al. 2021 recipe (BCE, SGD 4e-3 poly 0.9, wd 1e-4, CLAHE for their "
+                     "adaptive thresholding, flip TTA at test); no ImageNet encoder weights "
+                     "(offline); width 16.",
+            "tta": True,
+        }
+    if arch == "denseunet":
+        return {
+            "normalization": {"mode": "zscore", "clahe": True},
+            "train": {"optimizer": "adam", "lr": 1e-3, "loss": "dice_ce", "loss_params": {},
+                      "schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 10,
+                      "early_stopping": 20, "augment": AUGMENT},
+            "notes": "Zhang et al. 2022 give normalisation + CLAHE; their optimiser and loss are "
+                     "unpublished (supplement unavailable): Adam 1e-3 with Dice + CE is our choice.",
+        }
+    raise ValueError(arch)
+
+
+def recipe(arch: str, task: str) -> dict:
+    t = TASKS[task]
+    a = arch_recipe(arch, task)
+    name = f"{arch}.{task}"
+    train = {**t["train"], **a["train"], "seed": 0}
+    if train.get("augment") and t["data"]["in_channels"] == 1:
+        train["augment"] = {k: v for k, v in train["augment"].items() if k != "channel_shift"}
+    data = {**t["data"], "normalization": a["normalization"]}
+    return {
+        "name": name,
+        "task": task,
+        "arch": arch,
+        "options": COMPACT[arch],
+        "data": data,
+        "train": train,
+        "evaluate": {"tta": bool(a.get("tta")), "fov": bool(t.get("fov"))},
+        "notes": a["notes"],
+        "card": {
+            **t["card"],
+            "name": name,
+            "metadata": {"task": task, "recipe": f"recipes/{name}.json", "notes": a["notes"],
+                         "recommended_tta": bool(a.get("tta"))},
+            "training": {"dataset": t["dataset"]},
+        },
+    }
+
+
+def write_recipes() -> list[Path]:
+    RECIPES.mkdir(exist_ok=True)
+    paths = []
+    for task in TASKS:
+        for arch in ARCHS:
+            r = recipe(arch, task)
+            path = RECIPES / f"{r['name']}.json"
+            path.write_text(json.dumps(r, indent=2) + "\n")
+            paths.append(path)
+    print(f"wrote {len(paths)} recipes to {RECIPES}")
+    return paths
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def commands(name: str, run_dir: Path) -> tuple[list[str], list[str]]:
+    r = json.loads((RECIPES / f"{name}.json").read_text())
+    split = DATA / r["task"]
+    train = ["attnseg", "train", "--config", f"recipes/{name}.json",
+             "--images", _rel(split / "train/images"), "--masks", _rel(split / "train/masks"),
+             "--val-images", _rel(split / "val/images"), "--val-masks", _rel(split / "val/masks"),
+             "--out", _rel(run_dir / f"{name}.safetensors"), "--device", "auto", "--quiet"]
+    evaluate = ["attnseg", "evaluate", "--model", _rel(run_dir / f"{name}.safetensors"),
+                "--images", _rel(split / "val/images"), "--masks", _rel(split / "val/masks"),
+                "--json", _rel(run_dir / "evaluation.json"), "--quiet"]
+    if r["evaluate"]["fov"]:
+        train[train.index("--val-masks") + 2:train.index("--val-masks") + 2] = [
+            "--fov", _rel(split / "train/fov"), "--val-fov", _rel(split / "val/fov")]
+        evaluate += ["--fov", _rel(split / "val/fov")]
+    if r["evaluate"]["tta"]:
+        evaluate.append("--tta")
+    return train, evaluate
+
+
+def run_one(name: str, threads: int) -> str:
+    run_dir = RUNS / name
+    if (run_dir / "evaluation.json").exists():
+        return f"{name}: already done"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train, evaluate = commands(name, run_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONUNBUFFERED": "1"}
+    bin_dir = Path(sys.executable).parent
+    log = open(run_dir / "log.txt", "w")
+    t0 = time.time()
+    for cmd in (train, evaluate):
+        log.write("$ " + shlex.join(cmd) + "\n")
+        log.flush()
+        full = [str(bin_dir / cmd[0]), *cmd[1:]]
+        result = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            return f"{name}: FAILED ({shlex.join(cmd)}), see {run_dir / 'log.txt'}"
+    (run_dir / "commands.json").write_text(json.dumps(
+        {"train": shlex.join(train), "evaluate": shlex.join(evaluate),
+         "threads": threads, "total_seconds": round(time.time() - t0, 1)}, indent=2))
+    score = json.loads((run_dir / "evaluation.json").read_text())["mean"]["dice"]
+    return f"{name}: dice {score:.4f} in {time.time() - t0:.0f} s"
+
+
+def train_all(names: list[str], jobs: int) -> None:
+    names = names or [p.stem for p in sorted(RECIPES.glob("*.*.json"))]
+    threads = max(1, (os.cpu_count() or 2) // jobs)
+    with ThreadPoolExecutor(jobs) as pool:
+        for line in pool.map(lambda n: run_one(n, threads), names):
+            print(line, flush=True)
+
+
+def package(max_mb: float, names: list[str] | None) -> None:
+    """Copy evaluated models as fp16 + cards into the package; pick task defaults by val Dice."""
+    from napari_attnseg.models import load_model, save_model
+
+    done = sorted(p.parent.name for p in RUNS.glob("*/evaluation.json"))
+    if names:
+        done = [n for n in done if n in names]
+    results = {}
+    for name in done:
+        run_dir = RUNS / name
+        evaluation = json.loads((run_dir / "evaluation.json").read_text())
+        cmds = json.loads((run_dir / "commands.json").read_text())
+        results[name] = (evaluation, cmds)
+    defaults = {}
+    for name, (evaluation, _) in results.items():
+        task = name.split(".")[1]
+        best = defaults.get(task)
+        if best is None or evaluation["mean"]["dice"] > results[best][0]["mean"]["dice"]:
+            defaults[task] = name
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    for old in WEIGHTS.glob("*"):
+        old.unlink()
+    total = 0.0
+    order = sorted(results, key=lambda n: (n not in defaults.values(), n))
+    for name in order:
+        evaluation, cmds = results[name]
+        model = load_model(RUNS / name / f"{name}.safetensors")
+        card = model.card
+        card.metrics = {
+            "validation": {k: evaluation[k] for k in ("n_images", "mean", "pooled")},
+            "measured_by": cmds["evaluate"],
+        }
+        card.training = {**card.training, "command": cmds["train"],
+                         "wall_time_s": card.training.get("wall_time_s"),
+                         "threads": cmds["threads"]}
+        path = save_model(model, WEIGHTS / f"{name}.safetensors", card=card, half=True)
+        size = (path.stat().st_size + path.with_suffix(".json").stat().st_size) / 2**20
+        if total + size > max_mb:
+            path.unlink()
+            path.with_suffix(".json").unlink()
+            print(f"{name}: not shipped (would exceed {max_mb} MB); recipe kept")
+            continue
+        total += size
+        print(f"{name}: {size:.2f} MB, val dice {evaluation['mean']['dice']:.4f}"
+              + ("  [default]" if defaults.get(name.split('.')[1]) == name else ""))
+    index = {"defaults": defaults,
+             "note": "task defaults are the models with the highest mean validation Dice "
+                     "(attnseg evaluate on the split in recipes/splits)"}
+    (WEIGHTS / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    print(f"shipped {total:.1f} MB; defaults {defaults}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("recipes")
+    t = sub.add_parser("train")
+    t.add_argument("names", nargs="*")
+    t.add_argument("--jobs", type=int, default=1)
+    p = sub.add_parser("package")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--max-mb", type=float, default=60.0)
+    sub.add_parser("commands").add_argument("name")
+    args = parser.parse_args()
+    if args.cmd == "recipes":
+        write_recipes()
+    elif args.cmd == "train":
+        train_all(args.names, args.jobs)
+    elif args.cmd == "package":
+        package(args.max_mb, args.names)
+    elif args.cmd == "commands":
+        for cmd in commands(args.name, RUNS / args.name):
+            print(shlex.join(cmd))
+
+
+if __name__ == "__main__":
+    main()

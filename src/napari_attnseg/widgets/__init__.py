@@ -1,0 +1,12 @@
+"""napari dock widgets: Segment, Attention and Fine-tune (contributed in ``napari.yaml``).
+
+They are thin: each translates layers to arrays, runs engine code in a napari
+thread worker (progress bar, Cancel) and puts the results back as layers.
+Everything they do is also available without napari from the engine packages.
+"""
+
+from .attention import AttentionWidget
+from .finetune import FinetuneWidget
+from .segment import SegmentWidget
+
+__all__ = ["AttentionWidget", "FinetuneWidget", "SegmentWidget"]

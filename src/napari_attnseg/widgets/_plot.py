@@ -1,0 +1,143 @@
+"""A small matplotlib chart that lives inside a dock widget.
+
+Matplotlib's Qt canvas (``backend_qtagg``) works with whichever Qt binding
+qtpy selected, and a bare :class:`~matplotlib.figure.Figure` (no pyplot)
+keeps no global state, so many charts can coexist. The chart follows the
+napari theme's colours, and :attr:`PlotCanvas.data` keeps what is drawn so
+tests (and users in the console) can read the numbers behind a picture.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtWidgets import QSizePolicy
+
+#: colours that read on both napari themes
+#: beyond this many bars the x axis is just numbered
+MAX_TICK_LABELS = 24
+PALETTE = ("#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae")
+
+
+class PlotCanvas(FigureCanvasQTAgg):
+    """One axes: bars (Focal w, channel weights) or lines (per-epoch curves)."""
+
+    def __init__(self, parent=None, *, height: float = 2.4, theme: str = "dark") -> None:
+        self.figure = Figure(figsize=(3.4, height), layout="constrained")
+        super().__init__(self.figure)
+        self.setParent(parent)
+        self.setMinimumHeight(int(height * 60))
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.axes = self.figure.add_subplot()
+        self.data: dict[str, Any] = {}
+        self.background, self.text = "#23242b", "#f0f1f2"
+        self.apply_theme(theme)
+        self.show_message("")
+
+    def apply_theme(self, name: str) -> None:
+        try:
+            from napari.utils.theme import get_theme
+
+            theme = get_theme(name)
+            self.background, self.text = theme.background.as_hex(), theme.text.as_hex()
+        except Exception:  # noqa: BLE001 - custom themes without these colours keep the defaults
+            pass
+        self.figure.set_facecolor(self.background)
+        self._style()
+        self.draw_idle()
+
+    def _style(self) -> None:
+        ax = self.axes
+        ax.set_facecolor(self.background)
+        for spine in ax.spines.values():
+            spine.set_color(self.text)
+        ax.tick_params(colors=self.text, labelsize=7)
+        ax.xaxis.label.set_color(self.text)
+        ax.yaxis.label.set_color(self.text)
+        ax.title.set_color(self.text)
+
+    def _reset(self, title: str) -> None:
+        self.axes.clear()
+        self._style()
+        self.axes.set_title(title, fontsize=8, color=self.text)
+
+    def show_message(self, message: str) -> None:
+        """An empty chart with a centred message."""
+        self._reset("")
+        self.axes.set_axis_off()
+        self.axes.text(0.5, 0.5, message, ha="center", va="center", color=self.text,
+                       fontsize=8, wrap=True, transform=self.axes.transAxes)
+        self.data = {"kind": "message", "message": message}
+        self.draw_idle()
+
+    def bars(
+        self,
+        labels: Sequence[str],
+        values: Sequence[float],
+        *,
+        title: str,
+        ylabel: str = "",
+        threshold: float | None = None,
+        highlight: Sequence[bool] | None = None,
+    ) -> None:
+        """Vertical bars; ``highlight`` marks bars (e.g. modules that would be pruned)."""
+        self._reset(title)
+        self.axes.set_axis_on()
+        positions = range(len(values))
+        colours = [
+            PALETTE[3] if highlight is not None and highlight[i] else PALETTE[0]
+            for i in positions
+        ]
+        self.axes.bar(positions, values, color=colours)
+        if threshold is not None:
+            self.axes.axhline(threshold, color=PALETTE[1], linestyle="--", linewidth=1)
+        if len(labels) <= MAX_TICK_LABELS:
+            self.axes.set_xticks(list(positions))
+            rotation = 0 if len(labels) <= 4 else 60
+            self.axes.set_xticklabels(
+                [_short(label) for label in labels], rotation=rotation,
+                ha="right" if rotation else "center", fontsize=6,
+            )
+        else:
+            self.axes.set_xlabel("channel", fontsize=7)
+        self.axes.set_ylabel(ylabel, fontsize=7)
+        self.data = {"kind": "bars", "title": title, "labels": list(labels),
+                     "values": [float(v) for v in values], "threshold": threshold}
+        self.draw_idle()
+
+    def lines(
+        self,
+        series: Mapping[str, Sequence[float]],
+        *,
+        title: str,
+        xlabel: str = "epoch",
+        ylabel: str = "",
+        threshold: float | None = None,
+    ) -> None:
+        """One line per series over 1, 2, … (NaN gaps are skipped)."""
+        self._reset(title)
+        self.axes.set_axis_on()
+        for i, (name, values) in enumerate(series.items()):
+            xs = [k + 1 for k, v in enumerate(values) if v is not None and not math.isnan(v)]
+            ys = [v for v in values if v is not None and not math.isnan(v)]
+            self.axes.plot(xs, ys, marker="o", markersize=2, linewidth=1.2,
+                           color=PALETTE[i % len(PALETTE)], label=_short(name))
+        if threshold is not None:
+            self.axes.axhline(threshold, color=PALETTE[1], linestyle="--", linewidth=1)
+        if series:
+            legend = self.axes.legend(fontsize=6, frameon=False, labelcolor=self.text)
+            legend.set_draggable(False)
+        self.axes.set_xlabel(xlabel, fontsize=7)
+        self.axes.set_ylabel(ylabel, fontsize=7)
+        self.axes.xaxis.get_major_locator().set_params(integer=True)
+        self.data = {"kind": "lines", "title": title,
+                     "series": {k: [float(v) for v in vs] for k, vs in series.items()}}
+        self.draw_idle()
+
+
+def _short(name: str, limit: int = 18) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]

@@ -1,0 +1,307 @@
+"""The Attention dock widget: where the network looked, and which attention modules matter.
+
+For the selected image (the slice shown, for a stack) and model it adds one
+Image layer per spatial attention module — the map resized to the image and
+placed exactly over it, additive blending, only the map with the most spatial
+contrast visible at first — and lists *every* attention module in a table
+with its kind, Focal exponent ``w`` and whether the ``w < 0.2`` rule of
+Yeung et al. would prune it. A chart shows the Focal ``w`` as bars, their
+per-epoch history when the model's card recorded training (e.g. after
+fine-tuning), or the channel weights of a chosen channel-attention (SE) module.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from napari.layers import Image
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..models.introspection import PRUNE_THRESHOLD
+from ._common import (
+    DevicePicker,
+    JobContext,
+    JobPanel,
+    LayerPicker,
+    ModelChoice,
+    ModelPicker,
+    check_image_layer,
+    current_index,
+    is_rgb_layer,
+    layer_array,
+    notify_error,
+    placement,
+    session,
+    slice_placement,
+)
+from ._plot import PlotCanvas
+
+#: one colormap, fixed 0–1 contrast: coefficients are comparable across modules and images
+COLORMAP = "inferno"
+FOCAL_NOW, FOCAL_HISTORY, CHANNEL_PREFIX = "Focal w", "Focal w per epoch", "channel weights · "
+
+
+@dataclass
+class AttentionRequest:
+    image_name: str
+    data: Any
+    rgb: bool
+    index: tuple[int, ...]
+    placement: dict[str, Any]
+    choice: ModelChoice
+    device: str
+
+
+@dataclass
+class AttentionResult:
+    request: AttentionRequest
+    #: every attention module of the model: name -> "spatial" | "channel"
+    modules: dict[str, str]
+    focal: dict[str, float]
+    maps: list  # list[AttentionMap] from this image
+    best: str | None
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+
+def focal_history(card) -> dict[str, list[float]]:
+    """Per-epoch Focal ``w`` recorded in a model card (fine-tuning first, then training)."""
+    records = (card.metadata.get("finetune") or {}).get("history") or card.training.get("history")
+    series: dict[str, list[float]] = {}
+    for epoch in records or []:
+        for name in epoch.get("focal", {}):
+            series.setdefault(name, [])
+    for name, values in series.items():
+        values.extend(float(e.get("focal", {}).get(name, math.nan)) for e in records)
+    return series
+
+
+def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult:
+    from ..inference import attention_maps, most_informative
+    from ..models import attention_modules, focal_weights
+    from ..models.persistence import card_of
+
+    model = session().load(request.choice)
+    ctx.progress(0, 1, "computing attention maps")
+    image = np.asarray(request.data[request.index])
+    maps = attention_maps(model, image, rgb=request.rgb, device=request.device)
+    ctx.cancel.raise_if_cancelled()
+    ctx.progress(1, 1, "done")
+    return AttentionResult(
+        request, attention_modules(model), focal_weights(model), maps, most_informative(maps),
+        focal_history(card_of(model)),
+    )
+
+
+class AttentionWidget(QWidget):
+    """Plugins ▸ napari-attnseg ▸ Attention."""
+
+    COLUMNS = ("module", "kind", "Focal w", "prune?")
+    COLUMN_TIPS = (
+        "attention module (dotted name inside the network)",
+        "spatial: a map over the image; channel: one weight per feature channel (SE)",
+        "the trainable Focal exponent w (— : no Focal layer)",
+        f"would the w < {PRUNE_THRESHOLD:g} heuristic of Yeung et al. prune this module?",
+    )
+
+    def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.image_picker = LayerPicker(napari_viewer, Image)
+        self.model_picker = ModelPicker()
+        self.device_picker = DevicePicker()
+        self.run_button = QPushButton("Show attention")
+        self.run_button.setToolTip(
+            "add each spatial attention map as a layer over the image (the slice shown, "
+            "for a stack) and list every attention module"
+        )
+        self.run_button.clicked.connect(self.show_attention)
+        self.jobs = JobPanel()
+        self.jobs.finished.connect(self._on_finished)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(self.COLUMNS)
+        for column, tip in enumerate(self.COLUMN_TIPS):
+            self.table.horizontalHeaderItem(column).setToolTip(tip)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(self.COLUMNS)):
+            self.table.horizontalHeader().setSectionResizeMode(
+                column, QHeaderView.ResizeMode.ResizeToContents
+            )
+        self.table.setMinimumHeight(120)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.plot_choice = QComboBox()
+        self.plot_choice.currentTextChanged.connect(self._draw_plot)
+        self.plot = PlotCanvas(theme=str(napari_viewer.theme))
+        self.plot.show_message("click “Show attention”")
+        self.result: AttentionResult | None = None
+
+        form = QFormLayout()
+        form.addRow("image", self.image_picker)
+        form.addRow("model", self.model_picker)
+        form.addRow("device", self.device_picker)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.jobs)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.table)
+        chart = QFormLayout()
+        chart.addRow("chart", self.plot_choice)
+        layout.addLayout(chart)
+        layout.addWidget(self.plot)
+
+    # -- actions -------------------------------------------------------------
+    def show_attention(self) -> bool:
+        """Start computing the maps; False (with a notification) when the inputs are unusable."""
+        try:
+            layer = self.image_picker.layer()
+            check_image_layer(layer)
+            choice = self.model_picker.current()
+            if choice is None:
+                raise ValueError("no model selected: pick one or load a model file")
+        except ValueError as exc:
+            notify_error(str(exc))
+            return False
+        index = current_index(self.viewer, layer)
+        request = AttentionRequest(
+            layer.name, layer_array(layer), is_rgb_layer(layer), index,
+            slice_placement(layer, index) if index else placement(layer), choice,
+            self.device_picker.device(),
+        )
+        started = self.jobs.start(
+            lambda ctx: run_attention(request, ctx), on_success=self._show_result,
+            label=f"attention of {choice.name} on {layer.name}",
+        )
+        if started:
+            self.run_button.setEnabled(False)
+        return started
+
+    def layer_name(self, image_name: str, module: str) -> str:
+        # the module comes last: napari elides long names in the middle, keeping both ends
+        return f"attn · {image_name} · {module}"
+
+    # -- results ---------------------------------------------------------------
+    def _show_result(self, result: AttentionResult) -> None:
+        self.result = result
+        self._update_layers(result)
+        self._fill_table(result)
+        spatial = [m for m in result.maps if m.kind == "spatial"]
+        pruned = [n for n, w in result.focal.items() if w < PRUNE_THRESHOLD]
+        text = (
+            f"{len(result.modules)} attention module(s), {len(spatial)} spatial map layer(s)"
+            + (f"; shown: {result.best}" if result.best else "")
+        )
+        if result.focal:
+            text += f"; {len(pruned)} of {len(result.focal)} Focal module(s) below w = 0.2"
+        if not result.modules:
+            text = f"{result.request.choice.name} has no attention modules"
+        self.summary.setText(text)
+        self._fill_plot_choices(result)
+
+    def _update_layers(self, result: AttentionResult) -> None:
+        request = result.request
+        lead = (1,) * len(request.index)
+        made = set()
+        for m in (m for m in result.maps if m.kind == "spatial"):
+            name = self.layer_name(request.image_name, m.name)
+            plane = m.resized[0, 0].numpy().astype(np.float32)
+            data = plane.reshape(lead + plane.shape)
+            meta = {"napari_attnseg": {"role": "attention", "image": request.image_name,
+                                       "model": request.choice.name, "module": m.name,
+                                       "focal_w": m.focal_w}}
+            visible = m.name == result.best
+            layer = self.viewer.layers[name] if name in self.viewer.layers else None
+            if isinstance(layer, Image) and layer.data.shape == data.shape and not layer.rgb:
+                layer.data = data
+                layer.translate = request.placement["translate"]
+                layer.visible = visible
+                layer.metadata.update(meta)
+            else:
+                self.viewer.add_image(
+                    data, name=name, colormap=COLORMAP, blending="additive",
+                    contrast_limits=(0.0, 1.0), opacity=0.7, visible=visible, metadata=meta,
+                    **request.placement,
+                )
+            made.add(name)
+        for layer in list(self.viewer.layers):
+            info = layer.metadata.get("napari_attnseg", {})
+            if (info.get("role") == "attention" and info.get("image") == request.image_name
+                    and layer.name not in made):
+                self.viewer.layers.remove(layer)  # maps of a model no longer shown
+
+    def _fill_table(self, result: AttentionResult) -> None:
+        self.table.setRowCount(len(result.modules))
+        for row, (name, kind) in enumerate(result.modules.items()):
+            w = result.focal.get(name)
+            prune = w is not None and w < PRUNE_THRESHOLD
+            cells = (name, kind, "—" if w is None else f"{w:.3f}",
+                     "—" if w is None else ("yes" if prune else "no"))
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setToolTip(name if column == 0 else self.COLUMN_TIPS[column])
+                if column:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if prune:
+                    item.setForeground(QColor("#e57373"))
+                self.table.setItem(row, column, item)
+
+    def _fill_plot_choices(self, result: AttentionResult) -> None:
+        options = []
+        if result.focal:
+            options.append(FOCAL_NOW)
+        if result.history:
+            options.append(FOCAL_HISTORY)
+        options += [CHANNEL_PREFIX + m.name for m in result.maps if m.kind == "channel"]
+        self.plot_choice.blockSignals(True)
+        previous = self.plot_choice.currentText()
+        self.plot_choice.clear()
+        self.plot_choice.addItems(options)
+        if previous in options:
+            self.plot_choice.setCurrentText(previous)
+        self.plot_choice.blockSignals(False)
+        self._draw_plot(self.plot_choice.currentText())
+
+    def _draw_plot(self, choice: str) -> None:
+        result = self.result
+        if result is None:
+            return
+        if choice == FOCAL_NOW:
+            names = list(result.focal)
+            values = [result.focal[n] for n in names]
+            self.plot.bars(names, values, title="Focal w per module (dashed: 0.2)",
+                           ylabel="w", threshold=PRUNE_THRESHOLD,
+                           highlight=[v < PRUNE_THRESHOLD for v in values])
+        elif choice == FOCAL_HISTORY:
+            self.plot.lines(result.history, title="Focal w during training", ylabel="w",
+                            threshold=PRUNE_THRESHOLD)
+        elif choice.startswith(CHANNEL_PREFIX):
+            name = choice[len(CHANNEL_PREFIX):]
+            m = next(m for m in result.maps if m.name == name)
+            weights = m.resized[0].numpy()
+            self.plot.bars([str(i) for i in range(len(weights))], weights,
+                           title=f"channel weights · {name}", ylabel="weight")
+        elif not result.modules:
+            self.plot.show_message("this model has no attention modules")
+        else:
+            self.plot.show_message("no Focal layers or channel attention in this model")
+
+    def _on_finished(self) -> None:
+        self.run_button.setEnabled(True)

@@ -1,0 +1,75 @@
+"""Attention maps for the Attention widget: prepared like a prediction, aligned with the image."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_attnseg.data import prepare_image
+from napari_attnseg.inference import attention_maps, most_informative
+from napari_attnseg.models import AttentionMap, ModelCard, capture, create_model
+
+
+def gated(in_channels=1, **card):
+    model = create_model("focal_attention_unet", in_channels=in_channels, n_classes=1,
+                         width=4, depth=2)
+    model.card = ModelCard(**card)
+    return model.eval()
+
+
+def image(h=50, w=70, seed=0):
+    return np.random.default_rng(seed).normal(size=(h, w)).astype(np.float32)
+
+
+def test_one_map_per_spatial_module_at_the_image_size():
+    maps = attention_maps(gated(), image())
+    assert [m.name for m in maps] == ["decoder.0.gate", "decoder.1.gate"]
+    for m in maps:
+        assert m.kind == "spatial" and m.focal_w == 1.0
+        assert m.resized.shape == (1, 1, 50, 70)
+        assert m.resized.device.type == "cpu"
+        assert 0.0 <= float(m.resized.min()) <= float(m.resized.max()) <= 1.0
+
+
+def test_same_maps_as_a_forward_pass_on_the_prepared_image():
+    model, img = gated(normalization={"mode": "minmax"}), image()
+    x = torch.as_tensor(prepare_image(img, 1, {"mode": "minmax"}))[None]
+    _, expected = capture(model, x)
+    for got, want in zip(attention_maps(model, img), expected, strict=True):
+        assert torch.allclose(got.resized, want.resized, atol=1e-6)
+
+
+@pytest.mark.parametrize("card", [{"input_scale": 0.5}, {"input_size": [32, 40]}])
+def test_input_scale_and_size_are_applied_and_undone(card):
+    plain = attention_maps(gated(), image())
+    scaled = attention_maps(gated(**card), image())
+    for a, b in zip(plain, scaled, strict=True):
+        assert b.resized.shape == (1, 1, 50, 70)
+        assert b.native.shape[-1] < a.native.shape[-1]  # the model saw a smaller image
+
+
+def test_rgb_image_and_rgb_flag():
+    rgb = np.random.default_rng(1).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    maps = attention_maps(gated(in_channels=3), rgb, rgb=True)
+    assert all(m.resized.shape == (1, 1, 40, 30) for m in maps)
+
+
+def test_channel_attention_gives_weights_and_no_informative_map():
+    model = create_model("focal_use_net", in_channels=1, n_classes=1, width=4, depth=2)
+    maps = attention_maps(model, image(32, 32))
+    assert maps and all(m.kind == "channel" for m in maps)
+    assert maps[0].resized.ndim == 2 and maps[0].resized.shape[0] == 1
+    assert most_informative(maps) is None
+
+
+def test_a_stack_is_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="single slice"):
+        attention_maps(gated(), np.zeros((5, 32, 32), np.float32), rgb=False)
+
+
+def test_most_informative_is_the_map_with_most_spatial_contrast():
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    varied = torch.linspace(0, 1, 64).reshape(1, 1, 8, 8)
+    maps = [AttentionMap("flat", "spatial", flat, flat),
+            AttentionMap("varied", "spatial", varied, varied),
+            AttentionMap("se", "channel", torch.rand(1, 4), torch.rand(1, 4))]
+    assert most_informative(maps) == "varied"

@@ -1,0 +1,52 @@
+"""Packaging: the npe2 manifest, sample data, and the engine's independence from napari/Qt."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_attnseg import _sample_data
+
+
+def test_manifest_is_valid_and_points_at_real_objects():
+    npe2 = pytest.importorskip("npe2")
+    manifest = npe2.PluginManifest.from_distribution("napari-attnseg")
+    assert manifest.name == "napari-attnseg"
+    titles = {w.display_name for w in manifest.contributions.widgets}
+    assert titles == {"Segment", "Attention", "Fine-tune"}
+    keys = {s.key for s in manifest.contributions.sample_data}
+    assert {"nuclei", "fundus"} <= keys
+    for command in manifest.contributions.commands:
+        module, _, attr = command.python_name.partition(":")
+        assert hasattr(__import__(module, fromlist=[attr]), attr), command.python_name
+
+
+@pytest.mark.parametrize("name", ["nuclei", "nuclei_brightfield"])
+def test_nuclei_samples_have_ground_truth(name):
+    layers = getattr(_sample_data, name)()
+    (image, meta, kind), (truth, _, truth_kind) = layers
+    assert kind == "image" and truth_kind == "labels"
+    assert image.shape[:2] == truth.shape and image.dtype == np.uint8
+    assert 0.05 < (truth > 0).mean() < 0.6
+
+
+def test_fundus_sample_is_offline_rgb():
+    [(image, meta, kind)] = _sample_data.fundus()
+    assert image.shape == (560, 560, 3) and meta["rgb"]
+
+
+ENGINE = ["napari_attnseg.models", "napari_attnseg.losses", "napari_attnseg.metrics",
+          "napari_attnseg.data", "napari_attnseg.training", "napari_attnseg.inference",
+          "napari_attnseg.zoo", "napari_attnseg.cli", "napari_attnseg.benchmark"]
+
+
+def test_engine_never_imports_napari_or_qt():
+    code = (
+        f"import sys, importlib; [importlib.import_module(m) for m in {ENGINE!r}]; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'superqt')]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, f"imported {result.stdout.strip()} {result.stderr[-500:]}"
