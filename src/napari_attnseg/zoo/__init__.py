@@ -7,7 +7,9 @@ Everywhere a MODEL is accepted (command line, widgets, Python) it may be
 * a bare task name, e.g. ``nuclei``, meaning that task's default model
   (chosen by validation Dice; see ``weights/index.json``);
 * the name of a model in the user model folder (saved by the Fine-tune
-  widget or ``attnseg finetune``).
+  widget or ``attnseg finetune``);
+* ``https://…/name.safetensors#sha256=<hex>``: fetched once into the user
+  cache and verified against the pinned hash (``remote.py``).
 
 Shipped weights live in this package (``weights/``) and load with no
 network. The user model folder is the platform's user-data directory
@@ -23,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..models.persistence import load_model, read_card
+from .remote import fetch, is_url, split_pinned_url
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -112,6 +115,8 @@ def resolve(spec: str | os.PathLike) -> Path:
     text = str(spec).strip()
     if not text:
         raise ValueError("no model given")
+    if is_url(text):
+        return fetch(*split_pinned_url(text))
     path = Path(text).expanduser()
     if path.suffix in (".safetensors", ".json") or path.exists():
         if path.suffix == ".json":
