@@ -40,6 +40,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import zoo  # noqa: E402
 
 RUNS = ROOT / "runs" / "tables"
+#: the tables' training budget: about half the zoo's, so the ~50 runs fit a 2-core CPU;
+#: every row of a table shares it (table (e) compares zoo models, which share the zoo's)
+TABLE_BUDGET = {
+    "nuclei": {"epochs": 20},
+    "vessels": {"epochs": 30, "samples_per_epoch": 256},
+}
 DOC = ROOT / "docs" / "results.md"
 
 UFL = {"delta": 0.6, "lam": 0.5}
@@ -50,25 +56,25 @@ def experiments() -> list[dict]:
     rows: list[dict] = []
 
     def add(table, task, label, base, *, zoo_run=False, options=None, train=None, prune=False):
+        train = {**(TABLE_BUDGET[task] if not zoo_run else {}), **(train or {})}
         rows.append({"id": f"{table}.{task}.{label}", "table": table, "task": task,
                      "label": label, "base": f"{base}.{task}", "zoo": zoo_run,
-                     "options": options or {}, "train": train or {}, "prune": prune})
+                     "options": options or {}, "train": train, "prune": prune})
 
     for task in ("nuclei", "vessels"):
         gamma = zoo.TASKS[task]["gamma"]
         for loss, params in (("dice", {}), ("dice_ce", {}), ("unified_focal", {**UFL, "gamma": gamma})):
             for eps in (0.0, 0.1, 1.0):
                 label = f"{loss}+eps{eps:g}"
-                is_zoo = loss == "unified_focal" and eps == 0.1
-                add("loss", task, label, "unet", zoo_run=is_zoo,
+                add("loss", task, label, "unet",
                     train={"loss": loss, "loss_params": {**params, "epsilon": eps}})
-        add("se", task, "U-Net", "unet", zoo_run=True)
+        add("se", task, "U-Net", "unet")
         add("se", task, "USE-Net", "focal_use_net", options={"focal": None})
-        add("se", task, "Focal USE-Net", "focal_use_net", zoo_run=True)
+        add("se", task, "Focal USE-Net", "focal_use_net")
         add("se", task, "pruned Focal USE-Net", "focal_use_net", prune=True)
-        add("ag", task, "U-Net", "unet", zoo_run=True)
+        add("ag", task, "U-Net", "unet")
         add("ag", task, "Attention U-Net", "focal_attention_unet", options={"focal": None})
-        add("ag", task, "Focal Attention U-Net", "focal_attention_unet", zoo_run=True)
+        add("ag", task, "Focal Attention U-Net", "focal_attention_unet")
         add("ag", task, "pruned Focal Attention U-Net", "focal_attention_unet", prune=True)
     off = {"da": False, "mff": False, "gff": False}
     for label, options in (
@@ -80,10 +86,10 @@ def experiments() -> list[dict]:
         ("+ MFF + GFF + serial attention", {"attention": "serial"}),
     ):
         add("afnet", "nuclei", label, "afnet", options=options)
-    add("afnet", "nuclei", "AF-Net", "afnet", zoo_run=True)
+    add("afnet", "nuclei", "AF-Net", "afnet")
     for label in ("none", "sa", "pwa"):
         add("ja", "nuclei", label, "denseunet", options={"attention": label})
-    add("ja", "nuclei", "ja1", "denseunet", zoo_run=True)
+    add("ja", "nuclei", "ja1", "denseunet")
     for s in range(2, 10):
         add("ja", "nuclei", f"ja{s}", "denseunet", options={"attention": "ja", "ja_structure": s})
     for task in zoo.TASKS:
@@ -93,13 +99,14 @@ def experiments() -> list[dict]:
 
 
 def run_dir(row: dict) -> Path:
-    return zoo.RUNS / row["base"] if row["zoo"] else RUNS / row["id"]
+    row = canonical_rows()[config_key(row)]
+    if row["zoo"]:
+        return zoo.RUNS / row["base"]
+    return RUNS / row["id"].replace(" ", "_").replace("+", "_")
 
 
 def derived_recipe(row: dict) -> Path:
-    recipe = json.loads((zoo.RECIPES / f"{row['base']}.json").read_text())
-    recipe["options"] = {**recipe["options"], **row["options"]}
-    recipe["train"] = {**recipe["train"], **row["train"]}
+    recipe = effective(row)
     recipe["card"]["metadata"] = {**recipe["card"]["metadata"], "experiment": row["id"]}
     path = run_dir(row) / "recipe.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,14 +144,39 @@ def run_row(row: dict, threads: int) -> str:
     return f"{row['id']}: dice {dice:.4f} in {time.time() - t0:.0f} s"
 
 
+def effective(row: dict) -> dict:
+    """The recipe a row trains with: its zoo recipe with the row's changes applied."""
+    recipe = json.loads((zoo.RECIPES / f"{row['base']}.json").read_text())
+    recipe["options"] = {**recipe["options"], **row["options"]}
+    recipe["train"] = {**recipe["train"], **row["train"]}
+    return recipe
+
+
+def config_key(row: dict) -> str:
+    """Rows that train the same thing the same way share one run."""
+    recipe = effective(row)
+    return json.dumps([recipe["arch"], recipe["task"], recipe["options"], recipe["train"],
+                       recipe["data"], row["zoo"], row["prune"]], sort_keys=True)
+
+
+def canonical_rows() -> dict[str, dict]:
+    """``{config key: the first row with that configuration}``; later twins reuse its run."""
+    first: dict[str, dict] = {}
+    for row in experiments():
+        first.setdefault(config_key(row), row)
+    return first
+
+
 def run(jobs: int, only: list[str]) -> None:
-    rows = [r for r in experiments() if not only or r["table"] in only]
-    seen, unique = set(), []
-    for r in rows:  # zoo rows appear in several tables: train once
-        key = r["base"] if r["zoo"] else r["id"]
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
+    first = canonical_rows()
+    unique, seen = [], set()
+    for r in experiments():
+        if only and r["table"] not in only:
+            continue
+        canonical = first[config_key(r)]
+        if canonical["id"] not in seen:
+            seen.add(canonical["id"])
+            unique.append(canonical)
     threads = max(1, (os.cpu_count() or 2) // jobs)
     with ThreadPoolExecutor(jobs) as pool:
         for line in pool.map(lambda r: run_row(r, threads), unique):

@@ -74,7 +74,7 @@ TASKS = {
     },
     "vessels": {
         "data": {"in_channels": 3},
-        "train": {"patch_size": 128, "batch_size": 8, "epochs": 60, "samples_per_epoch": 320,
+        "train": {"patch_size": 128, "batch_size": 8, "epochs": 50, "samples_per_epoch": 256,
                   "fg_fraction": 0.5},
         "gamma": 0.1,
         "fov": True,
@@ -90,7 +90,7 @@ TASKS = {
     },
     "polyp": {
         "data": {"in_channels": 3, "input_size": [160, 208]},
-        "train": {"patch_size": None, "batch_size": 8, "epochs": 30, "samples_per_epoch": 640},
+        "train": {"patch_size": None, "batch_size": 8, "epochs": 24, "samples_per_epoch": 480},
         "gamma": 0.3,
         "card": {
             "class_names": ["background", "polyp"],
