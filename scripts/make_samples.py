@@ -28,7 +28,7 @@ OUT = ROOT / "src" / "napari_attnseg" / "samples"
 
 
 def mosaic(tiles: list[np.ndarray], n: int) -> np.ndarray:
-    rows = [np.concatenate(tiles[r * n:(r + 1) * n], axis=1) for r in range(n)]
+    rows = [np.concatenate(tiles[r * n : (r + 1) * n], axis=1) for r in range(n)]
     return np.concatenate(rows, axis=0)
 
 
@@ -41,7 +41,9 @@ def main() -> None:
     for image_path, mask_path, *_ in val:
         image = iio.imread(args.data / image_path)[..., :3]
         mask = (iio.imread(args.data / mask_path) > 0).astype(np.uint8)
-        grey = np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+        grey = np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(
+            image[..., 1], image[..., 2]
+        )
         cover = mask.mean()
         if grey and image.mean() < 60 and 0.08 < cover < 0.5 and len(fluo) < 16:
             fluo.append((image[..., 0], mask))
@@ -53,14 +55,23 @@ def main() -> None:
     opts = {"compression": "zlib"}
     tifffile.imwrite(OUT / "nuclei.tif", mosaic([t[0] for t in fluo], 4), **opts)
     tifffile.imwrite(OUT / "nuclei_mask.tif", mosaic([t[1] for t in fluo], 4), **opts)
-    tifffile.imwrite(OUT / "nuclei_brightfield.tif", mosaic([t[0] for t in bright], 2), photometric="rgb", **opts)
+    tifffile.imwrite(
+        OUT / "nuclei_brightfield.tif", mosaic([t[0] for t in bright], 2), photometric="rgb", **opts
+    )
     tifffile.imwrite(OUT / "nuclei_brightfield_mask.tif", mosaic([t[1] for t in bright], 2), **opts)
-    (OUT / "SOURCES.json").write_text(json.dumps({
-        "dataset": "2018 Data Science Bowl stage1_train (Caicedo et al., Nature Methods 2019), "
-                   "resized to 96x96; CC0 public domain",
-        "split": "validation split of recipes/splits/nuclei.json (never used for training)",
-        "tiles": sources,
-    }, indent=2) + "\n")
+    (OUT / "SOURCES.json").write_text(
+        json.dumps(
+            {
+                "dataset": "2018 Data Science Bowl stage1_train "
+                "(Caicedo et al., Nature Methods 2019), "
+                "resized to 96x96; CC0 public domain",
+                "split": "validation split of recipes/splits/nuclei.json (never used for training)",
+                "tiles": sources,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print({k: len(v) for k, v in sources.items()})
 
 

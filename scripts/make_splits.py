@@ -30,8 +30,31 @@ from napari_attnseg.data.datasets import pair_folder
 from napari_attnseg.data.splits import split_by_groups, split_from_lists, split_indices
 
 ROOT = Path(__file__).resolve().parents[1]
-CVC_SEQUENCE_STARTS = [1, 26, 51, 68, 79, 104, 127, 152, 178, 200, 206, 228, 253, 278, 298,
-                       318, 343, 364, 384, 409, 429, 448, 467]
+CVC_SEQUENCE_STARTS = [
+    1,
+    26,
+    51,
+    68,
+    79,
+    104,
+    127,
+    152,
+    178,
+    200,
+    206,
+    228,
+    253,
+    278,
+    298,
+    318,
+    343,
+    364,
+    384,
+    409,
+    429,
+    448,
+    467,
+]
 CVC_VAL_FROM = 384
 
 
@@ -46,17 +69,26 @@ def make_splits(data: Path) -> dict[str, dict[str, list[list[str | None]]]]:
     splits = {}
     pairs = pair_folder(data / "DSB2018_96/images", data / "DSB2018_96/masks")
     train, val = split_indices(len(pairs), 0.2, seed=0)
-    splits["nuclei"] = {"train": rel([pairs[i] for i in train]), "val": rel([pairs[i] for i in val])}
+    splits["nuclei"] = {
+        "train": rel([pairs[i] for i in train]),
+        "val": rel([pairs[i] for i in val]),
+    }
 
-    pairs = pair_folder(data / "DRIVE/train/images", data / "DRIVE/train/masks",
-                        fov_dir=data / "DRIVE/train/fov")
+    pairs = pair_folder(
+        data / "DRIVE/train/images", data / "DRIVE/train/masks", fov_dir=data / "DRIVE/train/fov"
+    )
     train, val = split_indices(len(pairs), 0.2, seed=0)
-    splits["vessels"] = {"train": rel([pairs[i] for i in train]), "val": rel([pairs[i] for i in val])}
+    splits["vessels"] = {
+        "train": rel([pairs[i] for i in train]),
+        "val": rel([pairs[i] for i in val]),
+    }
 
     kvasir = pair_folder(data / "Kvasir-SEG/images", data / "Kvasir-SEG/masks")
-    k_train, k_val = split_from_lists([Path(p[0]).name for p in kvasir],
-                                      data / "Kvasir-SEG/split_train.txt",
-                                      data / "Kvasir-SEG/split_val.txt")
+    k_train, k_val = split_from_lists(
+        [Path(p[0]).name for p in kvasir],
+        data / "Kvasir-SEG/split_train.txt",
+        data / "Kvasir-SEG/split_val.txt",
+    )
     cvc = pair_folder(data / "CVC-ClinicDB/images", data / "CVC-ClinicDB/masks")
     groups = [cvc_sequence(int(Path(p[0]).stem)) for p in cvc]
     val_groups = {cvc_sequence(f) for f in range(CVC_VAL_FROM, 479)}
@@ -95,7 +127,9 @@ def materialise(splits: dict, data: Path, out: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "data")
     args = parser.parse_args()

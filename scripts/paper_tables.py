@@ -57,17 +57,36 @@ def experiments() -> list[dict]:
 
     def add(table, task, label, base, *, zoo_run=False, options=None, train=None, prune=False):
         train = {**(TABLE_BUDGET[task] if not zoo_run else {}), **(train or {})}
-        rows.append({"id": f"{table}.{task}.{label}", "table": table, "task": task,
-                     "label": label, "base": f"{base}.{task}", "zoo": zoo_run,
-                     "options": options or {}, "train": train, "prune": prune})
+        rows.append(
+            {
+                "id": f"{table}.{task}.{label}",
+                "table": table,
+                "task": task,
+                "label": label,
+                "base": f"{base}.{task}",
+                "zoo": zoo_run,
+                "options": options or {},
+                "train": train,
+                "prune": prune,
+            }
+        )
 
     for task in ("nuclei", "vessels"):
         gamma = zoo.TASKS[task]["gamma"]
-        for loss, params in (("dice", {}), ("dice_ce", {}), ("unified_focal", {**UFL, "gamma": gamma})):
+        for loss, params in (
+            ("dice", {}),
+            ("dice_ce", {}),
+            ("unified_focal", {**UFL, "gamma": gamma}),
+        ):
             for eps in (0.0, 0.1, 1.0):
                 label = f"{loss}+eps{eps:g}"
-                add("loss", task, label, "unet",
-                    train={"loss": loss, "loss_params": {**params, "epsilon": eps}})
+                add(
+                    "loss",
+                    task,
+                    label,
+                    "unet",
+                    train={"loss": loss, "loss_params": {**params, "epsilon": eps}},
+                )
         add("se", task, "U-Net", "unet")
         add("se", task, "USE-Net", "focal_use_net", options={"focal": None})
         add("se", task, "Focal USE-Net", "focal_use_net")
@@ -135,11 +154,21 @@ def run_row(row: dict, threads: int) -> str:
             log.write("$ " + shlex.join(cmd) + "\n")
             log.flush()
             full = [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
-            if subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+            if subprocess.run(
+                full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            ).returncode:
                 return f"{row['id']}: FAILED, see {out_dir / 'log.txt'}"
-    (out_dir / "commands.json").write_text(json.dumps(
-        {"train": shlex.join(train), "evaluate": shlex.join(evaluate), "threads": threads,
-         "total_seconds": round(time.time() - t0, 1)}, indent=2))
+    (out_dir / "commands.json").write_text(
+        json.dumps(
+            {
+                "train": shlex.join(train),
+                "evaluate": shlex.join(evaluate),
+                "threads": threads,
+                "total_seconds": round(time.time() - t0, 1),
+            },
+            indent=2,
+        )
+    )
     dice = json.loads((out_dir / "evaluation.json").read_text())["mean"]["dice"]
     return f"{row['id']}: dice {dice:.4f} in {time.time() - t0:.0f} s"
 
@@ -155,8 +184,18 @@ def effective(row: dict) -> dict:
 def config_key(row: dict) -> str:
     """Rows that train the same thing the same way share one run."""
     recipe = effective(row)
-    return json.dumps([recipe["arch"], recipe["task"], recipe["options"], recipe["train"],
-                       recipe["data"], row["zoo"], row["prune"]], sort_keys=True)
+    return json.dumps(
+        [
+            recipe["arch"],
+            recipe["task"],
+            recipe["options"],
+            recipe["train"],
+            recipe["data"],
+            row["zoo"],
+            row["prune"],
+        ],
+        sort_keys=True,
+    )
 
 
 def canonical_rows() -> dict[str, dict]:
@@ -184,7 +223,9 @@ def run(jobs: int, only: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--jobs", type=int, default=1)

@@ -9,40 +9,81 @@ from pathlib import Path
 
 # The papers' own numbers (architectures.md §2.9, §4.7, §5.7), for the columns beside ours.
 PAPER_LOSS = {  # Table II, DSC; DRIVE and 2018 DSB rows
-    "vessels": {"dice+eps0": .8082, "dice+eps1": .8086, "dice+eps0.1": .8105,
-                "dice_ce+eps0": .8093, "dice_ce+eps1": .8070, "dice_ce+eps0.1": .8116,
-                "unified_focal+eps0": .8142, "unified_focal+eps1": .8142, "unified_focal+eps0.1": .8155},
-    "nuclei": {"dice+eps0": .9147, "dice+eps1": .9016, "dice+eps0.1": .9150,
-               "dice_ce+eps0": .9148, "dice_ce+eps1": .9085, "dice_ce+eps0.1": .9159,
-               "unified_focal+eps0": .9157, "unified_focal+eps1": .9129, "unified_focal+eps0.1": .9165},
+    "vessels": {
+        "dice+eps0": 0.8082,
+        "dice+eps1": 0.8086,
+        "dice+eps0.1": 0.8105,
+        "dice_ce+eps0": 0.8093,
+        "dice_ce+eps1": 0.8070,
+        "dice_ce+eps0.1": 0.8116,
+        "unified_focal+eps0": 0.8142,
+        "unified_focal+eps1": 0.8142,
+        "unified_focal+eps0.1": 0.8155,
+    },
+    "nuclei": {
+        "dice+eps0": 0.9147,
+        "dice+eps1": 0.9016,
+        "dice+eps0.1": 0.9150,
+        "dice_ce+eps0": 0.9148,
+        "dice_ce+eps1": 0.9085,
+        "dice_ce+eps0.1": 0.9159,
+        "unified_focal+eps0": 0.9157,
+        "unified_focal+eps1": 0.9129,
+        "unified_focal+eps0.1": 0.9165,
+    },
 }
 PAPER_SE = {  # Table III: DSC, precision, recall
-    "vessels": {"U-Net": (.8142, .8199, .8127), "USE-Net": (.8145, .8252, .8079),
-                "Focal USE-Net": (.8152, .8056, .8289), "pruned Focal USE-Net": (.8159, .8114, .8246)},
-    "nuclei": {"U-Net": (.9157, .9061, .9324), "USE-Net": (.9131, .9001, .9354),
-               "Focal USE-Net": (.9159, .9024, .9374), "pruned Focal USE-Net": (.9179, .9085, .9343)},
+    "vessels": {
+        "U-Net": (0.8142, 0.8199, 0.8127),
+        "USE-Net": (0.8145, 0.8252, 0.8079),
+        "Focal USE-Net": (0.8152, 0.8056, 0.8289),
+        "pruned Focal USE-Net": (0.8159, 0.8114, 0.8246),
+    },
+    "nuclei": {
+        "U-Net": (0.9157, 0.9061, 0.9324),
+        "USE-Net": (0.9131, 0.9001, 0.9354),
+        "Focal USE-Net": (0.9159, 0.9024, 0.9374),
+        "pruned Focal USE-Net": (0.9179, 0.9085, 0.9343),
+    },
 }
 PAPER_AG = {  # Table IV
-    "vessels": {"U-Net": (.8142, .8199, .8127), "Attention U-Net": (.8138, .8049, .8274),
-                "Focal Attention U-Net": (.8138, .8005, .8325), "pruned Focal Attention U-Net": None},
-    "nuclei": {"U-Net": (.9157, .9061, .9324), "Attention U-Net": (.9127, .8997, .9345),
-               "Focal Attention U-Net": (.9145, .9018, .9365),
-               "pruned Focal Attention U-Net": (.9158, .9057, .9341)},
+    "vessels": {
+        "U-Net": (0.8142, 0.8199, 0.8127),
+        "Attention U-Net": (0.8138, 0.8049, 0.8274),
+        "Focal Attention U-Net": (0.8138, 0.8005, 0.8325),
+        "pruned Focal Attention U-Net": None,
+    },
+    "nuclei": {
+        "U-Net": (0.9157, 0.9061, 0.9324),
+        "Attention U-Net": (0.9127, 0.8997, 0.9345),
+        "Focal Attention U-Net": (0.9145, 0.9018, 0.9365),
+        "pruned Focal Attention U-Net": (0.9158, 0.9057, 0.9341),
+    },
 }
 PAPER_PRUNED_COUNT = {"se": {"vessels": 2, "nuclei": 4}, "ag": {"vessels": 0, "nuclei": 1}}
 PAPER_AFNET = {  # Table 4 (aorta, private data): ACC, SEN, mIoU, DICE
-    "ResNet34": (.987, .845, .768, .852), "+ MFF": (.996, .852, .787, .865),
-    "+ GFF": (.996, .858, .779, .853), "+ DA": (.996, .865, .784, .860),
-    "+ MFF + GFF": (.996, .867, .801, .862),
-    "+ MFF + GFF + serial attention": (.996, .851, .791, .863), "AF-Net": (.996, .873, .805, .874),
+    "ResNet34": (0.987, 0.845, 0.768, 0.852),
+    "+ MFF": (0.996, 0.852, 0.787, 0.865),
+    "+ GFF": (0.996, 0.858, 0.779, 0.853),
+    "+ DA": (0.996, 0.865, 0.784, 0.860),
+    "+ MFF + GFF": (0.996, 0.867, 0.801, 0.862),
+    "+ MFF + GFF + serial attention": (0.996, 0.851, 0.791, 0.863),
+    "AF-Net": (0.996, 0.873, 0.805, 0.874),
 }
 PAPER_JA = {  # ISIC 2017 (Table 1): Dice, precision, recall
-    "none": (.8363, .9335, .8028), "sa": (.8408, .9131, .8304), "pwa": (.8396, .9006, .8377),
-    "ja": (.8500, .9187, .8358),
+    "none": (0.8363, 0.9335, 0.8028),
+    "sa": (0.8408, 0.9131, 0.8304),
+    "pwa": (0.8396, 0.9006, 0.8377),
+    "ja": (0.8500, 0.9187, 0.8358),
 }
 PAPER_FOCUSNET = "ISIC 2017 Dice 0.8315 (U-Net 0.768) and lung CT — datasets we do not have."
 
-TASK_SIZE = {"nuclei": (96, 96), "vessels": (584, 565), "polyp": (160, 208), "membranes": (512, 512)}
+TASK_SIZE = {
+    "nuclei": (96, 96),
+    "vessels": (584, 565),
+    "polyp": (160, 208),
+    "membranes": (512, 512),
+}
 
 
 def _fmt(x, digits=4):
@@ -76,8 +117,14 @@ def _card(model_path: Path) -> dict:
 def _metrics_cells(result: dict, task: str) -> list[str]:
     m = result["mean"]
     params, gflops = _cost(result["model_path"], task)
-    return [_fmt(m["dice"]), _fmt(m["jaccard"]), _fmt(m["precision"]), _fmt(m["sensitivity"]),
-            f"{params / 1e6:.2f} M", f"{gflops:.2f}"]
+    return [
+        _fmt(m["dice"]),
+        _fmt(m["jaccard"]),
+        _fmt(m["precision"]),
+        _fmt(m["sensitivity"]),
+        f"{params / 1e6:.2f} M",
+        f"{gflops:.2f}",
+    ]
 
 
 HEAD = "| Dice | Jaccard | precision | recall | params | GFLOPs |"
@@ -117,79 +164,135 @@ def write_report(rows: list[dict], run_dir: Callable, doc: Path) -> None:
             if result is None:
                 out.append(f"| {row['label']} | (not run) | | | | | | {paper} |")
                 continue
-            out.append(f"| {row['label']} | " + " | ".join(_metrics_cells(result, task)) + f" | {paper} |")
+            out.append(
+                f"| {row['label']} | " + " | ".join(_metrics_cells(result, task)) + f" | {paper} |"
+            )
         return out
 
     # (a) loss comparison
-    lines += ["## (a) Loss functions on a U-Net (Table II of Yeung et al.)", "",
-              "ε is the Focal Distance Penalty Term exponent (ε = 0: no boundary term, ε = 1: the DPT). "
-              "The paper's column is its DSC on DRIVE / 2018 DSB.", ""]
+    lines += [
+        "## (a) Loss functions on a U-Net (Table II of Yeung et al.)",
+        "",
+        "ε is the Focal Distance Penalty Term exponent (ε = 0: no boundary term, ε = 1: the DPT). "
+        "The paper's column is its DSC on DRIVE / 2018 DSB.",
+        "",
+    ]
     for task in ("nuclei", "vessels"):
-        lines += [f"### {task}", "", "| loss | Dice | Jaccard | precision | recall | params | GFLOPs | paper DSC |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {task}",
+            "",
+            "| loss | Dice | Jaccard | precision | recall | params | GFLOPs | paper DSC |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         lines += table_rows("loss", task, lambda r: _fmt(PAPER_LOSS[r["task"]].get(r["label"])))
         lines.append("")
 
     # (b) SE and AG
-    for table, title, paper in (("se", "Squeeze-and-Excitation (Table III)", PAPER_SE),
-                                ("ag", "Attention Gates (Table IV)", PAPER_AG)):
-        lines += [f"## (b) {title}", "",
-                  "The pruned network is trained with every Focal w initialised to 0, the modules "
-                  "with w < 0.2 are removed, and the rest is retrained from scratch with w = 1. "
-                  "The paper's column is its DSC / precision / recall.", ""]
+    for table, title, paper in (
+        ("se", "Squeeze-and-Excitation (Table III)", PAPER_SE),
+        ("ag", "Attention Gates (Table IV)", PAPER_AG),
+    ):
+        lines += [
+            f"## (b) {title}",
+            "",
+            "The pruned network is trained with every Focal w initialised to 0, the modules "
+            "with w < 0.2 are removed, and the rest is retrained from scratch with w = 1. "
+            "The paper's column is its DSC / precision / recall.",
+            "",
+        ]
         for task in ("nuclei", "vessels"):
-            lines += [f"### {task}", "", "| model | Dice | Jaccard | precision | recall | params | GFLOPs | paper |",
-                      "|---|---|---|---|---|---|---|---|"]
+            lines += [
+                f"### {task}",
+                "",
+                "| model | Dice | Jaccard | precision | recall | params | GFLOPs | paper |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
 
             def paper_cell(r, paper=paper):
                 v = paper[r["task"]].get(r["label"])
                 return "–" if v is None else " / ".join(_fmt(x) for x in v)
 
             lines += table_rows(table, task, paper_cell)
-            prune_row = next((r for r in by_table.get(table, []) if r["task"] == task and r["prune"]), None)
+            prune_row = next(
+                (r for r in by_table.get(table, []) if r["task"] == task and r["prune"]), None
+            )
             if prune_row and results[prune_row["id"]]:
                 card = _card(results[prune_row["id"]]["model_path"])
                 pruning = card["metadata"].get("pruning", {})
                 weights = pruning.get("probe_focal_weights", {})
                 kept = [n for n, w in weights.items() if w >= pruning.get("threshold", 0.2)]
-                lines += ["", f"Focal w after the w = 0 probe ({task}): " + ", ".join(
-                    f"`{n}` {w:.3f}" for n, w in weights.items()),
-                    "", f"Kept {len(kept)} of {len(weights)} modules ({', '.join(kept) or 'none'}); "
+                lines += [
+                    "",
+                    f"Focal w after the w = 0 probe ({task}): "
+                    + ", ".join(f"`{n}` {w:.3f}" for n, w in weights.items()),
+                    "",
+                    f"Kept {len(kept)} of {len(weights)} modules ({', '.join(kept) or 'none'}); "
                     f"the paper kept {PAPER_PRUNED_COUNT[table][task]} on "
-                    f"{'DRIVE' if task == 'vessels' else '2018 DSB'}."]
+                    f"{'DRIVE' if task == 'vessels' else '2018 DSB'}.",
+                ]
             lines.append("")
 
     # (c) AF-Net ablation
-    lines += ["## (c) AF-Net ablation (Table 4 of Hou et al.), nuclei", "",
-              "The paper's column is its ACC / SEN / mIoU / DICE on a private aorta CT set, "
-              "shown only for the direction of each change.", "",
-              "| configuration | Dice | Jaccard | precision | recall | params | GFLOPs | paper (aorta) |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += table_rows("afnet", "nuclei", lambda r: " / ".join(_fmt(x, 3) for x in PAPER_AFNET[r["label"]]))
+    lines += [
+        "## (c) AF-Net ablation (Table 4 of Hou et al.), nuclei",
+        "",
+        "The paper's column is its ACC / SEN / mIoU / DICE on a private aorta CT set, "
+        "shown only for the direction of each change.",
+        "",
+        "| configuration | Dice | Jaccard | precision | recall | params | GFLOPs | paper (aorta) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += table_rows(
+        "afnet", "nuclei", lambda r: " / ".join(_fmt(x, 3) for x in PAPER_AFNET[r["label"]])
+    )
     lines.append("")
 
     # (d) joint attention
-    lines += ["## (d) DenseUNet with none / SA / PWA / joint attention, nuclei", "",
-              "`ja1`…`ja9` are the nine joint-attention structures (parallel 1–3, SA-first 4–6, "
-              "PWA-first 7–9; `models/blocks/joint.py`); the zoo's DenseUNet uses `ja1`. The "
-              "paper's column is ISIC 2017 Dice / precision / recall (a dataset we do not have).", "",
-              "| skip attention | Dice | Jaccard | precision | recall | params | GFLOPs | paper (ISIC 2017) |",
-              "|---|---|---|---|---|---|---|---|"]
-    lines += table_rows("ja", "nuclei", lambda r: " / ".join(
-        _fmt(x) for x in PAPER_JA.get(r["label"] if not r["label"].startswith("ja") else "ja", ()))
-        if r["label"] in ("none", "sa", "pwa", "ja1") else "–")
-    ja = [(r["label"], results[r["id"]]["mean"]["dice"]) for r in by_table.get("ja", [])
-          if r["label"].startswith("ja") and results[r["id"]]]
+    lines += [
+        "## (d) DenseUNet with none / SA / PWA / joint attention, nuclei",
+        "",
+        "`ja1`…`ja9` are the nine joint-attention structures (parallel 1–3, SA-first 4–6, "
+        "PWA-first 7–9; `models/blocks/joint.py`); the zoo's DenseUNet uses `ja1`. The "
+        "paper's column is ISIC 2017 Dice / precision / recall (a dataset we do not have).",
+        "",
+        "| skip attention | Dice | Jaccard | precision | recall | params | GFLOPs "
+        "| paper (ISIC 2017) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += table_rows(
+        "ja",
+        "nuclei",
+        lambda r: (
+            " / ".join(
+                _fmt(x)
+                for x in PAPER_JA.get(r["label"] if not r["label"].startswith("ja") else "ja", ())
+            )
+            if r["label"] in ("none", "sa", "pwa", "ja1")
+            else "–"
+        ),
+    )
+    ja = [
+        (r["label"], results[r["id"]]["mean"]["dice"])
+        for r in by_table.get("ja", [])
+        if r["label"].startswith("ja") and results[r["id"]]
+    ]
     if ja:
         best = max(ja, key=lambda t: t[1])
-        lines += ["", f"Best of the nine structures on our split: `{best[0]}` (Dice {best[1]:.4f})."]
+        lines += [
+            "",
+            f"Best of the nine structures on our split: `{best[0]}` (Dice {best[1]:.4f}).",
+        ]
     lines.append("")
 
     # (e) FocusNet
-    lines += ["## (e) FocusNet vs U-Net", "",
-              f"The paper reports {PAPER_FOCUSNET}", "",
-              "| task | model | Dice | Jaccard | precision | recall | params | GFLOPs |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## (e) FocusNet vs U-Net",
+        "",
+        f"The paper reports {PAPER_FOCUSNET}",
+        "",
+        "| task | model | Dice | Jaccard | precision | recall | params | GFLOPs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in by_table.get("focusnet", []):
         result = results[row["id"]]
         cells = _metrics_cells(result, row["task"]) if result else ["(not run)"] + [""] * 5

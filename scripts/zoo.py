@@ -33,7 +33,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -56,8 +55,14 @@ COMPACT = {
     "denseunet": {},
 }
 
-AUGMENT = {"flips": True, "rot90": True, "rotation_deg": 15.0, "zoom": [0.9, 1.1],
-           "brightness": 0.1, "contrast": 0.1}
+AUGMENT = {
+    "flips": True,
+    "rot90": True,
+    "rotation_deg": 15.0,
+    "zoom": [0.9, 1.1],
+    "brightness": 0.1,
+    "contrast": 0.1,
+}
 
 TASKS = {
     "nuclei": {
@@ -67,26 +72,31 @@ TASKS = {
         "card": {
             "class_names": ["background", "nucleus"],
             "license": "Weights: BSD-3-Clause. Training data: 2018 Data Science Bowl "
-                       "(stage1_train, resized to 96×96), CC0.",
+            "(stage1_train, resized to 96×96), CC0.",
             "description": "Nuclei in fluorescence and brightfield microscopy (2018 DSB).",
         },
         "dataset": "DSB2018_96 (Caicedo et al., Nature Methods 2019), CC0; 415 train / 104 val",
     },
     "vessels": {
         "data": {"in_channels": 3},
-        "train": {"patch_size": 128, "batch_size": 8, "epochs": 50, "samples_per_epoch": 256,
-                  "fg_fraction": 0.5},
+        "train": {
+            "patch_size": 128,
+            "batch_size": 8,
+            "epochs": 50,
+            "samples_per_epoch": 256,
+            "fg_fraction": 0.5,
+        },
         "gamma": 0.1,
         "fov": True,
         "card": {
             "class_names": ["background", "vessel"],
             "license": "RESEARCH AND EDUCATION USE ONLY: trained on DRIVE, whose terms allow "
-                       "research use and forbid redistribution of the data.",
+            "research use and forbid redistribution of the data.",
             "description": "Retinal vessels in colour fundus photographs (DRIVE), "
-                           "scored inside the field of view.",
+            "scored inside the field of view.",
         },
         "dataset": "DRIVE training half (Staal et al., IEEE TMI 2004), research use only; "
-                   "16 train / 4 val",
+        "16 train / 4 val",
     },
     "polyp": {
         "data": {"in_channels": 3, "input_size": [160, 208]},
@@ -95,14 +105,14 @@ TASKS = {
         "card": {
             "class_names": ["background", "polyp"],
             "license": "RESEARCH AND EDUCATION USE ONLY, NO COMMERCIAL USE: trained on "
-                       "Kvasir-SEG and CVC-ClinicDB, whose terms restrict use to research "
-                       "and education.",
+            "Kvasir-SEG and CVC-ClinicDB, whose terms restrict use to research "
+            "and education.",
             "description": "Colonoscopy polyps (Kvasir-SEG + CVC-ClinicDB); frames are "
-                           "resized to 160×208 for the network.",
+            "resized to 160×208 for the network.",
         },
         "dataset": "Kvasir-SEG (Jha et al., MMM 2020) split lists 880/120 + CVC-ClinicDB "
-                   "(Bernal et al., CMIG 2015) frames 1-383 train / 384-478 val (whole videos); "
-                   "research and education only",
+        "(Bernal et al., CMIG 2015) frames 1-383 train / 384-478 val (whole videos); "
+        "research and education only",
     },
     "membranes": {
         "data": {"in_channels": 1},
@@ -111,12 +121,12 @@ TASKS = {
         "card": {
             "class_names": ["membrane", "cell interior"],
             "license": "Weights: BSD-3-Clause. Training data: ISBI 2012 EM segmentation "
-                       "challenge (Cardona et al. 2010), research use; cite the challenge.",
+            "challenge (Cardona et al. 2010), research use; cite the challenge.",
             "description": "Neuronal membranes in serial-section EM (ISBI 2012). Label 1 is "
-                           "cell interior, label 0 membrane, as in the challenge masks.",
+            "cell interior, label 0 membrane, as in the challenge masks.",
         },
         "dataset": "ISBI 2012 EM training stack (Arganda-Carreras et al. 2015), slices 0-23 "
-                   "train / 24-29 val; research use",
+        "train / 24-29 val; research use",
     },
 }
 
@@ -128,47 +138,90 @@ def arch_recipe(arch: str, task: str) -> dict:
     if arch in ("unet", "focal_use_net", "focal_attention_unet"):
         return {
             "normalization": {"mode": "zscore"},
-            "train": {"optimizer": "adam", "lr": 1e-3, "loss": "unified_focal",
-                      "loss_params": {"delta": 0.6, "gamma": t["gamma"], "lam": 0.5, "epsilon": 0.1},
-                      "schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 10,
-                      "early_stopping": 20, "augment": AUGMENT},
+            "train": {
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "loss": "unified_focal",
+                "loss_params": {"delta": 0.6, "gamma": t["gamma"], "lam": 0.5, "epsilon": 0.1},
+                "schedule": "plateau",
+                "plateau_factor": 0.1,
+                "plateau_patience": 10,
+                "early_stopping": 20,
+                "augment": AUGMENT,
+            },
             "notes": "Yeung et al. 2022 recipe; batch 8 instead of 1 and plateau/early-stopping "
-                     "patience 10/20 instead of 25/50 epochs for the CPU budget.",
+            "patience 10/20 instead of 25/50 epochs for the CPU budget.",
         }
     if arch == "focusnet":
-        aug = {"flips": True, "rot90": False, "rotation_deg": 0.0, "zoom": [0.9, 1.1],
-               "brightness": 0.0, "contrast": 0.0}
+        aug = {
+            "flips": True,
+            "rot90": False,
+            "rotation_deg": 0.0,
+            "zoom": [0.9, 1.1],
+            "brightness": 0.0,
+            "contrast": 0.0,
+        }
         if rgb:
             aug["channel_shift"] = 0.05
         return {
             "normalization": {"mode": "dataset"},
-            "train": {"optimizer": "adam", "lr": 1e-3, "loss": "dice", "loss_params": {},
-                      "schedule": "plateau", "plateau_factor": 0.5, "plateau_patience": 5,
-                      "early_stopping": None, "augment": aug},
+            "train": {
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "loss": "dice",
+                "loss_params": {},
+                "schedule": "plateau",
+                "plateau_factor": 0.5,
+                "plateau_patience": 5,
+                "early_stopping": None,
+                "augment": aug,
+            },
             "notes": "Kaul et al. 2019 recipe (1 - Dice, Adam 1e-3, plateau x0.5/5, dataset "
-                     "z-score, zoom and flips); width multiplier 0.25 for the CPU budget.",
+            "z-score, zoom and flips); width multiplier 0.25 for the CPU budget.",
         }
     if arch == "afnet":
         return {
             "normalization": {"mode": "zscore", "clahe": True},
-            "train": {"optimizer": "sgd", "lr": 4e-3, "momentum": 0.9, "weight_decay": 1e-4,
-                      "loss": "ce", "loss_params": {}, "schedule": "poly", "poly_power": 0.9,
-                      "early_stopping": None,
-                      "augment": {"flips": True, "rot90": True, "rotation_deg": 0.0, "zoom": None,
-                                  "brightness": 0.0, "contrast": 0.0}},
+            "train": {
+                "optimizer": "sgd",
+                "lr": 4e-3,
+                "momentum": 0.9,
+                "weight_decay": 1e-4,
+                "loss": "ce",
+                "loss_params": {},
+                "schedule": "poly",
+                "poly_power": 0.9,
+                "early_stopping": None,
+                "augment": {
+                    "flips": True,
+                    "rot90": True,
+                    "rotation_deg": 0.0,
+                    "zoom": None,
+                    "brightness": 0.0,
+                    "contrast": 0.0,
+                },
+            },
             "notes": "Hou et al. 2021 recipe (BCE, SGD 4e-3 poly 0.9, wd 1e-4, CLAHE for their "
-                     "adaptive thresholding, flip TTA at test); no ImageNet encoder weights "
-                     "(offline); width 16.",
+            "adaptive thresholding, flip TTA at test); no ImageNet encoder weights "
+            "(offline); width 16.",
             "tta": True,
         }
     if arch == "denseunet":
         return {
             "normalization": {"mode": "zscore", "clahe": True},
-            "train": {"optimizer": "adam", "lr": 1e-3, "loss": "dice_ce", "loss_params": {},
-                      "schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 10,
-                      "early_stopping": 20, "augment": AUGMENT},
+            "train": {
+                "optimizer": "adam",
+                "lr": 1e-3,
+                "loss": "dice_ce",
+                "loss_params": {},
+                "schedule": "plateau",
+                "plateau_factor": 0.1,
+                "plateau_patience": 10,
+                "early_stopping": 20,
+                "augment": AUGMENT,
+            },
             "notes": "Zhang et al. 2022 give normalisation + CLAHE; their optimiser and loss are "
-                     "unpublished (supplement unavailable): Adam 1e-3 with Dice + CE is our choice.",
+            "unpublished (supplement unavailable): Adam 1e-3 with Dice + CE is our choice.",
         }
     raise ValueError(arch)
 
@@ -193,8 +246,12 @@ def recipe(arch: str, task: str) -> dict:
         "card": {
             **t["card"],
             "name": name,
-            "metadata": {"task": task, "recipe": f"recipes/{name}.json", "notes": a["notes"],
-                         "recommended_tta": bool(a.get("tta"))},
+            "metadata": {
+                "task": task,
+                "recipe": f"recipes/{name}.json",
+                "notes": a["notes"],
+                "recommended_tta": bool(a.get("tta")),
+            },
             "training": {"dataset": t["dataset"]},
         },
     }
@@ -223,16 +280,45 @@ def _rel(path: Path) -> str:
 def commands(name: str, run_dir: Path) -> tuple[list[str], list[str]]:
     r = json.loads((RECIPES / f"{name}.json").read_text())
     split = DATA / r["task"]
-    train = ["attnseg", "train", "--config", f"recipes/{name}.json",
-             "--images", _rel(split / "train/images"), "--masks", _rel(split / "train/masks"),
-             "--val-images", _rel(split / "val/images"), "--val-masks", _rel(split / "val/masks"),
-             "--out", _rel(run_dir / f"{name}.safetensors"), "--device", "auto", "--quiet"]
-    evaluate = ["attnseg", "evaluate", "--model", _rel(run_dir / f"{name}.safetensors"),
-                "--images", _rel(split / "val/images"), "--masks", _rel(split / "val/masks"),
-                "--json", _rel(run_dir / "evaluation.json"), "--quiet"]
+    train = [
+        "attnseg",
+        "train",
+        "--config",
+        f"recipes/{name}.json",
+        "--images",
+        _rel(split / "train/images"),
+        "--masks",
+        _rel(split / "train/masks"),
+        "--val-images",
+        _rel(split / "val/images"),
+        "--val-masks",
+        _rel(split / "val/masks"),
+        "--out",
+        _rel(run_dir / f"{name}.safetensors"),
+        "--device",
+        "auto",
+        "--quiet",
+    ]
+    evaluate = [
+        "attnseg",
+        "evaluate",
+        "--model",
+        _rel(run_dir / f"{name}.safetensors"),
+        "--images",
+        _rel(split / "val/images"),
+        "--masks",
+        _rel(split / "val/masks"),
+        "--json",
+        _rel(run_dir / "evaluation.json"),
+        "--quiet",
+    ]
     if r["evaluate"]["fov"]:
-        train[train.index("--val-masks") + 2:train.index("--val-masks") + 2] = [
-            "--fov", _rel(split / "train/fov"), "--val-fov", _rel(split / "val/fov")]
+        train[train.index("--val-masks") + 2 : train.index("--val-masks") + 2] = [
+            "--fov",
+            _rel(split / "train/fov"),
+            "--val-fov",
+            _rel(split / "val/fov"),
+        ]
         evaluate += ["--fov", _rel(split / "val/fov")]
     if r["evaluate"]["tta"]:
         evaluate.append("--tta")
@@ -245,8 +331,12 @@ def run_one(name: str, threads: int) -> str:
         return f"{name}: already done"
     run_dir.mkdir(parents=True, exist_ok=True)
     train, evaluate = commands(name, run_dir)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONUNBUFFERED": "1",
+    }
     bin_dir = Path(sys.executable).parent
     log = open(run_dir / "log.txt", "w")
     t0 = time.time()
@@ -257,9 +347,17 @@ def run_one(name: str, threads: int) -> str:
         result = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         if result.returncode != 0:
             return f"{name}: FAILED ({shlex.join(cmd)}), see {run_dir / 'log.txt'}"
-    (run_dir / "commands.json").write_text(json.dumps(
-        {"train": shlex.join(train), "evaluate": shlex.join(evaluate),
-         "threads": threads, "total_seconds": round(time.time() - t0, 1)}, indent=2))
+    (run_dir / "commands.json").write_text(
+        json.dumps(
+            {
+                "train": shlex.join(train),
+                "evaluate": shlex.join(evaluate),
+                "threads": threads,
+                "total_seconds": round(time.time() - t0, 1),
+            },
+            indent=2,
+        )
+    )
     score = json.loads((run_dir / "evaluation.json").read_text())["mean"]["dice"]
     return f"{name}: dice {score:.4f} in {time.time() - t0:.0f} s"
 
@@ -304,9 +402,12 @@ def package(max_mb: float, names: list[str] | None) -> None:
             "validation": {k: evaluation[k] for k in ("n_images", "mean", "pooled")},
             "measured_by": cmds["evaluate"],
         }
-        card.training = {**card.training, "command": cmds["train"],
-                         "wall_time_s": card.training.get("wall_time_s"),
-                         "threads": cmds["threads"]}
+        card.training = {
+            **card.training,
+            "command": cmds["train"],
+            "wall_time_s": card.training.get("wall_time_s"),
+            "threads": cmds["threads"],
+        }
         path = save_model(model, WEIGHTS / f"{name}.safetensors", card=card, half=True)
         size = (path.stat().st_size + path.with_suffix(".json").stat().st_size) / 2**20
         if total + size > max_mb:
@@ -315,17 +416,23 @@ def package(max_mb: float, names: list[str] | None) -> None:
             print(f"{name}: not shipped (would exceed {max_mb} MB); recipe kept")
             continue
         total += size
-        print(f"{name}: {size:.2f} MB, val dice {evaluation['mean']['dice']:.4f}"
-              + ("  [default]" if defaults.get(name.split('.')[1]) == name else ""))
-    index = {"defaults": defaults,
-             "note": "task defaults are the models with the highest mean validation Dice "
-                     "(attnseg evaluate on the split in recipes/splits)"}
+        print(
+            f"{name}: {size:.2f} MB, val dice {evaluation['mean']['dice']:.4f}"
+            + ("  [default]" if defaults.get(name.split(".")[1]) == name else "")
+        )
+    index = {
+        "defaults": defaults,
+        "note": "task defaults are the models with the highest mean validation Dice "
+        "(attnseg evaluate on the split in recipes/splits)",
+    }
     (WEIGHTS / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     print(f"shipped {total:.1f} MB; defaults {defaults}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("recipes")
     t = sub.add_parser("train")

@@ -5,8 +5,6 @@ architecture test class (see ``tests/models/contract.py``) runs the shared
 contract over its own representative options.
 """
 
-import os
-
 import pytest
 import torch
 

@@ -10,8 +10,9 @@ from napari_attnseg.models import AttentionMap, ModelCard, capture, create_model
 
 
 def gated(in_channels=1, **card):
-    model = create_model("focal_attention_unet", in_channels=in_channels, n_classes=1,
-                         width=4, depth=2)
+    model = create_model(
+        "focal_attention_unet", in_channels=in_channels, n_classes=1, width=4, depth=2
+    )
     model.card = ModelCard(**card)
     return model.eval()
 
@@ -69,7 +70,9 @@ def test_a_stack_is_refused_with_a_clear_message():
 def test_most_informative_is_the_map_with_most_spatial_contrast():
     flat = torch.full((1, 1, 8, 8), 0.5)
     varied = torch.linspace(0, 1, 64).reshape(1, 1, 8, 8)
-    maps = [AttentionMap("flat", "spatial", flat, flat),
-            AttentionMap("varied", "spatial", varied, varied),
-            AttentionMap("se", "channel", torch.rand(1, 4), torch.rand(1, 4))]
+    maps = [
+        AttentionMap("flat", "spatial", flat, flat),
+        AttentionMap("varied", "spatial", varied, varied),
+        AttentionMap("se", "channel", torch.rand(1, 4), torch.rand(1, 4)),
+    ]
     assert most_informative(maps) == "varied"

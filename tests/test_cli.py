@@ -21,7 +21,11 @@ def folders(tmp_path):
         p.mkdir()
     for i in range(6):
         mask = np.zeros((48, 56), np.uint8)
-        mask[disk((rng.integers(12, 36), rng.integers(12, 44)), rng.integers(5, 10), shape=mask.shape)] = 255
+        mask[
+            disk(
+                (rng.integers(12, 36), rng.integers(12, 44)), rng.integers(5, 10), shape=mask.shape
+            )
+        ] = 255
         image = (mask * 0.6 + rng.normal(40, 10, mask.shape)).clip(0, 255).astype(np.uint8)
         tifffile.imwrite(paths["images"] / f"img{i}.tif", image)
         tifffile.imwrite(paths["masks"] / f"img{i}.tif", mask)
@@ -39,7 +43,17 @@ def model_path(tmp_path):
 
 
 def test_help_for_every_subcommand(capsys):
-    for command in ("models", "info", "predict", "evaluate", "train", "finetune", "prune", "bench", "demo"):
+    for command in (
+        "models",
+        "info",
+        "predict",
+        "evaluate",
+        "train",
+        "finetune",
+        "prune",
+        "bench",
+        "demo",
+    ):
         with pytest.raises(SystemExit) as exc:
             main([command, "--help"])
         assert exc.value.code == 0
@@ -65,8 +79,22 @@ def test_info_architecture_and_model(model_path, capsys):
 
 def test_predict_writes_one_mask_per_input(folders, model_path, tmp_path):
     out = tmp_path / "pred"
-    assert main(["predict", "--model", str(model_path), str(folders["images"]), "--out", str(out),
-                 "--tta", "--probabilities", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model_path),
+                str(folders["images"]),
+                "--out",
+                str(out),
+                "--tta",
+                "--probabilities",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     masks = sorted(out.glob("*.tif"))
     assert [m.stem for m in masks] == [f"img{i}" for i in range(6)]
     assert read_mask(masks[0], binary=False).shape == (48, 56)
@@ -75,9 +103,25 @@ def test_predict_writes_one_mask_per_input(folders, model_path, tmp_path):
 
 def test_evaluate_writes_documented_json(folders, model_path, tmp_path, capsys):
     target = tmp_path / "eval.json"
-    assert main(["evaluate", "--model", str(model_path), "--images", str(folders["images"]),
-                 "--masks", str(folders["masks"]), "--fov", str(folders["fov"]),
-                 "--json", str(target), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_path),
+                "--images",
+                str(folders["images"]),
+                "--masks",
+                str(folders["masks"]),
+                "--fov",
+                str(folders["fov"]),
+                "--json",
+                str(target),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     result = json.loads(target.read_text())
     assert list(result) == ["model", "n_images", "mean", "pooled", "per_image"]
     assert result["n_images"] == 6
@@ -89,10 +133,42 @@ def test_evaluate_writes_documented_json(folders, model_path, tmp_path, capsys):
 
 def test_train_finetune_prune_chain(folders, tmp_path):
     trained = tmp_path / "trained.safetensors"
-    common = ["--images", str(folders["images"]), "--masks", str(folders["masks"]),
-              "--epochs", "2", "--batch-size", "2", "--patch-size", "32", "--device", "cpu", "--quiet"]
-    assert main(["train", "--arch", "focal_use_net", "--option", "width=4", "--option", "depth=2",
-                 "--in-channels", "1", "--loss", "dice", "--out", str(trained), *common]) == 0
+    common = [
+        "--images",
+        str(folders["images"]),
+        "--masks",
+        str(folders["masks"]),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--patch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--arch",
+                "focal_use_net",
+                "--option",
+                "width=4",
+                "--option",
+                "depth=2",
+                "--in-channels",
+                "1",
+                "--loss",
+                "dice",
+                "--out",
+                str(trained),
+                *common,
+            ]
+        )
+        == 0
+    )
     model = load_model(trained)
     assert model.card.training["epochs_run"] == 2
     assert model.card.normalization == {"mode": "zscore"}
@@ -106,16 +182,49 @@ def test_train_finetune_prune_chain(folders, tmp_path):
 
 def test_train_prune_workflow_and_recipe(folders, tmp_path):
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({
-        "arch": "use_net", "options": {"width": 4, "depth": 2},
-        "data": {"in_channels": 1, "normalization": {"mode": "percentile", "low": 1, "high": 99}},
-        "train": {"epochs": 1, "batch_size": 2, "patch_size": 32, "loss": "dice", "loss_params": {}},
-        "card": {"description": "from a recipe", "license": "CC0"},
-    }))
+    recipe.write_text(
+        json.dumps(
+            {
+                "arch": "use_net",
+                "options": {"width": 4, "depth": 2},
+                "data": {
+                    "in_channels": 1,
+                    "normalization": {"mode": "percentile", "low": 1, "high": 99},
+                },
+                "train": {
+                    "epochs": 1,
+                    "batch_size": 2,
+                    "patch_size": 32,
+                    "loss": "dice",
+                    "loss_params": {},
+                },
+                "card": {"description": "from a recipe", "license": "CC0"},
+            }
+        )
+    )
     out = tmp_path / "pruned.safetensors"
-    assert main(["train", "--config", str(recipe), "--images", str(folders["images"]),
-                 "--masks", str(folders["masks"]), "--out", str(out), "--prune-workflow",
-                 "--prune-threshold", "5", "--quiet", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(recipe),
+                "--images",
+                str(folders["images"]),
+                "--masks",
+                str(folders["masks"]),
+                "--out",
+                str(out),
+                "--prune-workflow",
+                "--prune-threshold",
+                "5",
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     model = load_model(out)
     assert model.card.license == "CC0" and model.card.normalization["mode"] == "percentile"
     assert model.card.metadata["pruning"]["threshold"] == 5

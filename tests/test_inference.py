@@ -10,8 +10,15 @@ from napari_attnseg.progress import Cancelled, CancelToken
 
 
 def tiny(norm="batch", in_channels=1, n_classes=1, depth=2):
-    model = create_model("unet", in_channels=in_channels, n_classes=n_classes,
-                         width=4, depth=depth, norm=norm, order="cna")
+    model = create_model(
+        "unet",
+        in_channels=in_channels,
+        n_classes=n_classes,
+        width=4,
+        depth=depth,
+        norm=norm,
+        order="cna",
+    )
     model.card = ModelCard(normalization={"mode": "zscore"})
     return model.eval()
 
@@ -38,7 +45,9 @@ def test_tiled_equals_whole_image_away_from_seams():
     model = tiny(depth=1)
     image = np.random.default_rng(0).normal(size=(150, 170)).astype(np.float32)
     whole = Predictor(model, tile_size=None).predict(image).probabilities
-    tiled = Predictor(model, tile_size=64, overlap=0.25, blend="gaussian").predict(image).probabilities
+    tiled = (
+        Predictor(model, tile_size=64, overlap=0.25, blend="gaussian").predict(image).probabilities
+    )
     away = np.outer(_away_from_seams(150, 64, 0.25, 8), _away_from_seams(170, 64, 0.25, 8))
     assert away.mean() > 0.2
     assert np.allclose(tiled[1][away], whole[1][away], atol=1e-5)

@@ -28,8 +28,9 @@ def kwargs(**kw):
 
 def test_dense_pair_is_normalised_like_inference():
     image, labels = disc()
-    train, val = build_samples([AnnotatedImage("a", image, labels * 7)], val_fraction=0.0,
-                               **kwargs())
+    train, val = build_samples(
+        [AnnotatedImage("a", image, labels * 7)], val_fraction=0.0, **kwargs()
+    )
     assert val == []
     assert np.allclose(train[0].image, prepare_image(image, 1, {"mode": "zscore"}))
     assert set(np.unique(train[0].mask)) == {0, 1}  # any nonzero is foreground for binary
@@ -40,8 +41,9 @@ def test_sparse_scribbles_map_to_ignore_background_and_classes():
     scribbles = np.zeros((64, 64), np.uint8)
     scribbles[2:4, 2:40] = 1
     scribbles[30:33, 15:25] = 2
-    train, _ = build_samples([AnnotatedImage("a", image, scribbles)], mode="sparse",
-                             val_fraction=0.0, **kwargs())
+    train, _ = build_samples(
+        [AnnotatedImage("a", image, scribbles)], mode="sparse", val_fraction=0.0, **kwargs()
+    )
     mask = train[0].mask
     assert (mask == IGNORE).sum() == (scribbles == 0).sum()
     assert (mask == 0).sum() == (scribbles == 1).sum()
@@ -58,8 +60,9 @@ def test_two_or_more_pairs_hold_out_whole_pairs():
 
 def test_one_pair_holds_out_grid_tiles_marked_ignored_in_training():
     image, labels = disc(256)
-    train, val = build_samples([AnnotatedImage("a", image, labels)], val_fraction=0.25,
-                               seed=3, **kwargs())
+    train, val = build_samples(
+        [AnnotatedImage("a", image, labels)], val_fraction=0.25, seed=3, **kwargs()
+    )
     assert len(train) == 1 and len(val) == 1  # 2x2 grid of 128 px tiles, 1 held out
     crop = val[0]
     assert crop.image.shape == (1, 128, 128)
@@ -84,8 +87,13 @@ def test_tile_hold_out_is_seeded_and_skips_unlabelled_tiles():
     assert len(a[1]) == 1 and (a[1][0].mask >= 0).any()
     lonely = scribbles.copy()
     lonely[100:110, 100:110] = 0
-    _, val = build_samples([AnnotatedImage("a", image, lonely)], mode="sparse",
-                           val_fraction=0.5, val_tile=64, **kwargs())
+    _, val = build_samples(
+        [AnnotatedImage("a", image, lonely)],
+        mode="sparse",
+        val_fraction=0.5,
+        val_tile=64,
+        **kwargs(),
+    )
     assert val == []  # one labelled tile cannot be split
 
 
@@ -108,8 +116,10 @@ def test_rgb_image_is_converted_for_a_grey_model():
 
 @pytest.mark.parametrize(
     "labels, message",
-    [(np.zeros((10, 10), np.uint8), "do not match|are 10×10"),
-     (np.zeros((64, 64), np.uint8), "no labelled pixels")],
+    [
+        (np.zeros((10, 10), np.uint8), "do not match|are 10×10"),
+        (np.zeros((64, 64), np.uint8), "no labelled pixels"),
+    ],
 )
 def test_bad_labels_name_the_pair(labels, message):
     image, _ = disc()
@@ -118,8 +128,9 @@ def test_bad_labels_name_the_pair(labels, message):
 
 
 def test_config_suits_small_images_and_trains():
-    train, val = build_samples([AnnotatedImage("a", *disc(64))], val_fraction=0.25,
-                               val_tile=32, **kwargs())
+    train, val = build_samples(
+        [AnnotatedImage("a", *disc(64))], val_fraction=0.25, val_tile=32, **kwargs()
+    )
     config = finetune_config(train, epochs=1, device="cpu", patches_per_epoch=4)
     assert config.patch_size == 64 and config.loss_params == {"epsilon": 0.1}
     model = create_model("focal_attention_unet", in_channels=1, n_classes=1, width=4, depth=2)

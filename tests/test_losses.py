@@ -107,8 +107,11 @@ def test_dice_matches_monai():
     for include_background in (False, True):
         ours = DiceLoss(include_background=include_background)(logits, target)
         reference = monai_losses.DiceLoss(
-            include_background=include_background, to_onehot_y=True, softmax=True,
-            smooth_nr=1e-6, smooth_dr=1e-6,
+            include_background=include_background,
+            to_onehot_y=True,
+            softmax=True,
+            smooth_nr=1e-6,
+            smooth_dr=1e-6,
         )(logits, target[:, None])
         torch.testing.assert_close(ours, reference)
     binary = torch.randn(2, 1, 8, 8)
@@ -154,8 +157,13 @@ def test_tversky_matches_monai():
     monai_losses = pytest.importorskip("monai.losses")
     logits, target = torch.randn(2, 2, 8, 8), blob_target(2, 8)
     reference = monai_losses.TverskyLoss(
-        include_background=False, to_onehot_y=True, softmax=True, alpha=0.3, beta=0.7,
-        smooth_nr=1e-6, smooth_dr=1e-6,
+        include_background=False,
+        to_onehot_y=True,
+        softmax=True,
+        alpha=0.3,
+        beta=0.7,
+        smooth_nr=1e-6,
+        smooth_dr=1e-6,
     )(logits, target[:, None])
     torch.testing.assert_close(TverskyLoss(alpha=0.3, beta=0.7)(logits, target), reference)
 

@@ -155,7 +155,9 @@ def test_accumulator_mean_and_pooled():
         assert per_image == pytest.approx(binary_metrics(probs, truth, roi=roi), nan_ok=True)
     summary = accumulator.summary()
     assert summary["n_images"] == 3 and [m["name"] for m in summary["per_image"]] == [
-        "image0", "image1", "image2",
+        "image0",
+        "image1",
+        "image2",
     ]
     assert set(summary["mean"]) == set(METRICS) == set(summary["pooled"])
     for name in METRICS:

@@ -36,9 +36,17 @@ def test_fundus_sample_is_offline_rgb():
     assert image.shape == (560, 560, 3) and meta["rgb"]
 
 
-ENGINE = ["napari_attnseg.models", "napari_attnseg.losses", "napari_attnseg.metrics",
-          "napari_attnseg.data", "napari_attnseg.training", "napari_attnseg.inference",
-          "napari_attnseg.zoo", "napari_attnseg.cli", "napari_attnseg.benchmark"]
+ENGINE = [
+    "napari_attnseg.models",
+    "napari_attnseg.losses",
+    "napari_attnseg.metrics",
+    "napari_attnseg.data",
+    "napari_attnseg.training",
+    "napari_attnseg.inference",
+    "napari_attnseg.zoo",
+    "napari_attnseg.cli",
+    "napari_attnseg.benchmark",
+]
 
 
 def test_engine_never_imports_napari_or_qt():

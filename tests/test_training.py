@@ -31,8 +31,18 @@ def disc_samples(n=6, size=32, seed=0):
 
 
 def config(**kw):
-    base = dict(epochs=3, batch_size=4, patch_size=32, lr=1e-2, loss="dice_ce", loss_params={},
-                augment=None, device="cpu", early_stopping=None, schedule="none")
+    base = dict(
+        epochs=3,
+        batch_size=4,
+        patch_size=32,
+        lr=1e-2,
+        loss="dice_ce",
+        loss_params={},
+        augment=None,
+        device="cpu",
+        early_stopping=None,
+        schedule="none",
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -84,8 +94,14 @@ def test_unified_focal_with_distance_penalty_runs():
 def test_cancel_keeps_checkpoint_loadable_and_restores_weights(tmp_path):
     model = tiny()
     token = CancelToken()
-    trainer = Trainer(model, config(epochs=5), disc_samples(), disc_samples(2, seed=1),
-                      checkpoint_dir=tmp_path, on_epoch=lambda r: token.cancel())
+    trainer = Trainer(
+        model,
+        config(epochs=5),
+        disc_samples(),
+        disc_samples(2, seed=1),
+        checkpoint_dir=tmp_path,
+        on_epoch=lambda r: token.cancel(),
+    )
     with pytest.raises(Cancelled):
         trainer.fit(cancel=token)
     best = load_model(tmp_path / "best.safetensors")
@@ -105,7 +121,9 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
 
 
 def test_early_stopping_and_time_budget():
-    h = Trainer(tiny(), config(epochs=50, lr=1e-9, early_stopping=2), disc_samples(), disc_samples(2)).fit()
+    h = Trainer(
+        tiny(), config(epochs=50, lr=1e-9, early_stopping=2), disc_samples(), disc_samples(2)
+    ).fit()
     assert "early stopping" in h.stopped and len(h.epochs) < 50
     h = Trainer(tiny(), config(epochs=50, time_budget=0.0), disc_samples(), []).fit()
     assert "time budget" in h.stopped and len(h.epochs) == 1
@@ -131,8 +149,13 @@ def test_finetune_leaves_original_untouched():
 
 def test_prune_workflow():
     result = prune_workflow(
-        "use_net", {"width": 4, "depth": 2}, disc_samples(), disc_samples(2, seed=1),
-        config(epochs=2), data=DataSpec(in_channels=1), normalization={"mode": "zscore"},
+        "use_net",
+        {"width": 4, "depth": 2},
+        disc_samples(),
+        disc_samples(2, seed=1),
+        config(epochs=2),
+        data=DataSpec(in_channels=1),
+        normalization={"mode": "zscore"},
         threshold=10.0,  # every w < 10: prune all
     )
     assert set(result.pruned_modules) == set(result.focal_weights)

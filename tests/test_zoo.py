@@ -60,7 +60,9 @@ def test_pinned_url_fetches_once_and_verifies(tiny_model, loopback, tmp_path_fac
     assert zoo.resolve(f"{base}/remote.safetensors#sha256={digest}").exists()
 
 
-def test_url_without_pin_or_with_wrong_hash_is_refused(tiny_model, loopback, tmp_path_factory, monkeypatch):
+def test_url_without_pin_or_with_wrong_hash_is_refused(
+    tiny_model, loopback, tmp_path_factory, monkeypatch
+):
     base, served = loopback
     monkeypatch.setenv(zoo.remote.CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
     save_model(tiny_model, served / "remote.safetensors")

@@ -45,7 +45,15 @@ from scipy import stats
 
 #: the metric names, in table order
 METRICS: tuple[str, ...] = (
-    "dice", "jaccard", "accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "miou",
+    "dice",
+    "jaccard",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "precision",
+    "f1",
+    "auc",
+    "miou",
 )
 COUNTS: tuple[str, ...] = ("tp", "fp", "tn", "fn")
 

@@ -38,7 +38,9 @@ class ArchitectureContract:
 
     def build(self, case: dict | None = None, in_channels: int = 1, n_classes: int = 1):
         return create_model(
-            self.name, in_channels=in_channels, n_classes=n_classes,
+            self.name,
+            in_channels=in_channels,
+            n_classes=n_classes,
             **{**self.options, **(case or {})},
         )
 
@@ -120,7 +122,9 @@ class ArchitectureContract:
         if not self.supports_focal:
             pytest.skip("architecture has no Focal option")
         model = self.build({**self.cases[0], "focal": 0.0}).eval()
-        modules = [m for _, m in model.named_modules() if isinstance(m, AttentionModule) and m.focal]
+        modules = [
+            m for _, m in model.named_modules() if isinstance(m, AttentionModule) and m.focal
+        ]
         assert modules, "focal=0.0 built no Focal modules"
         seen = []
 

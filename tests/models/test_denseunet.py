@@ -139,6 +139,7 @@ def test_self_attention_map_is_normalised_response():
 
 def expected_output(ja: JointAttention, x: torch.Tensor) -> torch.Tensor:
     """The §5.4 formula of ``ja.structure``, from naive S and P."""
+
     def S(u):
         return naive_term(ja.sa, u)
 

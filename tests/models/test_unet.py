@@ -51,7 +51,9 @@ class TestFocalPresets(ArchitectureContract):
     cases = [{}, {"depth": 3}]
 
 
-@pytest.mark.parametrize("bad", [{"depth": 0}, {"norm": "group"}, {"se": [True, False]}, {"colour": 1}])
+@pytest.mark.parametrize(
+    "bad", [{"depth": 0}, {"norm": "group"}, {"se": [True, False]}, {"colour": 1}]
+)
 def test_bad_options_name_the_problem(bad):
     key = next(iter(bad))
     with pytest.raises(ValueError, match=key if key != "colour" else "unknown option"):

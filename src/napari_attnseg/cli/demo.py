@@ -43,10 +43,14 @@ def run(args: argparse.Namespace) -> int:
     write_mask(out / "nuclei_mask.tif", prediction.labels)
     _overlay(image, prediction.labels, out / "nuclei_overlay.png")
     scores = binary_metrics(prediction.foreground, truth > 0)
-    print(f"model {args.model} ({model.config['name']}) on {predictor.device}: "
-          f"{image.shape[1]}x{image.shape[0]} image in {seconds:.2f} s")
-    print(f"Dice {scores['dice']:.4f}  Jaccard {scores['jaccard']:.4f}  "
-          f"precision {scores['precision']:.4f}  recall {scores['sensitivity']:.4f}")
+    print(
+        f"model {args.model} ({model.config['name']}) on {predictor.device}: "
+        f"{image.shape[1]}x{image.shape[0]} image in {seconds:.2f} s"
+    )
+    print(
+        f"Dice {scores['dice']:.4f}  Jaccard {scores['jaccard']:.4f}  "
+        f"precision {scores['precision']:.4f}  recall {scores['sensitivity']:.4f}"
+    )
     print(f"wrote {out / 'nuclei_mask.tif'} and {out / 'nuclei_overlay.png'}")
     return 0 if np.isfinite(scores["dice"]) else 1
 

@@ -23,13 +23,16 @@ def add_parser(sub) -> None:
     p.add_argument("--masks", required=True, metavar="DIR", help="folder of masks (same stems)")
     p.add_argument("--fov", metavar="DIR", default=None, help="folder of region-of-interest masks")
     p.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
-    p.add_argument("--save-predictions", metavar="DIR", default=None,
-                   help="also write the predicted masks here")
+    p.add_argument(
+        "--save-predictions",
+        metavar="DIR",
+        default=None,
+        help="also write the predicted masks here",
+    )
     p.set_defaults(run=run)
 
 
 def evaluate_folder(predictor, images, masks, fov=None, *, quiet=False, save_dir=None, name=""):
-    import numpy as np
 
     from ..data.datasets import pair_folder
     from ..data.io import read_mask, write_mask
@@ -63,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = make_predictor(args)
     result = evaluate_folder(
-        predictor, args.images, args.masks, args.fov, quiet=args.quiet,
-        save_dir=args.save_predictions, name=args.model,
+        predictor,
+        args.images,
+        args.masks,
+        args.fov,
+        quiet=args.quiet,
+        save_dir=args.save_predictions,
+        name=args.model,
     )
     print(format_table(result))
     if args.json:

@@ -11,16 +11,32 @@ import json
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="architecture, parameters, FLOPs, attention, Focal w",
-                       description=__doc__)
+    p = sub.add_parser(
+        "info", help="architecture, parameters, FLOPs, attention, Focal w", description=__doc__
+    )
     p.add_argument("model", metavar="MODEL", help="zoo/user model, path, or architecture name")
-    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=None,
-                   help="input size for the FLOP count (default 256 256)")
-    p.add_argument("--in-channels", type=int, default=None,
-                   help="for an architecture name: input channels (default 3)")
+    p.add_argument(
+        "--size",
+        nargs=2,
+        type=int,
+        metavar=("H", "W"),
+        default=None,
+        help="input size for the FLOP count (default 256 256)",
+    )
+    p.add_argument(
+        "--in-channels",
+        type=int,
+        default=None,
+        help="for an architecture name: input channels (default 3)",
+    )
     p.add_argument("--n-classes", type=int, default=1, help="for an architecture name")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture option (JSON value), repeatable, e.g. --option width=16")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture option (JSON value), repeatable, e.g. --option width=16",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
 
@@ -46,8 +62,12 @@ def build(args: argparse.Namespace):
         try:
             return load(args.model)  # a user model may shadow an architecture name
         except ValueError:
-            return create_model(args.model, in_channels=args.in_channels or 3,
-                                n_classes=args.n_classes, **parse_options(args.option))
+            return create_model(
+                args.model,
+                in_channels=args.in_channels or 3,
+                n_classes=args.n_classes,
+                **parse_options(args.option),
+            )
     if args.option or args.in_channels:
         raise ValueError("--option/--in-channels apply to architecture names only")
     return load(args.model)
@@ -81,13 +101,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"model:        {args.model}")
     print(f"architecture: {model.config['name']}  {json.dumps(cfg)}")
     print(f"parameters:   {cost.params:,} ({cost.megabytes_fp32:.1f} MB fp32)")
-    print(f"cost at {model.in_channels}x{size[0]}x{size[1]}: {cost.gflops:.3f} GFLOPs "
-          f"({cost.gmacs:.3f} GMACs; PyTorch flop counter, 1 multiply-add = 2 FLOPs)")
+    print(
+        f"cost at {model.in_channels}x{size[0]}x{size[1]}: {cost.gflops:.3f} GFLOPs "
+        f"({cost.gmacs:.3f} GMACs; PyTorch flop counter, 1 multiply-add = 2 FLOPs)"
+    )
     if card is not None and card.normalization:
         print(f"normalisation: {json.dumps(card.normalization)}; input scale {card.input_scale}")
     print(f"attention modules: {len(kinds)}")
     for name, kind in kinds.items():
         w = weights.get(name)
-        focal = "" if w is None else f"  focal w = {w:.4f}" + ("  (w < 0.2: would prune)" if w < 0.2 else "")
+        focal = (
+            ""
+            if w is None
+            else f"  focal w = {w:.4f}" + ("  (w < 0.2: would prune)" if w < 0.2 else "")
+        )
         print(f"  {name:36} {kind:8}{focal}")
     return 0

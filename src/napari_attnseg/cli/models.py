@@ -22,8 +22,13 @@ def run(args: argparse.Namespace) -> int:
         dice = card.get("metrics", {}).get("validation", {}).get("mean", {}).get("dice")
         rows.append(
             {
-                "name": info.name, "source": info.source, "task": info.task, "arch": info.arch,
-                "default": info.is_default, "val_dice": dice, "path": str(info.path),
+                "name": info.name,
+                "source": info.source,
+                "task": info.task,
+                "arch": info.arch,
+                "default": info.is_default,
+                "val_dice": dice,
+                "path": str(info.path),
             }
         )
     if args.json:
@@ -41,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['name']:34} {r['source']:6} {r['task']:10} {r['arch']:22} {dice:>8}{mark}")
     defaults = task_defaults()
     if defaults:
-        print("\n* task default; a bare task name selects it: " + ", ".join(
-            f"{t} -> {n}" for t, n in sorted(defaults.items())))
+        print(
+            "\n* task default; a bare task name selects it: "
+            + ", ".join(f"{t} -> {n}" for t, n in sorted(defaults.items()))
+        )
     print(f"user models folder: {user_model_dir()}")
     return 0

@@ -15,15 +15,23 @@ from ._common import ProgressBar, add_device, add_quiet, expand_inputs
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="MODEL",
-                   help="zoo name (focal_use_net.nuclei), task (nuclei), user model or path")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="zoo name (focal_use_net.nuclei), task (nuclei), user model or path",
+    )
     p.add_argument("--tta", action="store_true", help="average over horizontal/vertical flips")
     add_device(p)
     p.add_argument("--tile-size", type=int, default=512, help="tile edge for large images")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="foreground threshold (default: the model card's, usually 0.5)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="foreground threshold (default: the model card's, usually 0.5)",
+    )
     add_quiet(p)
 
 
@@ -42,8 +50,13 @@ def make_predictor(args: argparse.Namespace):
 
     model = load(args.model)
     return Predictor(
-        model, device=args.device, tta=args.tta, tile_size=args.tile_size,
-        overlap=args.overlap, batch_size=args.batch_size, threshold=args.threshold,
+        model,
+        device=args.device,
+        tta=args.tta,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
     )
 
 

@@ -11,8 +11,9 @@ import argparse
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("prune", help="drop Focal attention modules with w below a threshold",
-                       description=__doc__)
+    p = sub.add_parser(
+        "prune", help="drop Focal attention modules with w below a threshold", description=__doc__
+    )
     p.add_argument("--model", required=True, metavar="MODEL")
     p.add_argument("--out", required=True, metavar="PATH", help="where to save the pruned model")
     p.add_argument("--threshold", type=float, default=0.2, help="prune modules with w < this")
@@ -27,8 +28,12 @@ def run(args: argparse.Namespace) -> int:
     weights = focal_weights(model)
     pruned = prune(model, threshold=args.threshold)
     card = model.card
-    card.metadata = {**card.metadata, "pruned_from": args.model, "prune_threshold": args.threshold,
-                     "focal_weights_before_pruning": weights}
+    card.metadata = {
+        **card.metadata,
+        "pruned_from": args.model,
+        "prune_threshold": args.threshold,
+        "focal_weights_before_pruning": weights,
+    }
     path = save_model(pruned, args.out, card=card)
     for name, w in weights.items():
         print(f"  {name:36} w = {w:.4f}  {'pruned' if w < args.threshold else 'kept'}")

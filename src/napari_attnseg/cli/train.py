@@ -23,21 +23,41 @@ from ._common import ProgressBar, add_device, add_quiet
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", required=True, metavar="DIR", help="training images")
     p.add_argument("--masks", required=True, metavar="DIR", help="masks, paired by file stem")
-    p.add_argument("--fov", metavar="DIR", help="region-of-interest masks (loss and metrics inside)")
-    p.add_argument("--val-images", metavar="DIR", help="validation images (default: hold out a fraction)")
+    p.add_argument(
+        "--fov", metavar="DIR", help="region-of-interest masks (loss and metrics inside)"
+    )
+    p.add_argument(
+        "--val-images", metavar="DIR", help="validation images (default: hold out a fraction)"
+    )
     p.add_argument("--val-masks", metavar="DIR", help="validation masks")
     p.add_argument("--val-fov", metavar="DIR", help="validation ROI masks")
-    p.add_argument("--val-fraction", type=float, default=None, help="held-out fraction (default 0.2)")
+    p.add_argument(
+        "--val-fraction", type=float, default=None, help="held-out fraction (default 0.2)"
+    )
     p.add_argument("--out", required=True, metavar="PATH", help="where to save the trained model")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--patch-size", type=int, default=None, help="random patch edge (0: whole images)")
+    p.add_argument(
+        "--patch-size", type=int, default=None, help="random patch edge (0: whole images)"
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate")
-    p.add_argument("--loss", default=None, help="dice, dice_ce, ce, tversky, focal_tversky, unified_focal")
-    p.add_argument("--loss-param", action="append", default=[], metavar="KEY=VALUE",
-                   help="loss parameter, e.g. --loss-param epsilon=0.1 (repeatable)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any training option (see TrainConfig), e.g. --set optimizer=sgd")
+    p.add_argument(
+        "--loss", default=None, help="dice, dice_ce, ce, tversky, focal_tversky, unified_focal"
+    )
+    p.add_argument(
+        "--loss-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loss parameter, e.g. --loss-param epsilon=0.1 (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any training option (see TrainConfig), e.g. --set optimizer=sgd",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=None, help="seconds")
     add_device(p)
@@ -45,28 +65,47 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train an architecture on image/mask folders",
-                       description=__doc__)
+    p = sub.add_parser(
+        "train", help="train an architecture on image/mask folders", description=__doc__
+    )
     p.add_argument("--arch", default=None, help="architecture name (see `attnseg info`)")
     p.add_argument("--config", metavar="FILE", help="JSON recipe")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="architecture option, e.g. --option width=16 (repeatable)")
-    p.add_argument("--in-channels", type=int, default=None, help="1 grey, 3 RGB (default: recipe or 3)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture option, e.g. --option width=16 (repeatable)",
+    )
+    p.add_argument(
+        "--in-channels", type=int, default=None, help="1 grey, 3 RGB (default: recipe or 3)"
+    )
     p.add_argument("--n-classes", type=int, default=None, help="1 binary (default), >= 2 classes")
-    p.add_argument("--normalization", default=None,
-                   help="zscore, dataset, percentile, minmax or none (or a JSON object)")
+    p.add_argument(
+        "--normalization",
+        default=None,
+        help="zscore, dataset, percentile, minmax or none (or a JSON object)",
+    )
     p.add_argument("--scale", type=float, default=None, help="resize factor applied to every image")
-    p.add_argument("--prune-workflow", action="store_true",
-                   help="train with Focal w = 0, prune w < threshold, retrain")
+    p.add_argument(
+        "--prune-workflow",
+        action="store_true",
+        help="train with Focal w = 0, prune w < threshold, retrain",
+    )
     p.add_argument("--prune-threshold", type=float, default=0.2)
-    p.add_argument("--checkpoint-dir", metavar="DIR", default=None,
-                   help="keep best.safetensors and a resumable last.ckpt here")
+    p.add_argument(
+        "--checkpoint-dir",
+        metavar="DIR",
+        default=None,
+        help="keep best.safetensors and a resumable last.ckpt here",
+    )
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.ckpt")
     _add_common(p)
     p.set_defaults(run=run_train)
 
-    f = sub.add_parser("finetune", help="continue training a model on new data",
-                       description=__doc__)
+    f = sub.add_parser(
+        "finetune", help="continue training a model on new data", description=__doc__
+    )
     f.add_argument("--model", required=True, metavar="MODEL")
     _add_common(f)
     f.set_defaults(run=run_finetune)
@@ -85,16 +124,25 @@ def _train_config(base: dict, args: argparse.Namespace):
     from ..training import TrainConfig
 
     values = dict(base)
-    for key, attr in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
-                      ("loss", "loss"), ("seed", "seed"), ("time_budget", "time_budget"),
-                      ("device", "device")):
+    for key, attr in (
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("loss", "loss"),
+        ("seed", "seed"),
+        ("time_budget", "time_budget"),
+        ("device", "device"),
+    ):
         value = getattr(args, attr)
         if value is not None and not (attr == "device" and value == "auto" and "device" in values):
             values[key] = value
     if args.patch_size is not None:
         values["patch_size"] = args.patch_size or None
     if args.loss_param:
-        values["loss_params"] = {**values.get("loss_params", {}), **_pairs(args.loss_param, "--loss-param")}
+        values["loss_params"] = {
+            **values.get("loss_params", {}),
+            **_pairs(args.loss_param, "--loss-param"),
+        }
     values.update(_pairs(args.set, "--set"))
     return TrainConfig.from_dict(values)
 
@@ -116,7 +164,15 @@ def _data_spec(recipe: dict, args: argparse.Namespace, defaults: dict | None = N
         data["val_fraction"] = args.val_fraction
     if args.seed is not None:
         data["seed"] = args.seed
-    known = {"in_channels", "n_classes", "normalization", "scale", "input_size", "val_fraction", "seed"}
+    known = {
+        "in_channels",
+        "n_classes",
+        "normalization",
+        "scale",
+        "input_size",
+        "val_fraction",
+        "seed",
+    }
     unknown = set(data) - known
     if unknown:
         raise ValueError(f"unknown data option(s) {sorted(unknown)}; valid: {sorted(known)}")
@@ -128,16 +184,25 @@ def _load(args, spec):
 
     with ProgressBar("loading", disable=args.quiet, unit="image") as bar:
         return load_folder_data(
-            args.images, args.masks, spec, fov=args.fov, val_images=args.val_images,
-            val_masks=args.val_masks, val_fov=args.val_fov, progress=bar,
+            args.images,
+            args.masks,
+            spec,
+            fov=args.fov,
+            val_images=args.val_images,
+            val_masks=args.val_masks,
+            val_fov=args.val_fov,
+            progress=bar,
         )
 
 
 def _summary(model, history, out) -> None:
     best = history.epochs[history.best_epoch] if history.best_epoch is not None else {}
     dice = best.get("val_dice")
-    print(f"{history.stopped}: {len(history.epochs)} epoch(s) in {history.seconds:.1f} s; "
-          f"best epoch {best.get('epoch')}" + (f", validation dice {dice:.4f}" if dice is not None else ""))
+    print(
+        f"{history.stopped}: {len(history.epochs)} epoch(s) in {history.seconds:.1f} s; "
+        f"best epoch {best.get('epoch')}"
+        + (f", validation dice {dice:.4f}" if dice is not None else "")
+    )
     print(f"saved {out}")
 
 
@@ -161,8 +226,15 @@ def run_train(args: argparse.Namespace) -> int:
     with ProgressBar("training", disable=args.quiet) as bar:
         if args.prune_workflow:
             result = prune_workflow(
-                arch, options, train, val, config, data=spec, normalization=normalization,
-                threshold=args.prune_threshold, progress=bar,
+                arch,
+                options,
+                train,
+                val,
+                config,
+                data=spec,
+                normalization=normalization,
+                threshold=args.prune_threshold,
+                progress=bar,
             )
             model, history = result.model, result.history
             for key, value in card.items():
@@ -171,13 +243,24 @@ def run_train(args: argparse.Namespace) -> int:
                 elif key != "metadata":
                     setattr(model.card, key, value)
             save_model(model, out)
-            print("focal w after the w = 0 probe: " + ", ".join(
-                f"{n} {w:.3f}" for n, w in result.focal_weights.items()))
+            print(
+                "focal w after the w = 0 probe: "
+                + ", ".join(f"{n} {w:.3f}" for n, w in result.focal_weights.items())
+            )
             print(f"pruned: {', '.join(result.pruned_modules) or 'nothing'}")
         else:
             model, history = train_new(
-                arch, options, train, val, config, data=spec, normalization=normalization,
-                out=out, card=card, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                arch,
+                options,
+                train,
+                val,
+                config,
+                data=spec,
+                normalization=normalization,
+                out=out,
+                card=card,
+                checkpoint_dir=args.checkpoint_dir,
+                resume=args.resume,
                 progress=bar,
             )
     _summary(model, history, out)
@@ -191,16 +274,22 @@ def run_finetune(args: argparse.Namespace) -> int:
     model = load(args.model)
     card = model.card
     spec = _data_spec(
-        {}, args,
-        defaults={"in_channels": model.in_channels, "n_classes": model.n_classes,
-                  "normalization": card.normalization, "scale": card.input_scale,
-                  "input_size": card.input_size},
+        {},
+        args,
+        defaults={
+            "in_channels": model.in_channels,
+            "n_classes": model.n_classes,
+            "normalization": card.normalization,
+            "scale": card.input_scale,
+            "input_size": card.input_size,
+        },
     )
     base = {"lr": 1e-4, "epochs": 20, "early_stopping": 10, "plateau_patience": 5}
     config = _train_config(base, args)
     train, val, _ = _load(args, spec)
     with ProgressBar("fine-tuning", disable=args.quiet) as bar:
-        tuned, history = finetune(model, train, val, config, out=args.out,
-                                  base_name=args.model, progress=bar)
+        tuned, history = finetune(
+            model, train, val, config, out=args.out, base_name=args.model, progress=bar
+        )
     _summary(tuned, history, args.out)
     return 0

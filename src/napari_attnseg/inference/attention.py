@@ -53,8 +53,9 @@ def attention_maps(
         if m.kind == "spatial":
             resized = m.resized
             if resized.shape[-2:] != (height, width):
-                resized = F.interpolate(resized, size=(height, width), mode="bilinear",
-                                        align_corners=False).clamp(0.0, 1.0)
+                resized = F.interpolate(
+                    resized, size=(height, width), mode="bilinear", align_corners=False
+                ).clamp(0.0, 1.0)
             m.resized = resized.cpu()
         else:
             m.resized = m.resized.cpu()

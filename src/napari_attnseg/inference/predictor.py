@@ -147,7 +147,9 @@ class Predictor:
         stack = np.asarray(stack)
         rgb = (stack.ndim == 4 and stack.shape[-1] in (3, 4)) if rgb is None else rgb
         if stack.ndim != (4 if rgb else 3):
-            raise ValueError(f"expected a stack of 2D {'RGB ' if rgb else ''}slices, got {stack.shape}")
+            raise ValueError(
+                f"expected a stack of 2D {'RGB ' if rgb else ''}slices, got {stack.shape}"
+            )
         n = stack.shape[0]
         probs = []
         for z in range(n):
@@ -156,7 +158,9 @@ class Predictor:
             def inner(done, total, message="", z=z):
                 report(progress, z * total + done, n * total, f"slice {z + 1}/{n}")
 
-            probs.append(self.probabilities(self.prepare(stack[z], rgb), progress=inner, cancel=cancel))
+            probs.append(
+                self.probabilities(self.prepare(stack[z], rgb), progress=inner, cancel=cancel)
+            )
         report(progress, n, n, "done")
         probs = np.stack(probs)
         return Prediction(probs, self.labels(probs), list(self.messages))
@@ -204,7 +208,7 @@ class Predictor:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
-        """The size an image is resized to before prediction (card ``input_size``/``input_scale``)."""
+        """Size an image is resized to for the network (card ``input_size``/``input_scale``)."""
         if self.card.input_size:
             h, w = self.card.input_size
             return int(h), int(w)
@@ -271,9 +275,14 @@ class Predictor:
                 from monai.inferers import sliding_window_inference
 
                 probs = sliding_window_inference(
-                    xf, roi_size=(tile, tile), sw_batch_size=self.settings.batch_size,
-                    predictor=forward, overlap=self.settings.overlap, mode=self.settings.blend,
-                    sw_device=self.device, device=torch.device("cpu"),
+                    xf,
+                    roi_size=(tile, tile),
+                    sw_batch_size=self.settings.batch_size,
+                    predictor=forward,
+                    overlap=self.settings.overlap,
+                    mode=self.settings.blend,
+                    sw_device=self.device,
+                    device=torch.device("cpu"),
                 )
                 probs = torch.as_tensor(probs)  # MetaTensor -> Tensor
             else:

@@ -135,7 +135,9 @@ def disable_attention(model: nn.Module, names: list[str], reason: str = "pruned"
         if module is None:
             raise ValueError(f"{name!r} is not an attention module of this model")
         if not module.prunable:
-            raise ValueError(f"attention module {name!r} ({type(module).__name__}) cannot be pruned")
+            raise ValueError(
+                f"attention module {name!r} ({type(module).__name__}) cannot be pruned"
+            )
         _set_submodule(model, name, Passthrough(module.kind, reason))
 
 

@@ -193,9 +193,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
     return document
 
 
-def load_model(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> SegmentationModel:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Rebuild a saved model (float32, eval mode) with its card as ``model.card``."""
     from safetensors.torch import load_file
 

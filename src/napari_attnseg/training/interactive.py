@@ -112,9 +112,15 @@ def samples_for_model(
 
     card = card_of(model)
     return build_samples(
-        pairs, in_channels=model.in_channels, n_classes=model.n_classes,
-        normalization=card.normalization, mode=mode, val_fraction=val_fraction, seed=seed,
-        input_scale=card.input_scale, input_size=card.input_size,
+        pairs,
+        in_channels=model.in_channels,
+        n_classes=model.n_classes,
+        normalization=card.normalization,
+        mode=mode,
+        val_fraction=val_fraction,
+        seed=seed,
+        input_scale=card.input_scale,
+        input_size=card.input_size,
     )
 
 
@@ -213,9 +219,7 @@ def _shape(shape: Sequence[int]) -> str:
     return "×".join(str(int(s)) for s in shape)
 
 
-def _to_working_size(
-    sample: Sample, scale: float, size: Sequence[int] | None
-) -> Sample:
+def _to_working_size(sample: Sample, scale: float, size: Sequence[int] | None) -> Sample:
     """Resize like the predictor: to the card's fixed ``input_size``, else by ``input_scale``."""
     from .workflows import resize_samples
 

@@ -35,7 +35,7 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int):
-    """``(scheduler, per_step)``: poly decays every step, plateau is stepped per epoch on val loss."""
+    """``(scheduler, per_step)``: poly decays per step; plateau steps per epoch on val loss."""
     if config.schedule == "poly":
         power = config.poly_power
 
@@ -46,8 +46,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total
     if config.schedule == "plateau":
         return (
             torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="min", factor=config.plateau_factor,
-                patience=config.plateau_patience, min_lr=config.min_lr,
+                optimizer,
+                mode="min",
+                factor=config.plateau_factor,
+                patience=config.plateau_patience,
+                min_lr=config.min_lr,
             ),
             False,
         )

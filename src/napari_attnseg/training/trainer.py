@@ -63,7 +63,9 @@ class History:
 
     def focal_series(self) -> dict[str, list[float]]:
         names = {n for e in self.epochs for n in e.get("focal", {})}
-        return {n: [e.get("focal", {}).get(n, math.nan) for e in self.epochs] for n in sorted(names)}
+        return {
+            n: [e.get("focal", {}).get(n, math.nan) for e in self.epochs] for n in sorted(names)
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,13 +122,19 @@ class Trainer:
         self.loss_fn = build_loss(config.loss, **config.loss_params)
         self.with_dpt = loss_needs_dpt(self.loss_fn)
         self.n_classes = max(2, model.n_classes)
-        augment = None if config.augment is None else Augmenter.from_config(
-            {**config.augment, "seed": config.seed}
+        augment = (
+            None
+            if config.augment is None
+            else Augmenter.from_config({**config.augment, "seed": config.seed})
         )
         self.train_data = PatchDataset(
-            list(train_samples), patch_size=config.patch_size, augment=augment,
-            n_classes=self.n_classes, with_dpt=self.with_dpt,
-            samples_per_epoch=config.samples_per_epoch, fg_fraction=config.fg_fraction,
+            list(train_samples),
+            patch_size=config.patch_size,
+            augment=augment,
+            n_classes=self.n_classes,
+            with_dpt=self.with_dpt,
+            samples_per_epoch=config.samples_per_epoch,
+            fg_fraction=config.fg_fraction,
             seed=config.seed,
         )
         self.val_samples = list(val_samples)
@@ -184,8 +192,11 @@ class Trainer:
         if hasattr(self.train_data, "set_epoch"):
             self.train_data.set_epoch(epoch)
         return DataLoader(
-            self.train_data, batch_size=self.config.batch_size, shuffle=True,
-            num_workers=self.config.num_workers, generator=generator,
+            self.train_data,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            num_workers=self.config.num_workers,
+            generator=generator,
             # a trailing batch of one breaks batch norm on 1×1 maps (e.g. AF-Net's GFF gate);
             # the order is reshuffled every epoch, so no sample is systematically left out
             drop_last=len(self.train_data) > self.config.batch_size,
@@ -225,7 +236,9 @@ class Trainer:
             total += float(loss.detach()) * x.shape[0]
             count += x.shape[0]
             report(
-                progress, epoch * steps + step + 1, cfg.epochs * steps,
+                progress,
+                epoch * steps + step + 1,
+                cfg.epochs * steps,
                 f"epoch {epoch + 1}/{cfg.epochs} · loss {total / count:.4f}",
             )
         return total / max(1, count)
@@ -297,7 +310,10 @@ class Trainer:
                 score = self._score(record)
                 improved = self.history.best_score is None or score > self.history.best_score
                 if improved:
-                    self.history.best_score, self.history.best_epoch = score, len(self.history.epochs)
+                    self.history.best_score, self.history.best_epoch = (
+                        score,
+                        len(self.history.epochs),
+                    )
                     self._best_state = copy.deepcopy(self.model.state_dict())
                     stale = 0
                 else:

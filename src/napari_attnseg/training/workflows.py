@@ -74,10 +74,13 @@ def load_folder_data(
         val_pairs = [pairs[i] for i in val_idx]
     normalization = dataset_normalization(train_pairs, spec)
     kwargs = dict(
-        in_channels=spec.in_channels, normalization=normalization,
-        n_classes=spec.n_classes, scale=spec.scale,
+        in_channels=spec.in_channels,
+        normalization=normalization,
+        n_classes=spec.n_classes,
+        scale=spec.scale,
     )
     if spec.input_size:  # resize each image as it is read: full-size frames can be large
+
         def load(pairs, progress=None):
             out = []
             for i, pair in enumerate(pairs):
@@ -86,6 +89,7 @@ def load_folder_data(
                     progress(i + 1, len(pairs), "loading")
             return out
     else:
+
         def load(pairs, progress=None):
             return load_samples(pairs, progress=progress, **kwargs)
 
@@ -114,8 +118,9 @@ def resize_samples(samples: list, size: list[int]) -> list:
     out = []
     for s in samples:
         image = torch.as_tensor(s.image)[None]
-        image = F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False,
-                              antialias=True)[0].numpy()
+        image = F.interpolate(
+            image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True
+        )[0].numpy()
 
         def nearest(a, dtype):
             t = torch.as_tensor(np.asarray(a, dtype=np.float32))[None, None]
@@ -148,9 +153,7 @@ def training_record(trainer: Trainer, history: History, **extra: Any) -> dict[st
         "n_train": len(trainer.train_data.samples),
         "n_val": len(trainer.val_samples),
         "environment": _environment(trainer.device),
-        "history": [
-            {k: v for k, v in e.items() if k not in ("seconds",)} for e in history.epochs
-        ],
+        "history": [{k: v for k, v in e.items() if k not in ("seconds",)} for e in history.epochs],
         **extra,
     }
 
@@ -174,10 +177,15 @@ def train_new(
     """Build ``arch`` with ``options``, train it and (with ``out``) save it with its card."""
     torch.manual_seed(config.seed)
     model = create_model(arch, in_channels=data.in_channels, n_classes=data.n_classes, **options)
-    model.card = ModelCard.from_dict({
-        "name": arch, **(card or {}), "normalization": normalization,
-        "input_scale": data.scale, "input_size": data.input_size,
-    })
+    model.card = ModelCard.from_dict(
+        {
+            "name": arch,
+            **(card or {}),
+            "normalization": normalization,
+            "input_scale": data.scale,
+            "input_size": data.input_size,
+        }
+    )
     trainer = Trainer(model, config, train_samples, val_samples, checkpoint_dir=checkpoint_dir)
     if resume:
         trainer.resume()
@@ -214,8 +222,12 @@ def finetune(
     card.base_model = base_name or card.base_model or card.name
     card.metadata = {
         **card.metadata,
-        "finetune": training_record(trainer, history, started=started,
-                                    data_shapes=[list(s.image.shape) for s in train_samples]),
+        "finetune": training_record(
+            trainer,
+            history,
+            started=started,
+            data_shapes=[list(s.image.shape) for s in train_samples],
+        ),
     }
     tuned.card = card
     if out is not None:
@@ -250,8 +262,15 @@ def prune_workflow(
     """Train with Focal w = 0, prune modules with w < threshold, retrain (w = 1) from scratch."""
     probe_options = {**options, "focal": 0.0}
     probe, probe_history = train_new(
-        arch, probe_options, train_samples, val_samples, probe_config or config,
-        data=data, normalization=normalization, progress=progress, cancel=cancel,
+        arch,
+        probe_options,
+        train_samples,
+        val_samples,
+        probe_config or config,
+        data=data,
+        normalization=normalization,
+        progress=progress,
+        cancel=cancel,
     )
     weights = focal_weights(probe)
     if not weights:
@@ -259,13 +278,21 @@ def prune_workflow(
     pruned_probe = prune(probe, threshold)
     removed = pruned_probe.config["pruned"]
     retrain_options = {
-        k: v for k, v in pruned_probe.config.items()
+        k: v
+        for k, v in pruned_probe.config.items()
         if k not in ("name", "in_channels", "n_classes")
     }
     retrain_options["focal"] = 1.0
     model, history = train_new(
-        arch, retrain_options, train_samples, val_samples, config,
-        data=data, normalization=normalization, progress=progress, cancel=cancel,
+        arch,
+        retrain_options,
+        train_samples,
+        val_samples,
+        config,
+        data=data,
+        normalization=normalization,
+        progress=progress,
+        cancel=cancel,
     )
     model.card.metadata.update(
         {"pruning": {"threshold": threshold, "probe_focal_weights": weights, "pruned": removed}}

@@ -57,7 +57,10 @@ def fetch(url: str, sha256: str, *, progress: bool = False) -> Path:
     target = cache_dir() / sha256[:16]
     try:
         path = pooch.retrieve(
-            url, known_hash=f"sha256:{sha256.lower()}", fname=name, path=target,
+            url,
+            known_hash=f"sha256:{sha256.lower()}",
+            fname=name,
+            path=target,
             progressbar=progress,
         )
     except ValueError as exc:  # pooch: hash mismatch (the bad file is removed)

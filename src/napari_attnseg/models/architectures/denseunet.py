@@ -212,7 +212,8 @@ class DecoderStage(nn.Module):
 
 @register_model("denseunet", description="DenseUNet with joint attention (Zhang et al. 2022)")
 @register_model(
-    "denseunet161", **DENSENET161,
+    "denseunet161",
+    **DENSENET161,
     description="DenseUNet-JA at H-DenseUNet size (DenseNet-161 encoder)",
 )
 class DenseUNet(SegmentationModel):
@@ -227,9 +228,13 @@ class DenseUNet(SegmentationModel):
         from monai.networks.nets import DenseNet
 
         densenet = DenseNet(
-            spatial_dims=2, in_channels=in_channels, out_channels=1,
-            init_features=cfg.init_features, growth_rate=cfg.growth_rate,
-            block_config=tuple(cfg.block_layers), bn_size=cfg.bn_size,
+            spatial_dims=2,
+            in_channels=in_channels,
+            out_channels=1,
+            init_features=cfg.init_features,
+            growth_rate=cfg.growth_rate,
+            block_config=tuple(cfg.block_layers),
+            bn_size=cfg.bn_size,
         )
         self.encoder = densenet.features  # the classifier head is dropped
         *skips, deepest = cfg.skip_channels()
@@ -241,7 +246,10 @@ class DenseUNet(SegmentationModel):
             last = i == len(widths) - 1
             stages.append(
                 DecoderStage(
-                    cin, cout, None if last else skips[3 - i], upsample=cfg.upsample,
+                    cin,
+                    cout,
+                    None if last else skips[3 - i],
+                    upsample=cfg.upsample,
                     dropout=cfg.dropout if last else None,
                 )
             )
@@ -257,7 +265,7 @@ class DenseUNet(SegmentationModel):
             if name in SKIP_POINTS:
                 skips.append(x)
         x = torch.relu(x)  # block 4 -> BN (norm5) -> ReLU
-        attended = [attention(s) for attention, s in zip(self.skips, skips)]
-        for stage, skip in zip(self.decoder, [*reversed(attended), None]):
+        attended = [attention(s) for attention, s in zip(self.skips, skips, strict=True)]
+        for stage, skip in zip(self.decoder, [*reversed(attended), None], strict=True):
             x = stage(x, skip)
         return self.head(x)

@@ -120,7 +120,11 @@ class DecoderStage(nn.Module):
         if gate:
             inter = max(1, int(cout * cfg.gate_inter_ratio))
             self.gate = AttentionGate(
-                cout, cin, inter, focal=cfg.focal, output_conv=cfg.gate_output_conv,
+                cout,
+                cin,
+                inter,
+                focal=cfg.focal,
+                output_conv=cfg.gate_output_conv,
                 norm="batch" if cfg.norm == "batch" else "instance",
             )
         else:
@@ -128,7 +132,9 @@ class DecoderStage(nn.Module):
         self.conv = DoubleConv(2 * cout, cout, cfg)
         self.se = _se(cout, se, cfg)
 
-    def forward(self, coarse: torch.Tensor, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, coarse: torch.Tensor, skip: torch.Tensor, gating: torch.Tensor
+    ) -> torch.Tensor:
         skip = self.gate(skip, gating)
         x = torch.cat([skip, self.up(coarse)], dim=1)
         return self.se(self.conv(x))
@@ -141,7 +147,9 @@ class DecoderStage(nn.Module):
     "focal_use_net", se=True, focal=1.0, description="Focal USE-Net (Yeung et al. 2022)"
 )
 @register_model(
-    "focal_attention_unet", gates=True, focal=1.0,
+    "focal_attention_unet",
+    gates=True,
+    focal=1.0,
     description="Focal Attention U-Net (Yeung et al. 2022)",
 )
 class UNet(SegmentationModel):
@@ -167,8 +175,11 @@ class UNet(SegmentationModel):
         )
         self.decoder = nn.ModuleList(
             DecoderStage(
-                widths[cfg.depth - i], widths[cfg.depth - i - 1],
-                se[cfg.depth + 1 + i], cfg.gates[i], cfg,
+                widths[cfg.depth - i],
+                widths[cfg.depth - i - 1],
+                se[cfg.depth + 1 + i],
+                cfg.gates[i],
+                cfg,
             )
             for i in range(cfg.depth)
         )
@@ -183,7 +194,7 @@ class UNet(SegmentationModel):
             x = self.pool(x)
         x = self.bottleneck(x)
         gating = self.gating(x)
-        for stage, skip in zip(self.decoder, reversed(skips)):
+        for stage, skip in zip(self.decoder, reversed(skips), strict=True):
             x = stage(x, skip, gating)
             gating = x
         return self.head(x)

@@ -57,7 +57,9 @@ class AttentionGate(AttentionModule):
 
     def coefficients(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         theta = self.theta(x)
-        phi = F.interpolate(self.phi(g), size=theta.shape[-2:], mode="bilinear", align_corners=False)
+        phi = F.interpolate(
+            self.phi(g), size=theta.shape[-2:], mode="bilinear", align_corners=False
+        )
         return torch.sigmoid(self.psi(torch.relu(theta + phi)))
 
     def recalibrate(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

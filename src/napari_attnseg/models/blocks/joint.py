@@ -44,8 +44,9 @@ supplement): in structures 1, 4 and 7 the module *is* the PWA ablation at
 initialisation (``S = 0``) and *is* the SA ablation once its PWA is switched
 off (Focal ``w = 0`` or pruned: ``P(u) = u``); no other structure has both
 properties (with PWA off, 2, 3, 6, 9 give 2x or 3x plus an SA term; 5 and 8
-start as the identity and their PWA gets no gradient until ``S ≠ 0``). Among those three, 1 computes both maps
-from the same skip feature, so each map reads as it would in its own ablation.
+start as the identity and their PWA gets no gradient until ``S ≠ 0``). Among
+those three, 1 computes both maps from the same skip feature, so each map
+reads as it would in its own ablation.
 
 Attention maps (for ``capture_attention``): PWA records its sigmoid
 coefficients (after Focal). SA is not a gate, so it records a *response map*
@@ -157,9 +158,7 @@ class JointAttention(nn.Module):
         if isinstance(structure, bool) or structure not in STRUCTURES:
             raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
         if structure == "sa" and focal is not None:
-            raise ValueError(
-                f"focal={focal!r} needs point-wise attention; structure 'sa' has none"
-            )
+            raise ValueError(f"focal={focal!r} needs point-wise attention; structure 'sa' has none")
         self.structure = structure
         if structure != "sa":
             self.pwa = PointwiseAttention(channels, focal=focal)

@@ -63,8 +63,13 @@ class ConvNormAct(nn.Sequential):
         if bias is None:
             bias = norm == "none" or order == "can"
         conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride,
-            padding=padding, dilation=dilation, bias=bias,
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
         )
         layers = [conv, norm_layer(norm, out_channels), activation(act)]
         if order == "can":
