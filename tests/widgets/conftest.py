@@ -28,9 +28,9 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _fresh_session(monkeypatch):
     """Each test starts with an empty in-process model session."""
-    from napari_attnseg.widgets import _common
+    from napari_attnseg.widgets import _models
 
-    monkeypatch.setattr(_common, "_SESSION", None)
+    monkeypatch.setattr(_models, "_SESSION", None)
 
 
 def tiny_model(arch: str = "focal_attention_unet", in_channels: int = 1, **card):

@@ -5,7 +5,7 @@ import torch
 
 from napari_attnseg.cli import main as attnseg
 from napari_attnseg.models import load_model, read_card
-from napari_attnseg.widgets import _common
+from napari_attnseg.widgets import _models
 
 from .conftest import blobs, dock, errors, wait_done
 
@@ -53,7 +53,7 @@ def test_finetune_curve_resegment_save_and_revert(viewer, qtbot, saved_model, no
     assert len(widget.plot.data["series"]["train loss"]) == 2
     # a new, unsaved model that every picker offers; the weights changed
     assert widget.model_picker.current().label == "tiny-ft1  (unsaved)"
-    tuned = _common.session().load(widget.model_picker.current())
+    tuned = _models.session().load(widget.model_picker.current())
     assert not same(weights(tuned), original)
     # the image was re-segmented into a new aligned layer; the painted labels are untouched
     output = viewer.layers["cells [tiny-ft1]"]
@@ -80,7 +80,7 @@ def test_finetune_curve_resegment_save_and_revert(viewer, qtbot, saved_model, no
     # Revert: the weights from before fine-tuning, exactly
     assert widget.revert()
     assert widget.model_picker.current().name == "tiny"
-    assert same(weights(_common.session().load(widget.model_picker.current())), original)
+    assert same(weights(_models.session().load(widget.model_picker.current())), original)
     assert not widget.revert_button.isEnabled()
 
 
@@ -88,7 +88,7 @@ def test_cancel_keeps_model_and_layers(viewer, qtbot, saved_model, notifications
     setup_pair(viewer)
     widget = dock(viewer, "Fine-tune")
     quick(widget, epochs=1000)
-    base = _common.session().load(widget.model_picker.current())
+    base = _models.session().load(widget.model_picker.current())
     before = weights(base)
     assert widget.finetune()
     qtbot.waitUntil(lambda: len(widget.curve["train loss"]) >= 1, timeout=30_000)
@@ -97,7 +97,7 @@ def test_cancel_keeps_model_and_layers(viewer, qtbot, saved_model, notifications
     assert [layer.name for layer in viewer.layers] == ["cells", "corrected"]
     assert widget.rounds == [] and widget.model_picker.current().name == "tiny"
     assert same(weights(base), before)
-    assert [c.name for c in _common.session().choices()] == ["tiny"]
+    assert [c.name for c in _models.session().choices()] == ["tiny"]
     assert errors(notifications) == []
 
 

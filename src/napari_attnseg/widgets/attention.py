@@ -33,22 +33,20 @@ from qtpy.QtWidgets import (
 )
 
 from ..models.introspection import PRUNE_THRESHOLD
-from ._common import (
-    DevicePicker,
-    JobContext,
-    JobPanel,
-    LayerPicker,
-    ModelChoice,
-    ModelPicker,
+from ._jobs import JobContext, JobPanel
+from ._layers import (
+    METADATA_KEY,
     check_image_layer,
     current_index,
     is_rgb_layer,
     layer_array,
-    notify_error,
+    output_metadata,
     placement,
-    session,
     slice_placement,
 )
+from ._models import ModelChoice, session
+from ._notifications import notify_error
+from ._pickers import DevicePicker, LayerPicker, ModelPicker
 from ._plot import PlotCanvas
 
 #: one colormap, fixed 0–1 contrast: coefficients are comparable across modules and images
@@ -174,9 +172,7 @@ class AttentionWidget(QWidget):
         try:
             layer = self.image_picker.layer()
             check_image_layer(layer)
-            choice = self.model_picker.current()
-            if choice is None:
-                raise ValueError("no model selected: pick one or load a model file")
+            choice = self.model_picker.required()
         except ValueError as exc:
             notify_error(str(exc))
             return False
@@ -224,9 +220,8 @@ class AttentionWidget(QWidget):
             name = self.layer_name(request.image_name, m.name)
             plane = m.resized[0, 0].numpy().astype(np.float32)
             data = plane.reshape(lead + plane.shape)
-            meta = {"napari_attnseg": {"role": "attention", "image": request.image_name,
-                                       "model": request.choice.name, "module": m.name,
-                                       "focal_w": m.focal_w}}
+            meta = output_metadata(request.image_name, request.choice.name, "attention",
+                                   module=m.name, focal_w=m.focal_w)
             visible = m.name == result.best
             layer = self.viewer.layers[name] if name in self.viewer.layers else None
             if isinstance(layer, Image) and layer.data.shape == data.shape and not layer.rgb:
@@ -242,7 +237,7 @@ class AttentionWidget(QWidget):
                 )
             made.add(name)
         for layer in list(self.viewer.layers):
-            info = layer.metadata.get("napari_attnseg", {})
+            info = layer.metadata.get(METADATA_KEY, {})
             if (info.get("role") == "attention" and info.get("image") == request.image_name
                     and layer.name not in made):
                 self.viewer.layers.remove(layer)  # maps of a model no longer shown

@@ -38,25 +38,20 @@ from qtpy.QtWidgets import (
 )
 
 from ..training.interactive import DENSE_EPSILON, SPARSE_EPSILON, AnnotatedImage
-from ._common import (
-    DevicePicker,
-    JobContext,
-    JobPanel,
-    LayerPicker,
-    ModelChoice,
-    ModelPicker,
+from ._jobs import JobContext, JobPanel
+from ._layers import (
     check_image_layer,
-    find_layer,
     is_rgb_layer,
     layer_array,
-    notify_error,
-    notify_info,
+    output_metadata,
     output_name,
     placement,
-    replace_labels,
-    session,
     spatial_shape,
+    write_labels,
 )
+from ._models import ModelChoice, session
+from ._notifications import notify_error, notify_info
+from ._pickers import DevicePicker, LayerPicker, ModelPicker
 from ._plot import PlotCanvas
 
 MODES = ("dense", "sparse")
@@ -352,9 +347,7 @@ class FinetuneWidget(QWidget):
         pairs = [self._pair(k, row) for k, row in enumerate(self.rows)]
         if not pairs:
             raise ValueError("no image selected: add an (image, labels) pair")
-        choice = self.model_picker.current()
-        if choice is None:
-            raise ValueError("no model selected: pick the model to fine-tune")
+        choice = self.model_picker.required("pick the model to fine-tune")
         try:
             lr = float(self.lr.text())
         except ValueError:
@@ -436,18 +429,12 @@ class FinetuneWidget(QWidget):
     def _write_output(self, pair: PairData, outputs: list[np.ndarray], model_name: str,
                       protected: set[str]) -> str:
         name = output_name(pair.image_name, model_name)
-        layer = None if name in protected else find_layer(self.viewer, name, Labels, pair.shape)
-        if layer is not None:
-            for (index, _), labels in zip(pair.slices, outputs, strict=True):
-                replace_labels(layer, labels, index)
-            return layer.name
-        dtype = np.result_type(*[o.dtype for o in outputs])
-        data = np.zeros(pair.shape, dtype=dtype)
-        for (index, _), labels in zip(pair.slices, outputs, strict=True):
-            data[index] = labels
-        meta = {"napari_attnseg": {"image": pair.image_name, "model": model_name,
-                                   "role": "labels"}}
-        layer = self.viewer.add_labels(data, name=name, metadata=meta, **pair.placement)
+        slices = [(index, labels) for (index, _), labels in zip(pair.slices, outputs, strict=True)]
+        layer = write_labels(
+            self.viewer, name, pair.shape, slices, placement=pair.placement,
+            metadata=output_metadata(pair.image_name, model_name, "labels"),
+            reuse=name not in protected,  # never overwrite the labels being trained on
+        )
         return layer.name
 
     # -- revert / save -----------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Image
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,25 +27,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._common import (
-    DevicePicker,
-    JobContext,
-    JobPanel,
-    LayerPicker,
-    ModelChoice,
-    ModelPicker,
+from ._jobs import JobContext, JobPanel
+from ._layers import (
     check_image_layer,
     current_index,
     find_layer,
     is_rgb_layer,
     layer_array,
-    notify_error,
+    output_metadata,
     output_name,
     placement,
-    replace_labels,
-    session,
     spatial_shape,
+    write_labels,
 )
+from ._models import ModelChoice, session
+from ._notifications import notify_error
+from ._pickers import DevicePicker, LayerPicker, ModelPicker
 
 WHOLE_STACK, CURRENT_SLICE = "whole stack", "current slice"
 
@@ -187,9 +184,7 @@ class SegmentWidget(QWidget):
     def _request(self) -> SegmentRequest:
         layer = self.image_picker.layer()
         check_image_layer(layer)
-        choice = self.model_picker.current()
-        if choice is None:
-            raise ValueError("no model selected: pick one or load a model file")
+        choice = self.model_picker.required()
         shape = spatial_shape(layer)
         index = None
         if len(shape) > 2 and self.scope.currentText() == CURRENT_SLICE:
@@ -217,16 +212,11 @@ class SegmentWidget(QWidget):
     def _show_result(self, result: SegmentResult) -> None:
         request = result.request
         name = output_name(request.image_name, request.choice.name)
-        index = request.index or ()
-        labels = find_layer(self.viewer, name, Labels, request.shape)
-        if labels is not None:
-            replace_labels(labels, result.labels, index)
-        else:
-            data = np.zeros(request.shape, dtype=result.labels.dtype)
-            data[index] = result.labels
-            labels = self.viewer.add_labels(data, name=name, **request.placement)
-        labels.metadata["napari_attnseg"] = {"image": request.image_name,
-                                             "model": request.choice.name, "role": "labels"}
+        meta = output_metadata(request.image_name, request.choice.name, "labels")
+        labels = write_labels(self.viewer, name, request.shape,
+                              [(request.index or (), result.labels)],
+                              placement=request.placement, metadata=meta)
+        labels.metadata.update(meta)  # a rewritten layer now comes from this run too
         if result.probability is not None:
             self._show_probability(result, name + " probability")
 
@@ -243,9 +233,8 @@ class SegmentWidget(QWidget):
         data[index] = result.probability
         self.viewer.add_image(
             data, name=name, colormap="magma", blending="additive", contrast_limits=(0.0, 1.0),
-            opacity=0.6, metadata={"napari_attnseg": {"image": request.image_name,
-                                                      "model": request.choice.name,
-                                                      "role": "probability"}},
+            opacity=0.6,
+            metadata=output_metadata(request.image_name, request.choice.name, "probability"),
             **request.placement,
         )
 

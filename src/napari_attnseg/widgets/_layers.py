@@ -1,0 +1,165 @@
+"""Layers ↔ arrays: what a widget reads from image layers and how it writes results back.
+
+* reading — the full-resolution array, its spatial shape without a colour
+  axis, and the stack index of the slice shown now;
+* placing — the data-to-world transform (scale, translate, rotate, shear,
+  affine) copied from an image, so an output layer overlays it exactly, also
+  for a layer that holds only one slice of the image's stack;
+* writing — output layers are named and tagged after what made them, and a
+  rerun rewrites the same Labels layer through napari's undo history instead
+  of adding a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+
+#: the key of a layer's ``metadata`` under which output layers say what made them
+METADATA_KEY = "napari_attnseg"
+
+
+def layer_array(layer: Layer) -> Any:
+    """The layer's data at full resolution (level 0 of a multiscale layer), not copied."""
+    return layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+
+
+def is_rgb_layer(layer: Layer) -> bool:
+    return bool(getattr(layer, "rgb", False))
+
+
+def spatial_shape(layer: Layer) -> tuple[int, ...]:
+    """The layer's shape without a colour axis: ``(*stack, H, W)``."""
+    shape = tuple(int(s) for s in layer_array(layer).shape)
+    return shape[:-1] if is_rgb_layer(layer) else shape
+
+
+def check_image_layer(layer: Image | None) -> None:
+    """Raise ``ValueError`` (with a user-facing message) for an unusable image layer."""
+    if layer is None:
+        raise ValueError("no image selected: open an image (File ▸ Open, or a sample) first")
+    shape = spatial_shape(layer)
+    if len(shape) < 2:
+        raise ValueError(f"image {layer.name!r} is 1D ({shape}); a 2D image is needed")
+    if min(shape[-2:]) < 4:
+        raise ValueError(f"image {layer.name!r} is too small ({shape[-2]}×{shape[-1]} pixels)")
+
+
+def current_index(viewer, layer: Layer) -> tuple[int, ...]:
+    """The stack index (all but the last two spatial axes) shown now for ``layer``."""
+    n_lead = len(spatial_shape(layer)) - 2
+    if n_lead <= 0:
+        return ()
+    point = np.asarray(viewer.dims.point)[-layer.ndim :]
+    data = np.asarray(layer.world_to_data(point))
+    shape = spatial_shape(layer)
+    return tuple(int(np.clip(np.round(data[i]), 0, shape[i] - 1)) for i in range(n_lead))
+
+
+def placement(layer: Layer) -> dict[str, Any]:
+    """Keyword arguments that give a new layer the same data-to-world transform as ``layer``."""
+    return {
+        "scale": np.asarray(layer.scale),
+        "translate": np.asarray(layer.translate),
+        "rotate": np.asarray(layer.rotate),
+        "shear": np.asarray(layer.shear),
+        "affine": layer.affine.affine_matrix,
+        "units": layer.units,
+        "axis_labels": layer.axis_labels,
+    }
+
+
+def slice_placement(layer: Layer, index: tuple[int, ...]) -> dict[str, Any]:
+    """:func:`placement` for a layer holding only the slice ``index`` of ``layer``'s stack.
+
+    Its data is shaped ``(1, …, 1, H, W)``; the translation moves it to the
+    slice's position, so napari shows it exactly on that slice.
+    """
+    from napari.utils.transforms import Affine
+
+    kwargs = placement(layer)
+    offset = np.zeros(layer.ndim)
+    offset[: len(index)] = index
+    linear = Affine(scale=layer.scale, rotate=layer.rotate, shear=layer.shear)
+    kwargs["translate"] = np.asarray(layer.translate) + linear(offset)
+    return kwargs
+
+
+def find_layer(viewer, name: str, layer_type: type[Layer], shape: tuple[int, ...]) -> Layer | None:
+    """The layer called ``name`` if it has the given type and shape (else None)."""
+    if name not in viewer.layers:
+        return None
+    layer = viewer.layers[name]
+    if not isinstance(layer, layer_type) or getattr(layer, "multiscale", False):
+        return None
+    return layer if tuple(layer.data.shape) == tuple(shape) else None
+
+
+def replace_labels(layer: Labels, new: np.ndarray, index: tuple[int, ...] = ()) -> None:
+    """Write ``new`` into ``layer.data[index]`` as one undoable step (Ctrl+Z restores it).
+
+    Only changed pixels are written, through ``Labels.data_setitem`` inside
+    ``block_history``. When the values do not fit the layer's dtype, or the
+    data is not a NumPy array, the data is replaced wholesale (not undoable).
+    """
+    data = layer.data
+    new = np.asarray(new)
+    fits = (
+        isinstance(data, np.ndarray)
+        and np.issubdtype(data.dtype, np.integer)
+        and (new.size == 0 or int(new.max()) <= np.iinfo(data.dtype).max)
+    )
+    if not fits:
+        replaced = np.array(data, dtype=np.promote_types(np.asarray(data).dtype, new.dtype))
+        replaced[index] = new
+        layer.data = replaced
+        return
+    changed = data[index] != new
+    if not changed.any():
+        return
+    coords = np.nonzero(changed)
+    count = coords[0].size
+    full = tuple(np.full(count, i, dtype=np.intp) for i in index) + coords
+    with layer.block_history():
+        layer.data_setitem(full, new[changed].astype(data.dtype))
+
+
+def output_name(image_name: str, model_name: str, suffix: str = "") -> str:
+    """``"<image> [<model>]"`` (plus a suffix): output layers say what made them."""
+    return f"{image_name} [{model_name}]{suffix}"
+
+
+def output_metadata(image_name: str, model_name: str, role: str, **extra: Any) -> dict[str, Any]:
+    """Layer ``metadata`` that records the image, model and role (labels, probability, …)."""
+    return {METADATA_KEY: {"image": image_name, "model": model_name, "role": role, **extra}}
+
+
+def write_labels(
+    viewer,
+    name: str,
+    shape: tuple[int, ...],
+    slices: list[tuple[tuple[int, ...], np.ndarray]],
+    *,
+    placement: dict[str, Any],
+    metadata: dict[str, Any],
+    reuse: bool = True,
+) -> Labels:
+    """Put labels for some slices of a stack into the Labels layer called ``name``.
+
+    ``slices`` pairs a stack index (``()`` for the whole array) with its
+    labels. With ``reuse``, an existing layer of that name and ``shape`` is
+    rewritten through :func:`replace_labels`, so a rerun is one Ctrl+Z away
+    from the previous result; otherwise a new layer (zero outside the given
+    slices, placed by ``placement``, tagged with ``metadata``) is added.
+    """
+    layer = find_layer(viewer, name, Labels, shape) if reuse else None
+    if layer is not None:
+        for index, labels in slices:
+            replace_labels(layer, labels, index)
+        return layer
+    data = np.zeros(shape, dtype=np.result_type(*[labels.dtype for _, labels in slices]))
+    for index, labels in slices:
+        data[index] = labels
+    return viewer.add_labels(data, name=name, metadata=metadata, **placement)
