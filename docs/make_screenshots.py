@@ -135,8 +135,13 @@ def main(argv=None) -> int:
     viewer.window.remove_dock_widget(dock)
 
     # 3. Fine-tune on "corrected" labels (the sample's ground truth stands in for the user's fixes)
-    corrected = viewer.add_labels(np.asarray(truth, dtype=np.uint8), name=f"{image.name} corrected",
-                                  scale=image.scale, translate=image.translate, opacity=0.4)
+    corrected = viewer.add_labels(
+        np.asarray(truth, dtype=np.uint8),
+        name=f"{image.name} corrected",
+        scale=image.scale,
+        translate=image.translate,
+        opacity=0.4,
+    )
     for layer in viewer.layers:
         layer.visible = layer is image or layer is corrected
     dock, finetune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
