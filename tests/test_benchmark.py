@@ -10,6 +10,7 @@ import torch
 from napari_attnseg.benchmark import (
     COMPACT_DEFAULTS,
     MONAI_ATTENTION_UNET,
+    MONAI_REFERENCES,
     BenchSettings,
     MemoryMeter,
     build_network,
@@ -82,6 +83,12 @@ def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
     (tune,) = report["finetune"]
     assert tune["model"] == "attention_unet" and tune["steps"] == 1 and tune["seconds"] > 0
     assert all({"target", "value", "limit", "applies", "met"} <= set(t) for t in report["targets"])
+
+
+def test_cli_reference_choices_are_the_benchmarks_references():
+    from napari_attnseg.cli.bench import REFERENCE_CHOICES
+
+    assert REFERENCE_CHOICES == MONAI_REFERENCES
 
 
 def test_compact_defaults_cover_every_default_architecture():

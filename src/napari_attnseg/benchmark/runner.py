@@ -1,0 +1,67 @@
+"""One benchmark run: every measurement its settings ask for, in an order that keeps
+them honest, gathered into one JSON-ready report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from .machine import load_average, machine_info
+from .networks import compact_options, resolve_architectures
+from .settings import BenchSettings, Log
+from .synthetic import synthetic_samples
+from .targets import evaluate_targets
+from .throughput import measure_throughput, throughput_ratios
+from .workflows import measure_end_to_end, measure_finetune, measure_sliding_window
+
+
+def run_benchmark(
+    settings: BenchSettings, *, command: str = "", log: Log | None = None
+) -> dict[str, Any]:
+    """Run every measurement ``settings`` asks for; returns the JSON-ready report."""
+    from ..inference import autocast_dtype, resolve_device
+
+    log = log or (lambda message: None)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    device = resolve_device(settings.device)
+    dtype = autocast_dtype(device, settings.precision)
+    archs = resolve_architectures(settings.archs)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    started = time.time()
+    report: dict[str, Any] = {
+        "command": command,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
+        "machine": machine_info(device),
+        "precision": "fp32" if dtype is None else str(dtype).replace("torch.", ""),
+        "cudnn_benchmark": device.type == "cuda",
+        "settings": asdict(settings) | {"archs": archs},
+        "compact_defaults": {a: compact_options(a) for a in archs},
+        "load_average": {"start": load_average()},
+    }
+    try:
+        # first, while the process is small, so its memory growth is not hidden by earlier work
+        if settings.large_size:
+            report["sliding_window"] = measure_sliding_window(settings, device, log)
+        if settings.e2e_size:
+            report["end_to_end"] = measure_end_to_end(settings, device, log)
+        records = measure_throughput([*archs, *settings.references], settings, device, dtype, log)
+        report["throughput"] = records
+        report["ratios"] = throughput_ratios(records)
+        if settings.finetune:
+            samples = synthetic_samples(4, 2 * settings.finetune_patch_size,
+                                        settings.in_channels, settings.seed)
+            report["finetune"] = [
+                measure_finetune(arch, settings, device, samples, log) for arch in archs
+            ]
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+    report["load_average"]["end"] = load_average()
+    report["seconds"] = time.time() - started
+    report["targets"] = evaluate_targets(report, device)
+    return report

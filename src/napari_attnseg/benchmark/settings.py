@@ -1,0 +1,88 @@
+"""What one benchmark run measures: :class:`BenchSettings`, checked on construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .networks import MONAI_REFERENCES
+
+#: where progress messages go (``attnseg bench`` prints them to stderr)
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchSettings:
+    """What to measure; :meth:`quick` gives a smoke-test sized variant."""
+
+    device: str = "auto"
+    #: auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16, bf16
+    precision: str = "auto"
+    #: architectures; None = every registered one but the paper-size presets
+    archs: list[str] | None = None
+    #: MONAI reference networks (names from MONAI_REFERENCES)
+    references: list[str] = field(default_factory=lambda: list(MONAI_REFERENCES))
+    sizes: list[int] = field(default_factory=lambda: [256, 512])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    in_channels: int = 3
+    warmup: int = 1
+    #: at least this many timed repeats ...
+    repeats: int = 3
+    #: ... and more (up to max_repeats) until this many seconds have been timed
+    min_time: float = 1.0
+    max_repeats: int = 200
+    #: torch CPU threads (None: PyTorch's default)
+    threads: int | None = None
+    #: end-to-end image edge; None skips it
+    e2e_size: int | None = 512
+    #: a zoo/user model or path for the end-to-end and sliding-window runs (None: DEFAULT_MODEL)
+    e2e_model: str | None = None
+    finetune: bool = True
+    finetune_patches: int = 16
+    finetune_patch_size: int = 128
+    finetune_batch: int = 4
+    #: sliding-window image edge; None skips it
+    large_size: int | None = 4096
+    tile_size: int = 512
+    overlap: float = 0.25
+    tile_batch: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for label, values in (("sizes", self.sizes), ("batch_sizes", self.batch_sizes)):
+            if not values or any(int(v) < 1 for v in values):
+                raise ValueError(
+                    f"{label} must be a non-empty list of positive integers, got {values}"
+                )
+        unknown = sorted(set(self.references) - set(MONAI_REFERENCES))
+        if unknown:
+            raise ValueError(
+                f"unknown reference network(s) {unknown}; choose from {MONAI_REFERENCES}"
+            )
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError(
+                f"repeats must be >= 1 and warmup >= 0, got {self.repeats}, {self.warmup}"
+            )
+        for label, value in (("e2e_size", self.e2e_size), ("large_size", self.large_size)):
+            if value is not None and value < 16:
+                raise ValueError(f"{label} must be >= 16 pixels or None, got {value}")
+        if self.finetune_patches < 1 or self.finetune_batch < 1 or self.finetune_patch_size < 16:
+            raise ValueError("finetune_patches and finetune_batch must be >= 1, "
+                             f"finetune_patch_size >= 16; got {self.finetune_patches}, "
+                             f"{self.finetune_batch}, {self.finetune_patch_size}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BenchSettings:
+        """A smoke run: small sizes, one batch size, few repeats, a 1024² sliding window."""
+        small = dict(
+            sizes=[128], batch_sizes=[1], repeats=2, min_time=0.0, e2e_size=256,
+            finetune_patches=8, finetune_patch_size=64, large_size=1024, tile_size=256,
+        )
+        return cls(**{**small, **overrides})
+
+    @property
+    def repetition(self) -> dict[str, Any]:
+        """The warm-up and repeat options of :func:`~.measure.time_repeats`, from these settings."""
+        return dict(warmup=self.warmup, repeats=self.repeats, min_time=self.min_time,
+                    max_repeats=self.max_repeats)
