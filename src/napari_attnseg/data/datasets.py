@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from skimage.transform import resize
 from torch.utils.data import Dataset, get_worker_info
 
 from ..progress import CancelToken, ProgressCallback, check, report
 from .augmentation import Augmenter
 from .io import IMAGE_SUFFIXES, is_2d_image, read_image, read_mask
 from .normalization import prepare_image
+from .resize import resize_arrays, working_size
 
 IGNORE = -1
 ANNOTATION_MODES = ("dense", "sparse")
@@ -220,7 +220,8 @@ def load_samples(
                     f"ROI {roi_path} is {roi.shape}, image {image_path} is {mask.shape}"
                 )
         if scale != 1.0:
-            image, mask, roi = _rescale(image, mask, roi, scale)
+            size = working_size(*mask.shape, scale=scale)
+            image, mask, roi = resize_arrays(image, mask, roi, size)
         samples.append(Sample(image_path.stem, image, mask, roi))
         report(progress, done + 1, len(pairs), f"loaded {image_path.name}")
     return samples
@@ -436,21 +437,6 @@ def _check_range(labels: np.ndarray, low: int, high: int, what: str) -> None:
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:5])
         raise ValueError(f"{what} must be in {low}..{high}, found {shown}")
-
-
-def _rescale(
-    image: np.ndarray, mask: np.ndarray, roi: np.ndarray | None, scale: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    height, width = mask.shape
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    image = resize(
-        image, (image.shape[0], *size), order=1, anti_aliasing=scale < 1, preserve_range=True
-    ).astype(np.float32)
-    nearest = {"order": 0, "anti_aliasing": False, "preserve_range": True}
-    mask = resize(mask, size, **nearest).astype(np.int64)
-    if roi is not None:
-        roi = resize(roi, size, **nearest).astype(bool)
-    return image, mask, roi
 
 
 def _pad(arrays: dict[str, np.ndarray], pad_y: int, pad_x: int) -> dict[str, np.ndarray]:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.resize import resize_image, working_size
 from ..models.base import SegmentationModel, class_probabilities
 from ..models.persistence import card_of
 from ..progress import CancelToken, ProgressCallback, check, report
@@ -200,20 +201,11 @@ class Predictor:
 
     def to_working_size(self, x: torch.Tensor) -> torch.Tensor:
         """Resample a prepared (N, C, H, W) input to the size the model works at."""
-        height, width = x.shape[-2:]
-        size = self.working_size(height, width)
-        if size == (height, width):
-            return x
-        shrink = size[0] * size[1] < height * width
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+        return resize_image(x, self.working_size(*x.shape[-2:]))
 
     def working_size(self, height: int, width: int) -> tuple[int, int]:
         """Size an image is resized to for the network (card ``input_size``/``input_scale``)."""
-        if self.card.input_size:
-            h, w = self.card.input_size
-            return int(h), int(w)
-        scale = float(self.card.input_scale or 1.0)
-        return max(1, round(height * scale)), max(1, round(width * scale))
+        return working_size(height, width, scale=self.card.input_scale, size=self.card.input_size)
 
     # -- internals ----------------------------------------------------------
     def prepare(self, image: np.ndarray, rgb: bool) -> np.ndarray:

@@ -221,16 +221,9 @@ def _shape(shape: Sequence[int]) -> str:
 
 def _to_working_size(sample: Sample, scale: float, size: Sequence[int] | None) -> Sample:
     """Resize like the predictor: to the card's fixed ``input_size``, else by ``input_scale``."""
-    from .workflows import resize_samples
+    from ..data.resize import resize_arrays, working_size
 
-    height, width = sample.mask.shape
-    if size:
-        target = [int(size[0]), int(size[1])]
-    else:
-        scale = float(scale or 1.0)
-        if scale <= 0:
-            raise ValueError(f"input scale must be > 0, got {scale}")
-        target = [max(1, round(height * scale)), max(1, round(width * scale))]
-    if tuple(target) == (height, width):
+    target = working_size(*sample.mask.shape, scale=scale, size=size)
+    if target == sample.mask.shape:
         return sample
-    return resize_samples([sample], target)[0]
+    return Sample(sample.name, *resize_arrays(sample.image, sample.mask, sample.roi, target))

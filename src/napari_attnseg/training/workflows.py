@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,25 +111,11 @@ def dataset_normalization(pairs, spec: DataSpec) -> dict[str, Any]:
     return normalization
 
 
-def resize_samples(samples: list, size: list[int]) -> list:
-    """Resize samples to a fixed (H, W) (image bilinear, mask/ROI nearest)."""
-    import numpy as np
-    import torch.nn.functional as F
+def resize_samples(samples: list, size: Sequence[int]) -> list:
+    """The samples resized to a fixed (H, W), resampled as the predictor resamples."""
+    from ..data.resize import resize_arrays
 
-    out = []
-    for s in samples:
-        image = torch.as_tensor(s.image)[None]
-        image = F.interpolate(
-            image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True
-        )[0].numpy()
-
-        def nearest(a, dtype):
-            t = torch.as_tensor(np.asarray(a, dtype=np.float32))[None, None]
-            return F.interpolate(t, size=tuple(size), mode="nearest")[0, 0].numpy().astype(dtype)
-
-        roi = None if s.roi is None else nearest(s.roi, bool)
-        out.append(type(s)(s.name, image, nearest(s.mask, np.int64), roi))
-    return out
+    return [type(s)(s.name, *resize_arrays(s.image, s.mask, s.roi, size)) for s in samples]
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
