@@ -58,3 +58,21 @@ def test_engine_never_imports_napari_or_qt():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, f"imported {result.stdout.strip()} {result.stderr[-500:]}"
+
+
+def test_saved_files_are_readable_by_others(tmp_path):
+    import os
+    import stat
+
+    from napari_attnseg.data.io import write_mask
+    from napari_attnseg.models import create_model, save_model
+
+    old = os.umask(0o022)
+    try:
+        path = save_model(create_model("unet", width=2, depth=1), tmp_path / "m.safetensors")
+        mask = write_mask(tmp_path / "m.tif", np.zeros((4, 4), np.uint8))
+    finally:
+        os.umask(old)
+    for f in (path, path.with_suffix(".json"), mask):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
+    assert not list(tmp_path.glob("*.tmp"))

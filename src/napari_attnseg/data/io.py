@@ -14,7 +14,6 @@ so a cancelled or failed job never leaves a half-written file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import imageio.v3 as iio
 import numpy as np
 import tifffile
 from PIL import Image
+
+from .._files import atomic_write
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: file suffixes (lower case) that :func:`read_image` and :func:`read_mask` accept
@@ -203,12 +204,4 @@ def _write_atomic(path: Path, array: np.ndarray, *, grey: bool = False) -> Path:
             iio.imwrite(target, array, plugin="pillow", extension=".png")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        writer(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, writer)

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._files import atomic_write
 from .base import SegmentationModel
 from .registry import model_from_config
 
@@ -108,17 +108,6 @@ def card_path(weights_path: str | os.PathLike) -> Path:
     return Path(weights_path).with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(
     model: SegmentationModel,
     path: str | os.PathLike,
@@ -150,9 +139,9 @@ def save_model(
             tensor = tensor.half()
         state[key] = tensor.contiguous()
     metadata = {_METADATA_KEY: json.dumps(document)}
-    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(state, tmp, metadata=metadata))
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
-    _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     model.card = card
     return path
 

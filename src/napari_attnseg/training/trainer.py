@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .._files import atomic_write
 from ..inference.device import resolve_device
 from ..losses import build_loss, loss_needs_dpt
 from ..metrics import MetricAccumulator
@@ -85,17 +84,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Trainer:
@@ -170,7 +158,7 @@ class Trainer:
             "best_state": self._best_state,
             "config": self.config.to_dict(),
         }
-        _atomic_torch_save(state, self.last_path)
+        atomic_write(self.last_path, lambda tmp: torch.save(state, tmp))
 
     def resume(self, path: str | Path | None = None) -> None:
         """Continue from a ``last.ckpt`` written by an earlier run of the same setup."""
