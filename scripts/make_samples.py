@@ -5,7 +5,7 @@
 
 * ``samples/nuclei.tif`` + ``nuclei_mask.tif``: a 4×4 mosaic (384×384, grey)
   of 16 fluorescence crops from the *validation* split of DSB2018_96, so the
-  zoo never trained on them;
+  zoo never trained on them, each contrast-stretched to its own percentiles;
 * ``samples/nuclei_brightfield.tif`` + mask: a 2×2 mosaic (192×192, RGB) of
   stained/brightfield validation crops.
 
@@ -27,6 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "napari_attnseg" / "samples"
 
 
+def stretch(tile: np.ndarray) -> np.ndarray:
+    """Contrast-stretch one crop to its 0.5–99.8 percentiles, so the crops of a mosaic
+    (taken with very different exposures) look alike and one normalisation suits them all."""
+    low, high = np.percentile(tile, (0.5, 99.8))
+    scaled = (tile.astype(np.float32) - low) / max(1e-6, high - low)
+    return (255 * np.clip(scaled, 0, 1)).astype(np.uint8)
+
+
 def mosaic(tiles: list[np.ndarray], n: int) -> np.ndarray:
     rows = [np.concatenate(tiles[r * n : (r + 1) * n], axis=1) for r in range(n)]
     return np.concatenate(rows, axis=0)
@@ -46,7 +54,7 @@ def main() -> None:
         )
         cover = mask.mean()
         if grey and image.mean() < 60 and 0.08 < cover < 0.5 and len(fluo) < 16:
-            fluo.append((image[..., 0], mask))
+            fluo.append((stretch(image[..., 0]), mask))
             sources["nuclei"].append(Path(image_path).name)
         elif not grey and image.mean() > 100 and 0.1 < cover < 0.5 and len(bright) < 4:
             bright.append((image, mask))
