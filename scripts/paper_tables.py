@@ -28,10 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -147,30 +144,7 @@ def run_row(row: dict, threads: int) -> str:
     evaluate[evaluate.index("--model") + 1] = model
     if row["prune"]:
         train.append("--prune-workflow")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
-    t0 = time.time()
-    with open(out_dir / "log.txt", "w") as log:
-        for cmd in (train, evaluate):
-            log.write("$ " + shlex.join(cmd) + "\n")
-            log.flush()
-            full = [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
-            if subprocess.run(
-                full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            ).returncode:
-                return f"{row['id']}: FAILED, see {out_dir / 'log.txt'}"
-    (out_dir / "commands.json").write_text(
-        json.dumps(
-            {
-                "train": shlex.join(train),
-                "evaluate": shlex.join(evaluate),
-                "threads": threads,
-                "total_seconds": round(time.time() - t0, 1),
-            },
-            indent=2,
-        )
-    )
-    dice = json.loads((out_dir / "evaluation.json").read_text())["mean"]["dice"]
-    return f"{row['id']}: dice {dice:.4f} in {time.time() - t0:.0f} s"
+    return zoo.execute(row["id"], [train, evaluate], out_dir, threads)
 
 
 def effective(row: dict) -> dict:

@@ -325,12 +325,12 @@ def commands(name: str, run_dir: Path) -> tuple[list[str], list[str]]:
     return train, evaluate
 
 
-def run_one(name: str, threads: int) -> str:
-    run_dir = RUNS / name
-    if (run_dir / "evaluation.json").exists():
-        return f"{name}: already done"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    train, evaluate = commands(name, run_dir)
+def execute(label: str, cmds: list[list[str]], run_dir: Path, threads: int) -> str:
+    """Run ``attnseg`` command lines in order, logging to ``run_dir/log.txt``.
+
+    On success writes ``commands.json`` (the exact command lines, threads, wall
+    time) and returns a one-line summary with the evaluation's mean Dice.
+    """
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -338,28 +338,33 @@ def run_one(name: str, threads: int) -> str:
         "PYTHONUNBUFFERED": "1",
     }
     bin_dir = Path(sys.executable).parent
-    log = open(run_dir / "log.txt", "w")
     t0 = time.time()
-    for cmd in (train, evaluate):
-        log.write("$ " + shlex.join(cmd) + "\n")
-        log.flush()
-        full = [str(bin_dir / cmd[0]), *cmd[1:]]
-        result = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        if result.returncode != 0:
-            return f"{name}: FAILED ({shlex.join(cmd)}), see {run_dir / 'log.txt'}"
-    (run_dir / "commands.json").write_text(
-        json.dumps(
-            {
-                "train": shlex.join(train),
-                "evaluate": shlex.join(evaluate),
-                "threads": threads,
-                "total_seconds": round(time.time() - t0, 1),
-            },
-            indent=2,
-        )
-    )
+    with open(run_dir / "log.txt", "w") as log:
+        for cmd in cmds:
+            log.write("$ " + shlex.join(cmd) + "\n")
+            log.flush()
+            full = [str(bin_dir / cmd[0]), *cmd[1:]]
+            result = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            if result.returncode != 0:
+                return f"{label}: FAILED ({shlex.join(cmd)}), see {run_dir / 'log.txt'}"
+    train, evaluate = cmds
+    record = {
+        "train": shlex.join(train),
+        "evaluate": shlex.join(evaluate),
+        "threads": threads,
+        "total_seconds": round(time.time() - t0, 1),
+    }
+    (run_dir / "commands.json").write_text(json.dumps(record, indent=2))
     score = json.loads((run_dir / "evaluation.json").read_text())["mean"]["dice"]
-    return f"{name}: dice {score:.4f} in {time.time() - t0:.0f} s"
+    return f"{label}: dice {score:.4f} in {time.time() - t0:.0f} s"
+
+
+def run_one(name: str, threads: int) -> str:
+    run_dir = RUNS / name
+    if (run_dir / "evaluation.json").exists():
+        return f"{name}: already done"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return execute(name, list(commands(name, run_dir)), run_dir, threads)
 
 
 def train_all(names: list[str], jobs: int) -> None:

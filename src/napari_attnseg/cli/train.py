@@ -207,7 +207,6 @@ def _summary(model, history, out) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..models import save_model
     from ..training import prune_workflow, train_new
     from ..training.config import read_json
 
@@ -234,15 +233,11 @@ def run_train(args: argparse.Namespace) -> int:
                 data=spec,
                 normalization=normalization,
                 threshold=args.prune_threshold,
+                out=out,
+                card=card,
                 progress=bar,
             )
             model, history = result.model, result.history
-            for key, value in card.items():
-                if key == "training":
-                    model.card.training.update(value)
-                elif key != "metadata":
-                    setattr(model.card, key, value)
-            save_model(model, out)
             print(
                 "focal w after the w = 0 probe: "
                 + ", ".join(f"{n} {w:.3f}" for n, w in result.focal_weights.items())

@@ -243,45 +243,36 @@ def prune_workflow(
     normalization: dict[str, Any],
     threshold: float = 0.2,
     probe_config: TrainConfig | None = None,
+    out: str | Path | None = None,
+    card: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> PruneResult:
-    """Train with Focal w = 0, prune modules with w < threshold, retrain (w = 1) from scratch."""
-    probe_options = {**options, "focal": 0.0}
+    """Train with Focal w = 0, prune modules with w < threshold, retrain (w = 1) from scratch.
+
+    The retrained model's card gets ``metadata["pruning"]``: the threshold, every
+    module's w at the end of the probe, and the names of the pruned modules.
+    """
+    common = dict(data=data, normalization=normalization, progress=progress, cancel=cancel)
     probe, probe_history = train_new(
         arch,
-        probe_options,
+        {**options, "focal": 0.0},
         train_samples,
         val_samples,
         probe_config or config,
-        data=data,
-        normalization=normalization,
-        progress=progress,
-        cancel=cancel,
+        **common,
     )
     weights = focal_weights(probe)
     if not weights:
         raise ValueError(f"{arch} with {options} has no Focal attention modules to prune")
-    pruned_probe = prune(probe, threshold)
-    removed = pruned_probe.config["pruned"]
-    retrain_options = {
-        k: v
-        for k, v in pruned_probe.config.items()
-        if k not in ("name", "in_channels", "n_classes")
+    removed = prune(probe, threshold).config["pruned"]
+    retrain_options = {**options, "focal": 1.0, "pruned": removed}
+    card = dict(card or {})
+    card["metadata"] = {
+        **card.get("metadata", {}),
+        "pruning": {"threshold": threshold, "probe_focal_weights": weights, "pruned": removed},
     }
-    retrain_options["focal"] = 1.0
     model, history = train_new(
-        arch,
-        retrain_options,
-        train_samples,
-        val_samples,
-        config,
-        data=data,
-        normalization=normalization,
-        progress=progress,
-        cancel=cancel,
-    )
-    model.card.metadata.update(
-        {"pruning": {"threshold": threshold, "probe_focal_weights": weights, "pruned": removed}}
+        arch, retrain_options, train_samples, val_samples, config, out=out, card=card, **common
     )
     return PruneResult(probe, probe_history, weights, removed, model, history)
