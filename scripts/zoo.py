@@ -182,10 +182,12 @@ def arch_recipe(arch: str, task: str) -> dict:
     if arch == "afnet":
         return {
             "normalization": {"mode": "zscore", "clahe": True},
+            # AF-Net's stem downsamples 4× before the first block: small structures (nuclei
+            # ~5 px at 96², 1–3 px vessels and membranes) need the image enlarged first
+            "scale": 1.0 if "input_size" in t["data"] else 2.0,
             "train": {
-                "optimizer": "sgd",
-                "lr": 4e-3,
-                "momentum": 0.9,
+                "optimizer": "adam",
+                "lr": 1e-3,
                 "weight_decay": 1e-4,
                 "loss": "ce",
                 "loss_params": {},
@@ -201,9 +203,12 @@ def arch_recipe(arch: str, task: str) -> dict:
                     "contrast": 0.0,
                 },
             },
-            "notes": "Hou et al. 2021 recipe (BCE, SGD 4e-3 poly 0.9, wd 1e-4, CLAHE for their "
-            "adaptive thresholding, flip TTA at test); no ImageNet encoder weights "
-            "(offline); width 16.",
+            "notes": "Hou et al. 2021 recipe (BCE, poly 0.9, weight decay 1e-4, CLAHE for their "
+            "adaptive thresholding, flips, flip TTA at test), adapted: Adam 1e-3 instead of "
+            "SGD 4e-3, which assumes an ImageNet-initialised encoder (none offline) and "
+            "converged too slowly from scratch (nuclei val Dice 0.68 after 40 epochs); images "
+            "enlarged 2x (except polyps, already large) because the stride-4 stem loses "
+            "structures a few pixels wide; width 16.",
             "tta": True,
         }
     if arch == "denseunet":
@@ -234,6 +239,8 @@ def recipe(arch: str, task: str) -> dict:
     if train.get("augment") and t["data"]["in_channels"] == 1:
         train["augment"] = {k: v for k, v in train["augment"].items() if k != "channel_shift"}
     data = {**t["data"], "normalization": a["normalization"]}
+    if a.get("scale", 1.0) != 1.0:
+        data["scale"] = a["scale"]
     return {
         "name": name,
         "task": task,
