@@ -382,44 +382,78 @@ def train_all(names: list[str], jobs: int) -> None:
             print(line, flush=True)
 
 
+def _evaluate_shipped(name: str, recipe: dict) -> tuple[dict, str]:
+    """Score the packaged (fp16) file itself, as ``attnseg evaluate`` does; return the command."""
+    from napari_attnseg.cli.evaluate import evaluate_folder
+    from napari_attnseg.inference import Predictor
+    from napari_attnseg.zoo import load
+
+    split = DATA / recipe["task"] / "val"
+    fov = split / "fov" if recipe["evaluate"]["fov"] else None
+    tta = recipe["evaluate"]["tta"]
+    predictor = Predictor(load(name), tta=tta, device="cpu")
+    result = evaluate_folder(
+        predictor, split / "images", split / "masks", fov, quiet=True, name=name
+    )
+    cmd = [
+        "attnseg",
+        "evaluate",
+        "--model",
+        name,
+        "--images",
+        _rel(split / "images"),
+        "--masks",
+        _rel(split / "masks"),
+    ]
+    cmd += ["--fov", _rel(fov)] if fov else []
+    cmd += ["--tta"] if tta else []
+    return result, shlex.join(cmd)
+
+
 def package(max_mb: float, names: list[str] | None) -> None:
-    """Copy evaluated models as fp16 + cards into the package; pick task defaults by val Dice."""
-    from napari_attnseg.models import load_model, save_model
+    """Ship evaluated models as fp16 + cards in the package and write docs/zoo.md.
+
+    Per task, the default is the model with the highest validation Dice; shipped
+    are the default, the plain U-Net reference, every model that beats the
+    U-Net, and each architecture's best model (so every architecture can be
+    explored in the viewer), defaults first, within ``max_mb``. The cards'
+    metrics are measured again on the shipped fp16 files, by the same code as
+    ``attnseg evaluate``.
+    """
+    from napari_attnseg.models import load_model, model_cost, save_model
 
     done = sorted(p.parent.name for p in RUNS.glob("*/evaluation.json"))
     if names:
         done = [n for n in done if n in names]
-    results = {}
-    for name in done:
-        run_dir = RUNS / name
-        evaluation = json.loads((run_dir / "evaluation.json").read_text())
-        cmds = json.loads((run_dir / "commands.json").read_text())
-        results[name] = (evaluation, cmds)
-    defaults = {}
-    for name, (evaluation, _) in results.items():
-        task = name.split(".")[1]
-        best = defaults.get(task)
-        if best is None or evaluation["mean"]["dice"] > results[best][0]["mean"]["dice"]:
-            defaults[task] = name
+    dice = {n: json.loads((RUNS / n / "evaluation.json").read_text())["mean"]["dice"] for n in done}
+    tasks = sorted({n.split(".")[1] for n in done})
+    defaults = {t: max((n for n in done if n.endswith("." + t)), key=dice.get) for t in tasks}
+    ship = []
+    for t in tasks:
+        members = sorted((n for n in done if n.endswith("." + t)), key=dice.get, reverse=True)
+        reference = dice.get(f"unet.{t}", 0.0)
+        ship += [n for n in members if n == defaults[t] or n == f"unet.{t}" or dice[n] > reference]
+    for arch in ARCHS:  # every architecture ships at least once (its best task), to explore
+        if not any(n.startswith(arch + ".") for n in ship):
+            mine = [n for n in done if n.startswith(arch + ".")]
+            ship += [max(mine, key=dice.get)] if mine else []
+    ship.sort(key=lambda n: (n not in defaults.values(), -dice[n]))
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     for old in WEIGHTS.glob("*"):
         old.unlink()
-    total = 0.0
-    order = sorted(results, key=lambda n: (n not in defaults.values(), n))
-    for name in order:
-        evaluation, cmds = results[name]
+    index = {
+        "defaults": defaults,
+        "note": "task defaults are the models with the highest mean validation Dice "
+        "(attnseg evaluate on the splits in recipes/splits)",
+    }
+    (WEIGHTS / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    total, rows = 0.0, []
+    for name in ship:
+        recipe = json.loads((RECIPES / f"{name}.json").read_text())
+        cmds = json.loads((RUNS / name / "commands.json").read_text())
         model = load_model(RUNS / name / f"{name}.safetensors")
         card = model.card
-        card.metrics = {
-            "validation": {k: evaluation[k] for k in ("n_images", "mean", "pooled")},
-            "measured_by": cmds["evaluate"],
-        }
-        card.training = {
-            **card.training,
-            "command": cmds["train"],
-            "wall_time_s": card.training.get("wall_time_s"),
-            "threads": cmds["threads"],
-        }
+        card.training = {**card.training, "command": cmds["train"], "threads": cmds["threads"]}
         path = save_model(model, WEIGHTS / f"{name}.safetensors", card=card, half=True)
         size = (path.stat().st_size + path.with_suffix(".json").stat().st_size) / 2**20
         if total + size > max_mb:
@@ -428,17 +462,63 @@ def package(max_mb: float, names: list[str] | None) -> None:
             print(f"{name}: not shipped (would exceed {max_mb} MB); recipe kept")
             continue
         total += size
+        result, command = _evaluate_shipped(name, recipe)
+        card.metrics = {
+            "validation": {k: result[k] for k in ("n_images", "mean", "pooled")},
+            "measured_by": command,
+            "weights": "fp16 as shipped",
+        }
+        save_model(model, path, card=card, half=True)
+        cost = model_cost(model, (256, 256))
+        rows.append((name, card, cost, name == defaults[recipe["task"]]))
         print(
-            f"{name}: {size:.2f} MB, val dice {evaluation['mean']['dice']:.4f}"
-            + ("  [default]" if defaults.get(name.split(".")[1]) == name else "")
+            f"{name}: {size:.2f} MB, val dice {result['mean']['dice']:.4f}"
+            + ("  [default]" if name == defaults[recipe["task"]] else ""),
+            flush=True,
         )
-    index = {
-        "defaults": defaults,
-        "note": "task defaults are the models with the highest mean validation Dice "
-        "(attnseg evaluate on the split in recipes/splits)",
-    }
-    (WEIGHTS / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_zoo_doc(rows, [n for n in done if n not in {r[0] for r in rows}], dice)
     print(f"shipped {total:.1f} MB; defaults {defaults}")
+
+
+def write_zoo_doc(rows: list, kept_back: list[str], dice: dict) -> None:
+    lines = [
+        "# The model zoo",
+        "",
+        "Written by `python scripts/zoo.py package`. Every model was trained by the "
+        "`attnseg train` command in its card (`attnseg info MODEL --json`), and its validation "
+        "metrics were measured on the shipped fp16 weights by the `attnseg evaluate` command "
+        "in the card. Metrics are per-image means on our validation splits "
+        "(`recipes/splits/`); DRIVE is scored inside the field of view. GFLOPs: one "
+        "3×256×256 (1×256×256 for membranes) forward pass, PyTorch's count.",
+        "",
+        "All models were trained on a 2-core CPU (no GPU was available): they are compact "
+        "and briefly trained, and should be retrained on a GPU with `scripts/zoo.py` for "
+        "best results.",
+        "",
+        "| model | default | Dice | Jaccard | precision | recall | params | GFLOPs | epochs "
+        "| train time | licence of the training data |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, card, cost, is_default in rows:
+        m = card.metrics["validation"]["mean"]
+        t = card.training
+        licence = "research/education only" if "RESEARCH" in card.license else "open (see card)"
+        lines.append(
+            f"| `{name}` | {'yes' if is_default else ''} | {m['dice']:.4f} | {m['jaccard']:.4f} "
+            f"| {m['precision']:.4f} | {m['sensitivity']:.4f} | {cost.params / 1e6:.2f} M "
+            f"| {cost.gflops:.2f} | {t.get('epochs_run')} | {t.get('wall_time_s', 0) / 60:.0f} min "
+            f"({t.get('environment', {}).get('device', '?')}, {t.get('threads')} thread(s)) "
+            f"| {licence} |"
+        )
+    if kept_back:
+        lines += [
+            "",
+            "Trained but not shipped (they do not beat the U-Net reference of their "
+            "task, or the size budget is spent); their recipes retrain them:",
+            "",
+        ]
+        lines += [f"- `{n}`: validation Dice {dice[n]:.4f}" for n in kept_back]
+    (ROOT / "docs" / "zoo.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
