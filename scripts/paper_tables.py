@@ -3,7 +3,7 @@
 
     python scripts/make_splits.py            # once
     python scripts/zoo.py recipes            # once
-    python scripts/paper_tables.py run [--jobs 2] [--only TABLE]
+    python scripts/paper_tables.py run [--jobs 2] [--only TABLE] [--task TASK]
     python scripts/paper_tables.py report    # -> docs/results.md
 
 Every experiment is one zoo recipe (recipes/<arch>.<task>.json) with a few
@@ -180,11 +180,13 @@ def canonical_rows() -> dict[str, dict]:
     return first
 
 
-def run(jobs: int, only: list[str]) -> None:
+def run(jobs: int, only: list[str], tasks: list[str] | None = None) -> None:
     first = canonical_rows()
     unique, seen = [], set()
     for r in experiments():
         if only and r["table"] not in only:
+            continue
+        if tasks and r["task"] not in tasks:
             continue
         canonical = first[config_key(r)]
         if canonical["id"] not in seen:
@@ -204,11 +206,12 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--jobs", type=int, default=1)
     r.add_argument("--only", action="append", default=[], help="a table name; repeatable")
+    r.add_argument("--task", action="append", default=[], help="a task name; repeatable")
     sub.add_parser("report")
     sub.add_parser("list")
     args = parser.parse_args()
     if args.cmd == "run":
-        run(args.jobs, args.only)
+        run(args.jobs, args.only, args.task)
     elif args.cmd == "report":
         from report_tables import write_report
 
