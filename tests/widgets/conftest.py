@@ -40,6 +40,14 @@ def tiny_model(arch: str = "focal_attention_unet", in_channels: int = 1, **card)
     return model.eval()
 
 
+@pytest.fixture(autouse=True)
+def _no_zoo(monkeypatch, tmp_path_factory):
+    """Hide the shipped zoo: pickers then default to the tests' own tiny models."""
+    import napari_attnseg.zoo as zoo
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path_factory.mktemp("no_zoo"))
+
+
 @pytest.fixture
 def saved_model(user_model_dir):
     """A tiny gated U-Net saved as the user model ``tiny``."""
