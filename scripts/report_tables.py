@@ -78,7 +78,6 @@ PAPER_JA = {  # ISIC 2017 (Table 1): Dice, precision, recall
 }
 PAPER_FOCUSNET = "ISIC 2017 Dice 0.8315 (U-Net 0.768) and lung CT — datasets we do not have."
 
-SHIPPED = Path(__file__).resolve().parents[1] / "src" / "napari_attnseg" / "zoo" / "weights"
 TASK_SIZE = {
     "nuclei": (96, 96),
     "vessels": (584, 565),
@@ -106,7 +105,9 @@ def _load(row, run_dir: Callable) -> dict | None:
 def _shipped(row) -> dict | None:
     """A zoo row without its run folder: the shipped model's card, whose validation metrics
     were measured by ``attnseg evaluate`` on the shipped fp16 weights (scripts/zoo.py package)."""
-    model_path = SHIPPED / f"{row['base']}.safetensors"
+    from napari_attnseg.zoo import WEIGHTS_DIR
+
+    model_path = WEIGHTS_DIR / f"{row['base']}.safetensors"
     if not model_path.exists():
         return None
     result = dict(_card(model_path)["metrics"]["validation"])
@@ -170,7 +171,8 @@ def write_report(rows: list[dict], run_dir: Callable, doc: Path) -> None:
     done = sum(result is not None for result in results.values())
     lines += [
         f"**Status: {done} of {len(rows)} rows have been run.** A row marked *(not run)* has "
-        "no evaluation in `runs/`: its training did not fit the compute this work had. "
+        "no evaluation in `runs/` nor a shipped model: its training did not fit the "
+        "compute this work had. "
         "`python scripts/paper_tables.py run --jobs 2 [--only TABLE] [--task TASK]` trains "
         "the missing rows (a GPU is strongly advised) and `report` rewrites this file.",
         "",
