@@ -39,21 +39,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from napari_attnseg.models import compact_options
+from napari_attnseg.zoo import WEIGHTS_DIR as WEIGHTS
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 RUNS = ROOT / "runs" / "zoo"
 DATA = ROOT / "runs" / "data"
-WEIGHTS = ROOT / "src" / "napari_attnseg" / "zoo" / "weights"
 
 ARCHS = ["unet", "focal_use_net", "focal_attention_unet", "focusnet", "afnet", "denseunet"]
-COMPACT = {
-    "unet": {"width": 16},
-    "focal_use_net": {"width": 16},
-    "focal_attention_unet": {"width": 16},
-    "focusnet": {"width_multiplier": 0.25},
-    "afnet": {"width": 16},
-    "denseunet": {},
-}
 
 AUGMENT = {
     "flips": True,
@@ -245,7 +239,7 @@ def recipe(arch: str, task: str) -> dict:
         "name": name,
         "task": task,
         "arch": arch,
-        "options": COMPACT[arch],
+        "options": compact_options(arch),
         "data": data,
         "train": train,
         "evaluate": {"tta": bool(a.get("tta")), "fov": bool(t.get("fov"))},

@@ -20,6 +20,7 @@ from napari_attnseg.benchmark import (
     time_repeats,
 )
 from napari_attnseg.cli import main
+from napari_attnseg.inference import cpu_has_native_bf16
 
 
 @pytest.fixture
@@ -59,7 +60,9 @@ def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
     machine_keys = {"device", "device_name", "torch", "torch_threads", "cpu_count"}
     assert machine_keys <= set(report["machine"])
     assert report["machine"]["torch_threads"] == 1
-    assert report["precision"] == "fp32"
+    # auto: bf16 autocast where the CPU computes it natively, fp32 elsewhere
+    expected = "bfloat16" if cpu_has_native_bf16() else "fp32"
+    assert report["precision"] == expected
     assert set(report["load_average"]) == {"start", "end"}
 
     models = [(r["model"], r["size"], r["batch"]) for r in report["throughput"]]

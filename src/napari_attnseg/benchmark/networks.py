@@ -12,20 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-#: architecture -> the options of its compact default (the size the zoo ships);
-#: architectures not listed here are benchmarked at their registered defaults
+from ..models import compact_architectures, compact_options, list_models
+
+#: architecture -> the options of its compact default (the size the zoo ships), as
+#: registered beside each architecture (``register_model(..., compact=...)``)
 COMPACT_DEFAULTS: dict[str, dict[str, Any]] = {
-    "unet": {"width": 16},
-    "use_net": {"width": 16},
-    "attention_unet": {"width": 16},
-    "focal_use_net": {"width": 16},
-    "focal_attention_unet": {"width": 16},
-    "focusnet": {"width_multiplier": 0.25},
-    "afnet": {"width": 16},
-    "denseunet": {},
+    name: compact_options(name) for name in compact_architectures()
 }
-#: registered names that are paper-size presets of another architecture: left out unless asked for
-PAPER_SIZE_PRESETS = {"denseunet161": "denseunet"}
 #: the model the end-to-end and sliding-window measurements use (fresh weights)
 DEFAULT_MODEL = "focal_use_net"
 MONAI_ATTENTION_UNET = "monai.AttentionUnet"
@@ -37,15 +30,11 @@ RATIO_PAIRS = (("attention_unet", MONAI_ATTENTION_UNET), ("unet", MONAI_BASIC_UN
 
 def default_architectures() -> list[str]:
     """Every registered architecture except the paper-size presets."""
-    from ..models import list_models
-
-    return [name for name in list_models() if name not in PAPER_SIZE_PRESETS]
+    return compact_architectures()
 
 
 def resolve_architectures(archs: list[str] | None) -> list[str]:
     """``archs`` (None: :func:`default_architectures`), each checked to be registered."""
-    from ..models import list_models
-
     names = list(archs) if archs else default_architectures()
     unknown = sorted(set(names) - set(list_models()))
     if unknown:
@@ -53,11 +42,6 @@ def resolve_architectures(archs: list[str] | None) -> list[str]:
             f"unknown architecture(s) {unknown}; available: {', '.join(list_models())}"
         )
     return names
-
-
-def compact_options(arch: str) -> dict[str, Any]:
-    """The constructor options of ``arch``'s compact default (a fresh copy)."""
-    return dict(COMPACT_DEFAULTS.get(arch, {}))
 
 
 def reference_width(arch: str) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..models import PRUNE_THRESHOLD
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         focal = (
             ""
             if w is None
-            else f"  focal w = {w:.4f}" + ("  (w < 0.2: would prune)" if w < 0.2 else "")
+            else f"  focal w = {w:.4f}"
+            + (f"  (w < {PRUNE_THRESHOLD:g}: would prune)" if w < PRUNE_THRESHOLD else "")
         )
         print(f"  {name:36} {kind:8}{focal}")
     return 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..models import PRUNE_THRESHOLD
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -16,7 +18,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--model", required=True, metavar="MODEL")
     p.add_argument("--out", required=True, metavar="PATH", help="where to save the pruned model")
-    p.add_argument("--threshold", type=float, default=0.2, help="prune modules with w < this")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=PRUNE_THRESHOLD,
+        help=f"prune modules with w < this (default {PRUNE_THRESHOLD:g})",
+    )
     p.set_defaults(run=run)
 
 

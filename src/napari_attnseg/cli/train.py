@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..models import PRUNE_THRESHOLD
 from ._common import ProgressBar, add_device, add_quiet
 
 
@@ -92,7 +93,12 @@ def add_parser(sub) -> None:
         action="store_true",
         help="train with Focal w = 0, prune w < threshold, retrain",
     )
-    p.add_argument("--prune-threshold", type=float, default=0.2)
+    p.add_argument(
+        "--prune-threshold",
+        type=float,
+        default=PRUNE_THRESHOLD,
+        help=f"prune Focal modules with w below this (default {PRUNE_THRESHOLD:g})",
+    )
     p.add_argument(
         "--checkpoint-dir",
         metavar="DIR",

@@ -1,6 +1,14 @@
 """Inference: whole-image or tiled prediction, flip TTA, devices, stacks."""
 
-from .device import DEVICE_CHOICES, autocast_dtype, available_devices, resolve_device
+from .device import (
+    DEVICE_CHOICES,
+    PRECISIONS,
+    autocast_dtype,
+    available_devices,
+    cpu_has_native_bf16,
+    resolve_device,
+    resolve_precision,
+)
 from .predictor import (
     InferenceSettings,
     Prediction,
@@ -11,14 +19,17 @@ from .predictor import (
 
 __all__ = [
     "DEVICE_CHOICES",
+    "PRECISIONS",
     "InferenceSettings",
     "Prediction",
     "Predictor",
     "autocast_dtype",
     "available_devices",
+    "cpu_has_native_bf16",
     "is_rgb",
     "predict_image",
     "resolve_device",
+    "resolve_precision",
 ]
 
 from .attention import attention_maps, map_contrast, most_informative  # noqa: E402

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
@@ -59,15 +61,51 @@ def _seen() -> str:
     return "available: " + ", ".join(labels)
 
 
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device`` (``None``: run in fp32).
+#: what ``precision`` may be set to everywhere (inference, training, widgets, bench)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: set to 0 or 1 to override the CPU's detected native-bfloat16 support
+CPU_BF16_ENV = "NAPARI_ATTNSEG_CPU_BF16"
 
-    ``auto`` is fp16 on CUDA and fp32 elsewhere; ``bf16`` needs a GPU that supports it.
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), per PyTorch.
+
+    The answer comes from PyTorch's own CPU capability queries (the ones its
+    oneDNN kernels dispatch on), not from a list of CPU names. Without native
+    support bfloat16 is emulated and slower than fp32, so ``auto`` keeps fp32.
+    ``$NAPARI_ATTNSEG_CPU_BF16`` (0/1) overrides the detection.
     """
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, got {precision!r}")
-    if device.type != "cuda" or precision == "fp32":
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    if not torch.backends.mkldnn.is_available():
+        return False
+    queries = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in queries)
+
+
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """The precision a job really runs at on ``device``: ``fp32``, ``bf16`` or ``fp16``.
+
+    ``auto`` is bf16 on CUDA GPUs that support it (else fp16) and on CPUs with
+    native bf16, fp32 everywhere else (other CPUs, MPS). An explicit choice is
+    honoured as given. Weights stay fp32 either way: only the autocast
+    regions (convolutions, matrix products) run at the lower precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (``None``: run in fp32)."""
+    resolved = resolve_precision(device, precision)
+    if resolved == "fp32" or device.type not in ("cuda", "cpu"):
         return None
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.float16
+    return torch.bfloat16 if resolved == "bf16" else torch.float16

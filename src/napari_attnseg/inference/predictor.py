@@ -50,7 +50,8 @@ class InferenceSettings:
     #: tiles per forward pass
     batch_size: int = 4
     tta: bool = False
-    #: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16
+    #: auto (bf16 where the hardware computes it natively, fp16 on older GPUs, else fp32),
+    #: fp32, bf16 or fp16; see ``inference.device.resolve_precision``
     precision: str = "auto"
     #: foreground threshold for binary models; None = the card's
     threshold: float | None = None

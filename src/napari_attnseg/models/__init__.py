@@ -21,7 +21,15 @@ from .introspection import (
     prune,
 )
 from .persistence import ModelCard, ModelFileError, load_model, read_card, save_model
-from .registry import create_model, get_entry, list_models, model_from_config, register_model
+from .registry import (
+    compact_architectures,
+    compact_options,
+    create_model,
+    get_entry,
+    list_models,
+    model_from_config,
+    register_model,
+)
 
 __all__ = [
     "PRUNE_THRESHOLD",
@@ -37,6 +45,8 @@ __all__ = [
     "capture",
     "capture_attention",
     "class_probabilities",
+    "compact_architectures",
+    "compact_options",
     "clamp_focal_weights",
     "count_parameters",
     "create_model",

@@ -21,17 +21,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SegmentationModel
-from .blocks.attention import AttentionModule, Passthrough
+from .blocks.attention import disable_attention, iter_attention
+from .registry import model_from_config
+
+__all__ = [
+    "PRUNE_THRESHOLD",
+    "AttentionMap",
+    "attention_modules",
+    "capture",
+    "capture_attention",
+    "disable_attention",
+    "focal_weights",
+    "iter_attention",
+    "prune",
+]
 
 #: the paper's (admittedly arbitrary) cut-off for pruning
 PRUNE_THRESHOLD = 0.2
-
-
-def iter_attention(model: nn.Module):
-    """Yield ``(name, module)`` for every attention module, in forward order of definition."""
-    for name, module in model.named_modules():
-        if isinstance(module, AttentionModule):
-            yield name, module
 
 
 def attention_modules(model: nn.Module) -> dict[str, str]:
@@ -121,26 +127,6 @@ def capture_attention(
     return {m.name: (m.native if native else m.resized) for m in maps}
 
 
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
-def disable_attention(model: nn.Module, names: list[str], reason: str = "pruned") -> None:
-    """Replace the named attention modules by :class:`Passthrough` (in place)."""
-    found = dict(iter_attention(model))
-    for name in names:
-        module = found.get(name)
-        if module is None:
-            raise ValueError(f"{name!r} is not an attention module of this model")
-        if not module.prunable:
-            raise ValueError(
-                f"attention module {name!r} ({type(module).__name__}) cannot be pruned"
-            )
-        _set_submodule(model, name, Passthrough(module.kind, reason))
-
-
 def prune(model: SegmentationModel, threshold: float = PRUNE_THRESHOLD) -> SegmentationModel:
     """A new model without the Focal modules whose ``w < threshold``.
 
@@ -149,8 +135,6 @@ def prune(model: SegmentationModel, threshold: float = PRUNE_THRESHOLD) -> Segme
     ``create_model(**pruned_model.config)`` rebuilds the pruned architecture.
     The input model is left untouched.
     """
-    from .registry import model_from_config
-
     if not model.config:
         raise ValueError("prune needs a model built by create_model (it has no config)")
     weights = focal_weights(model)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import SegmentationModel
+from .blocks.attention import disable_attention
 
 
 @dataclass(frozen=True)
@@ -24,23 +25,44 @@ class ModelEntry:
     cls: type[SegmentationModel]
     presets: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: options of the compact size the zoo ships and the CPU trains by default
+    #: (``None``: a paper-size preset of another entry, not trained compactly)
+    compact: dict[str, Any] | None = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
         """Default options of this entry (the class's config plus presets)."""
         return {**dataclasses.asdict(self.cls.Config()), **self.presets}
 
+    def compact_options(self) -> dict[str, Any]:
+        """The options of this entry's compact size (a fresh copy; ``{}``: its defaults)."""
+        return dict(self.compact or {})
+
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, description: str = "", **presets: Any):
-    """Class decorator: make ``cls`` buildable as ``name`` with preset options."""
+def register_model(
+    name: str,
+    *,
+    description: str = "",
+    compact: dict[str, Any] | None = None,
+    paper_size: bool = False,
+    **presets: Any,
+):
+    """Class decorator: make ``cls`` buildable as ``name`` with preset options.
+
+    ``compact`` names the options of the architecture's compact size (the
+    width the zoo ships, the CPU default of ``attnseg train`` and what the
+    benchmark measures); ``paper_size=True`` marks a preset that only exists
+    to reproduce a paper's full size, which has no compact variant.
+    """
 
     def decorate(cls: type[SegmentationModel]) -> type[SegmentationModel]:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is already registered")
         doc = description or (cls.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = ModelEntry(name, cls, dict(presets), doc)
+        small = None if paper_size else dict(compact or {})
+        _REGISTRY[name] = ModelEntry(name, cls, dict(presets), doc, small)
         return cls
 
     return decorate
@@ -49,6 +71,16 @@ def register_model(name: str, *, description: str = "", **presets: Any):
 def list_models() -> list[str]:
     """Names of every registered architecture (not trained weights; see ``zoo``)."""
     return sorted(_REGISTRY)
+
+
+def compact_architectures() -> list[str]:
+    """Registered names that have a compact size (all but the paper-size presets)."""
+    return sorted(name for name, entry in _REGISTRY.items() if entry.compact is not None)
+
+
+def compact_options(name: str) -> dict[str, Any]:
+    """The options of ``name``'s compact size (see :func:`register_model`)."""
+    return get_entry(name).compact_options()
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -101,8 +133,6 @@ def create_model(
     cfg = entry.cls.Config(**merged)
     model = entry.cls(in_channels, n_classes, cfg)
     if pruned:
-        from .introspection import disable_attention
-
         disable_attention(model, list(pruned), reason="pruned")
     model.config = _json_roundtrip(
         {

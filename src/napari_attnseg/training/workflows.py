@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..models import ModelCard, create_model, focal_weights, prune, save_model
+from ..models import PRUNE_THRESHOLD, ModelCard, create_model, focal_weights, prune, save_model
 from ..models.base import SegmentationModel
 from ..progress import CancelToken, ProgressCallback
 from .config import TrainConfig
@@ -241,7 +241,7 @@ def prune_workflow(
     *,
     data: DataSpec,
     normalization: dict[str, Any],
-    threshold: float = 0.2,
+    threshold: float = PRUNE_THRESHOLD,
     probe_config: TrainConfig | None = None,
     out: str | Path | None = None,
     card: dict[str, Any] | None = None,

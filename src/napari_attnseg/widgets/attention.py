@@ -206,7 +206,10 @@ class AttentionWidget(QWidget):
             + (f"; shown: {result.best}" if result.best else "")
         )
         if result.focal:
-            text += f"; {len(pruned)} of {len(result.focal)} Focal module(s) below w = 0.2"
+            text += (
+                f"; {len(pruned)} of {len(result.focal)} Focal module(s) "
+                f"below w = {PRUNE_THRESHOLD:g}"
+            )
         if not result.modules:
             text = f"{result.request.choice.name} has no attention modules"
         self.summary.setText(text)
@@ -281,7 +284,8 @@ class AttentionWidget(QWidget):
         if choice == FOCAL_NOW:
             names = list(result.focal)
             values = [result.focal[n] for n in names]
-            self.plot.bars(names, values, title="Focal w per module (dashed: 0.2)",
+            self.plot.bars(names, values,
+                           title=f"Focal w per module (dashed: {PRUNE_THRESHOLD:g})",
                            ylabel="w", threshold=PRUNE_THRESHOLD,
                            highlight=[v < PRUNE_THRESHOLD for v in values])
         elif choice == FOCAL_HISTORY:

@@ -306,7 +306,11 @@ class SegmentationHead(nn.Sequential):
 # -- the network ----------------------------------------------------------------
 
 
-@register_model("afnet", description="AF-Net: ResNet34 + dual attention, MFF centre, GFF decoder")
+@register_model(
+    "afnet",
+    compact={"width": 16},
+    description="AF-Net: ResNet34 + dual attention, MFF centre, GFF decoder",
+)
 class AFNet(SegmentationModel):
     """AF-Net: ResNet34 encoder with DA blocks, MFF centre and GFF decoder."""
 

@@ -213,6 +213,7 @@ class DecoderStage(nn.Module):
 @register_model("denseunet", description="DenseUNet with joint attention (Zhang et al. 2022)")
 @register_model(
     "denseunet161",
+    paper_size=True,
     **DENSENET161,
     description="DenseUNet-JA at H-DenseUNet size (DenseNet-161 encoder)",
 )

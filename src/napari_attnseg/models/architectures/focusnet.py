@@ -293,7 +293,9 @@ class MainDecoder(nn.Module):
 
 
 @register_model(
-    "focusnet", description="FocusNet: SE-ResNet U-Net gated by an attention branch (ISBI 2019)"
+    "focusnet",
+    compact={"width_multiplier": 0.25},
+    description="FocusNet: SE-ResNet U-Net gated by an attention branch (ISBI 2019)",
 )
 class FocusNet(SegmentationModel):
     """FocusNet: an attention encoder–decoder gating an SE-ResNet U-Net."""

@@ -140,16 +140,29 @@ class DecoderStage(nn.Module):
         return self.se(self.conv(x))
 
 
-@register_model("unet", description="Plain U-Net baseline (MIScnn/mlyg style)")
-@register_model("use_net", se=True, description="USE-Net: SE blocks at 9 positions")
-@register_model("attention_unet", gates=True, description="Attention U-Net: gates on 4 skips")
+#: the compact size the zoo ships (about 2 M parameters)
+COMPACT = {"width": 16}
+
+
 @register_model(
-    "focal_use_net", se=True, focal=1.0, description="Focal USE-Net (Yeung et al. 2022)"
+    "unet", compact=COMPACT, description="Plain U-Net baseline (MIScnn/mlyg style)"
+)
+@register_model(
+    "use_net", se=True, compact=COMPACT, description="USE-Net: SE blocks at 9 positions"
+)
+@register_model(
+    "attention_unet", gates=True, compact=COMPACT,
+    description="Attention U-Net: gates on 4 skips",
+)
+@register_model(
+    "focal_use_net", se=True, focal=1.0, compact=COMPACT,
+    description="Focal USE-Net (Yeung et al. 2022)",
 )
 @register_model(
     "focal_attention_unet",
     gates=True,
     focal=1.0,
+    compact=COMPACT,
     description="Focal Attention U-Net (Yeung et al. 2022)",
 )
 class UNet(SegmentationModel):

@@ -93,3 +93,26 @@ class Passthrough(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.reason} {self.kind} attention"
+
+
+def iter_attention(model: nn.Module):
+    """Yield ``(name, module)`` for every attention module, in order of definition."""
+    for name, module in model.named_modules():
+        if isinstance(module, AttentionModule):
+            yield name, module
+
+
+def disable_attention(model: nn.Module, names: list[str], reason: str = "pruned") -> None:
+    """Replace the named attention modules by :class:`Passthrough` (in place)."""
+    found = dict(iter_attention(model))
+    for name in names:
+        module = found.get(name)
+        if module is None:
+            raise ValueError(f"{name!r} is not an attention module of this model")
+        if not module.prunable:
+            raise ValueError(
+                f"attention module {name!r} ({type(module).__name__}) cannot be pruned"
+            )
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, Passthrough(module.kind, reason))

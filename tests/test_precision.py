@@ -1,0 +1,55 @@
+"""Precision selection: bf16 only where the hardware computes it natively, fp32 otherwise."""
+
+import pytest
+import torch
+
+from napari_attnseg.inference import (
+    PRECISIONS,
+    autocast_dtype,
+    cpu_has_native_bf16,
+    resolve_precision,
+)
+from napari_attnseg.inference.device import CPU_BF16_ENV
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(("native", "expected"), [("1", "bf16"), ("0", "fp32")])
+def test_auto_on_cpu_follows_native_bf16_support(monkeypatch, native, expected):
+    monkeypatch.setenv(CPU_BF16_ENV, native)
+    assert cpu_has_native_bf16() is (native == "1")
+    assert resolve_precision(CPU, "auto") == expected
+    assert autocast_dtype(CPU, "auto") == (torch.bfloat16 if native == "1" else None)
+
+
+def test_detection_uses_pytorch_capability_queries(monkeypatch):
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not cpu_has_native_bf16()
+    assert resolve_precision(CPU) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert cpu_has_native_bf16()
+
+
+def test_explicit_choices_are_honoured_and_mps_stays_fp32(monkeypatch):
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert [resolve_precision(CPU, p) for p in PRECISIONS[1:]] == ["fp32", "bf16", "fp16"]
+    assert autocast_dtype(CPU, "fp32") is None
+    assert autocast_dtype(CPU, "bf16") == torch.bfloat16
+    assert resolve_precision(torch.device("mps"), "auto") == "fp32"
+    assert autocast_dtype(torch.device("mps"), "bf16") is None
+
+
+def test_auto_on_cuda_prefers_bf16_when_supported(monkeypatch):
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision(cuda) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision(cuda) == "fp16"
+    assert autocast_dtype(cuda) == torch.float16
+
+
+def test_unknown_precision_is_named():
+    with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
+        resolve_precision(CPU, "int8")
