@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .card import ModelCard
+
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Logits (N, C, H, W) -> probabilities (N, K, H, W), K = max(2, C), channel 0 = background.
@@ -58,6 +60,9 @@ class SegmentationModel(nn.Module):
         self.n_classes = n_classes
         #: JSON-serialisable description; ``create_model(**config)`` rebuilds the model
         self.config: dict[str, Any] = {}
+        #: how to use the model (input handling, classes, provenance); set when it is
+        #: loaded or trained, ``models.persistence.card_of`` fills in a default
+        self.card: ModelCard | None = None
 
     # -- to implement -------------------------------------------------------
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,10 +15,8 @@ anything: safetensors holds raw tensors and the card is JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import torch
 
 from .._files import atomic_write
 from .base import SegmentationModel
+from .card import ModelCard
 from .registry import model_from_config
 
 CARD_FORMAT = "napari-attnseg-model"
@@ -37,56 +36,11 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable or inconsistent (the message says which)."""
 
 
-@dataclass
-class ModelCard:
-    """Everything needed to use a model besides its weights.
-
-    ``normalization`` says how inference must normalise an image, e.g.
-    ``{"mode": "zscore"}`` (per image), ``{"mode": "dataset", "mean": [...],
-    "std": [...]}`` or ``{"mode": "percentile", "low": 1, "high": 99.8}``,
-    optionally with ``"clahe": true``. ``input_scale`` is the factor by which
-    images are resized before inference (the scale the model was trained at);
-    ``input_size`` (``[H, W]``), when set, instead resizes every image to that
-    fixed size (models trained on whole frames resized to one size, such as
-    the polyp models), and the prediction is resized back.
-    """
-
-    name: str = ""
-    description: str = ""
-    class_names: list[str] = field(default_factory=list)
-    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "zscore"})
-    input_scale: float = 1.0
-    input_size: list[int] | None = None
-    threshold: float = 0.5
-    tile_size: int | None = None
-    license: str = ""
-    base_model: str | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        known = {f.name for f in dataclasses.fields(cls)}
-        card = cls(**{k: v for k, v in data.items() if k in known})
-        extra = {k: v for k, v in data.items() if k not in known and k not in _ENVELOPE}
-        card.metadata = {**extra, **card.metadata}
-        return card
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
-
-
 def card_of(model: SegmentationModel) -> ModelCard:
     """The model's card (a default one if it has none yet)."""
-    card = getattr(model, "card", None)
-    if card is None:
-        card = ModelCard(name=model.name)
-        model.card = card
-    return card
+    if model.card is None:
+        model.card = ModelCard(name=model.name)
+    return model.card
 
 
 def _card_document(model: SegmentationModel, card: ModelCard, dtype: str) -> dict[str, Any]:
@@ -215,5 +169,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         state[key] = tensor.to(expected[key].dtype)
     model.load_state_dict(state)
     model.card = ModelCard.from_dict(document)
-    model.source_path = path
     return model.to(device).eval()

@@ -202,7 +202,7 @@ def finetune(
     :class:`~napari_attnseg.progress.Cancelled` and leaves ``model`` as it was.
     """
     tuned = copy.deepcopy(model)
-    card = copy.deepcopy(getattr(model, "card", None) or ModelCard(name=model.name))
+    card = copy.deepcopy(model.card or ModelCard(name=model.name))
     trainer = Trainer(tuned, config, train_samples, val_samples, on_epoch=on_epoch)
     started = time.time()
     history = trainer.fit(progress=progress, cancel=cancel)
