@@ -378,16 +378,15 @@ def train_all(names: list[str], jobs: int) -> None:
 
 def _evaluate_shipped(name: str, recipe: dict) -> tuple[dict, str]:
     """Score the packaged (fp16) file itself, as ``attnseg evaluate`` does; return the command."""
-    from napari_attnseg.cli.evaluate import evaluate_folder
-    from napari_attnseg.inference import Predictor
+    from napari_attnseg.inference import Predictor, evaluate_folder
     from napari_attnseg.zoo import load
 
     split = DATA / recipe["task"] / "val"
     fov = split / "fov" if recipe["evaluate"]["fov"] else None
     tta = recipe["evaluate"]["tta"]
-    predictor = Predictor(load(name), tta=tta, device="cpu")
+    predictor = Predictor(tta=tta, device="cpu")
     result = evaluate_folder(
-        predictor, split / "images", split / "masks", fov, quiet=True, name=name
+        load(name), split / "images", split / "masks", fov, predictor=predictor, name=name
     )
     cmd = [
         "attnseg",

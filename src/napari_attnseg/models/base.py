@@ -75,11 +75,17 @@ class SegmentationModel(nn.Module):
         return self.config.get("name", type(self).__name__)
 
     def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """(left, right, top, bottom) padding that makes H, W multiples of ``size_multiple``."""
+        """(left, right, top, bottom) padding that makes H, W multiples of ``size_multiple``.
+
+        Sides are padded to at least twice ``size_multiple``, so the coarsest
+        feature map has 2×2 pixels: instance norm (and batch norm on one
+        image) cannot normalise a single pixel, and a tiny image is then padded
+        and cropped back rather than refused.
+        """
         m = self.size_multiple
 
         def split(n: int) -> tuple[int, int]:
-            total = max(m, math.ceil(n / m) * m) - n
+            total = max(2 * m, math.ceil(n / m) * m) - n
             return total // 2, total - total // 2
 
         top, bottom = split(height)

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from .._files import atomic_write
 from .base import SegmentationModel
@@ -57,9 +59,24 @@ def _card_document(model: SegmentationModel, card: ModelCard, dtype: str) -> dic
     }
 
 
-def card_path(weights_path: str | os.PathLike) -> Path:
+def weights_path(path: str | os.PathLike) -> Path:
+    """The ``.safetensors`` file a model path names, as :func:`save_model` names it.
+
+    ``m.safetensors`` is itself, ``m.json`` (the card) names the weights beside
+    it, and any other name gets ``.safetensors`` appended — so ``load_model("m")``
+    finds what ``save_model(model, "m")`` wrote.
+    """
+    path = Path(path)
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors")
+    if path.suffix != ".safetensors":
+        return path.with_name(path.name + ".safetensors")
+    return path
+
+
+def card_path(weights: str | os.PathLike) -> Path:
     """The JSON card that belongs to a weights file."""
-    return Path(weights_path).with_suffix(".json")
+    return Path(weights).with_suffix(".json")
 
 
 def save_model(
@@ -74,11 +91,7 @@ def save_model(
     ``card`` defaults to ``model.card``; ``half=True`` stores floating-point
     weights as fp16 (the zoo does, to stay small). Returns the weights path.
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors")
+    path = weights_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if card is None:
         card = card_of(model)
@@ -102,9 +115,7 @@ def save_model(
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """The card document of a saved model (the JSON beside it, else the embedded copy)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
+    path = weights_path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     beside = card_path(path)
@@ -112,8 +123,6 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
         if beside.exists():
             document = json.loads(beside.read_text(encoding="utf-8"))
         else:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             if _METADATA_KEY not in meta:
@@ -138,11 +147,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Rebuild a saved model (float32, eval mode) with its card as ``model.card``."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
+    path = weights_path(path)
     document = read_card(path)
     try:
         model = model_from_config(document["config"])

@@ -1,6 +1,15 @@
 """Training: one trainer for the command line, the Fine-tune widget and the zoo recipes."""
 
 from .config import TrainConfig
+from .interactive import (
+    AnnotatedImage,
+    build_samples,
+    class_warnings,
+    finetune_config,
+    hold_out_tiles,
+    samples_for_model,
+    validation_kind,
+)
 from .optim import build_optimizer, build_scheduler, parameter_groups
 from .trainer import History, Trainer, seed_everything
 from .workflows import (
@@ -13,33 +22,24 @@ from .workflows import (
 )
 
 __all__ = [
+    "AnnotatedImage",
     "DataSpec",
     "History",
     "PruneResult",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
+    "build_samples",
     "build_scheduler",
+    "class_warnings",
     "finetune",
+    "finetune_config",
+    "hold_out_tiles",
     "load_folder_data",
     "parameter_groups",
     "prune_workflow",
+    "samples_for_model",
     "seed_everything",
     "train_new",
-]
-
-from .interactive import (  # noqa: E402
-    AnnotatedImage,
-    build_samples,
-    finetune_config,
-    hold_out_tiles,
-    samples_for_model,
-)
-
-__all__ += [
-    "AnnotatedImage",
-    "build_samples",
-    "finetune_config",
-    "hold_out_tiles",
-    "samples_for_model",
+    "validation_kind",
 ]

@@ -100,7 +100,7 @@ class Trainer:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         from ..data.augmentation import Augmenter
-        from ..data.datasets import PatchDataset
+        from ..data.patches import PatchDataset
 
         if not train_samples:
             raise ValueError("no training samples")
