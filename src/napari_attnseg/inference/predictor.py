@@ -22,6 +22,14 @@ plane it
 4. maps the probabilities back onto the plane's own grid and thresholds
    (binary) or takes the arg-max (multi-class) into labels.
 
+Around that, the model card's object rules apply (:mod:`.objects`): a region
+of interest outside which nothing is predicted (given by the caller, or
+found automatically, e.g. a fundus photograph's field of view); the object
+size — with ``diameter="auto"`` (the default) a first pass measures the
+median object diameter and, if it differs from the one the network was
+trained on, the image is resampled so that they match; and instance labels
+(0 = background, 1..N objects) when asked for or when the card says so.
+
 Progress is counted in tiles (one unit per tile per flip), and the cancel
 token is checked before every batch of tiles.
 """
@@ -39,9 +47,20 @@ from monai.inferers import sliding_window_inference
 
 from ..data.input_spec import InputSpec, canonical
 from ..models.base import SegmentationModel, class_probabilities
+from ..models.card import ModelCard
 from ..models.registry import model_from_config
 from ..progress import CancelToken, ProgressCallback, check, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
+from .objects import (
+    automatic_roi,
+    check_diameter,
+    instance_recipe,
+    make_instances,
+    measured_diameter,
+    trained_diameter,
+    uses_diameter,
+    zoom_for,
+)
 
 #: flips averaged by test-time augmentation (dims of an (N, C, H, W) tensor)
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
@@ -64,6 +83,13 @@ class InferenceSettings:
     #: foreground threshold for binary models; None = the card's
     threshold: float | None = None
     blend: str = "gaussian"
+    #: the objects' diameter in pixels, "auto" (measured on a first pass) or None (predict at
+    #: the card's scale as trained); used by models whose card records an object size
+    diameter: float | str | None = "auto"
+    #: instance labels: True, False, or None for the card's choice
+    instances: bool | None = None
+    #: "auto": the card's automatic region of interest (if any); "none": the whole image
+    roi: str = "auto"
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and (isinstance(self.tile_size, bool) or self.tile_size < 16):
@@ -82,6 +108,9 @@ class InferenceSettings:
             raise ValueError(
                 f"threshold must be a probability between 0 and 1, got {self.threshold:g}"
             )
+        self.diameter = check_diameter(self.diameter)
+        if self.roi not in ("auto", "none"):
+            raise ValueError(f"roi must be 'auto' or 'none', got {self.roi!r}")
 
 
 @dataclass
@@ -91,11 +120,27 @@ class Prediction:
     probabilities: np.ndarray
     labels: np.ndarray
     messages: list[str] = field(default_factory=list)
+    #: instance labels ``(*stack, H, W)`` (0 = background, 1..N objects), when made
+    instances: np.ndarray | None = None
+    #: where the model was applied ``(*stack, H, W)`` (None: everywhere)
+    roi: np.ndarray | None = None
+    #: the object diameter (pixels of the image) the prediction assumed, if the card has one
+    diameter: float | None = None
+    #: the extra resampling applied to match the training object size (1: none)
+    zoom: float = 1.0
 
     @property
     def foreground(self) -> np.ndarray:
         """Probability of any foreground class, shaped like ``labels``."""
         return 1.0 - self.probabilities[..., 0, :, :]
+
+
+def index_label(index: tuple[int, ...]) -> str:
+    return ",".join(str(i + 1) for i in index)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(int(s)) for s in shape)
 
 
 def _windows(size: int, tile: int, overlap: float) -> int:
@@ -138,6 +183,7 @@ class Predictor:
         *,
         rgb: bool | None = None,
         channel_axis: int | None = None,
+        roi: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Prediction:
@@ -147,33 +193,102 @@ class Predictor:
         them with any leading axes (``(Z, H, W)``, ``(T, Z, H, W, 3)``, …);
         ``channel_axis`` names a channel axis that is not trailing colour (a
         ``(2, H, W)`` two-channel image is a stack of two planes otherwise).
+        ``roi`` (nonzero = inside, ``(H, W)`` or shaped like the stack) limits
+        the prediction to a region and overrides the card's automatic one.
         Probabilities come back ``(*stack, K, H, W)``, labels ``(*stack, H, W)``.
         """
         canon, layout = canonical(np.asarray(image), rgb=rgb, channel_axis=channel_axis)
         spec = InputSpec.of(model)
+        card = model.card or ModelCard(name=model.name)
         run = Run(self, model)
         planes = list(np.ndindex(*layout.stack_shape))
-        probs = []
-        replaced = 0
-        for n, index in enumerate(planes):
+        regions = self._regions(card, canon, layout, planes, roi)
+        total = len(planes) + (self.settings.diameter == "auto" and uses_diameter(card))
+        step = 0
+
+        def plane_progress(text):
+            def inner(done, n, message=""):
+                report(progress, step * n + done, total * n, text or message)
+
+            return inner
+
+        def probabilities(index, zoom):
+            prepared = spec.prepare(canon[index], rgb=layout.rgb, zoom=zoom)
+            label = f"plane {index_label(index)} of {len(planes)}" if len(planes) > 1 else ""
+            out = run.probabilities(prepared.tensor, plane_progress(label), cancel)
+            return spec.restore(out, prepared.size)[0].numpy(), prepared.nonfinite
+
+        zoom, diameter, first = 1.0, trained_diameter(card, spec), {}
+        if isinstance(self.settings.diameter, float) and uses_diameter(card):
+            diameter = self.settings.diameter
+            zoom = zoom_for(card, spec, diameter)
+        elif self.settings.diameter == "auto" and uses_diameter(card):
+            reference = planes[len(planes) // 2]
+            first[reference] = probabilities(reference, 1.0)
+            step += 1
+            measured = measured_diameter(1.0 - first[reference][0][0])
+            if measured is None:
+                run.notify("too few objects to measure their size: predicted at the trained scale")
+            else:
+                diameter, zoom = measured, zoom_for(card, spec, measured)
+                if zoom != 1.0:
+                    first.clear()
+                    run.notify(
+                        f"objects measured {measured:.1f} px across, trained on "
+                        f"{trained_diameter(card, spec):.1f} px: image resampled ×{zoom:.2f}"
+                    )
+        probs, replaced = [], 0
+        for index in planes:
             check(cancel)
-
-            def inner(done, total, message="", n=n):
-                text = f"plane {n + 1}/{len(planes)}" if len(planes) > 1 else message
-                report(progress, n * total + done, len(planes) * total, text)
-
-            prepared = spec.prepare(canon[index], rgb=layout.rgb)
-            replaced += prepared.nonfinite
-            out = run.probabilities(prepared.tensor, inner, cancel)
-            probs.append(spec.restore(out, prepared.size)[0].numpy())
+            out, nonfinite = first.get(index) or probabilities(index, zoom)
+            replaced += nonfinite
+            step += 1
+            if regions is not None:
+                outside = ~regions[index]
+                out[0][outside] = 1.0
+                out[1:, outside] = 0.0
+            probs.append(out)
         if replaced:
             run.notify(
                 f"{replaced} NaN/Inf pixel value(s) were replaced by their channel's median"
             )
+        probabilities_ = np.stack(probs).reshape(*layout.stack_shape, *probs[0].shape)
+        labels = self.labels(model, probabilities_)
+        instances = None
+        wanted = self.settings.instances
+        if wanted or (wanted is None and instance_recipe(card) is not None):
+            if probabilities_.shape[-3] != 2:
+                raise ValueError("instance labels need a binary (foreground/background) model")
+            report(progress, total, total, "numbering objects")
+            instances = make_instances(
+                card,
+                probabilities_[..., 1, :, :],
+                threshold=self.threshold(model),
+                diameter=diameter,
+                cancel=cancel,
+            )
         report(progress, 1, 1, "done")
-        probabilities = np.stack(probs).reshape(*layout.stack_shape, *probs[0].shape)
-        labels = self.labels(model, probabilities)
-        return Prediction(probabilities, labels, run.messages)
+        return Prediction(
+            probabilities_, labels, run.messages, instances, regions, diameter, zoom
+        )
+
+    def _regions(self, card, canon, layout, planes, roi) -> np.ndarray | None:
+        """Where to predict, ``(*stack, H, W)`` bool: the caller's ROI, the card's, or None."""
+        spatial = layout.spatial_shape
+        if roi is not None:
+            roi = np.asarray(roi) != 0
+            if roi.shape not in (spatial, spatial[-2:]):
+                raise ValueError(
+                    f"the region of interest is {_shape(roi.shape)} but the image is "
+                    f"{_shape(spatial)}"
+                )
+            return np.broadcast_to(roi, spatial)
+        if self.settings.roi == "none" or not card.roi:
+            return None
+        regions = np.zeros(spatial, dtype=bool)
+        for index in planes:
+            regions[index] = automatic_roi(card, np.asarray(canon[index]), rgb=layout.rgb)
+        return regions
 
     def labels(self, model: SegmentationModel, probs: np.ndarray) -> np.ndarray:
         """Threshold (binary) or arg-max (multi-class) probabilities over the class axis."""
