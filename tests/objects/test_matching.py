@@ -179,12 +179,12 @@ def test_matches_a_brute_force_implementation(seed):
 
 
 def test_match_pairs_below_one_half_prefers_more_pairs():
-    # a greedy pick of the best IoU (0.45) would leave one pair unmatched
-    iou = np.array([[0.45, 0.40], [0.35, 0.0]])
+    # the largest total IoU (0.9 + 0) would give one pair; two pairs are above 0.3
+    iou = np.array([[0.9, 0.35], [0.35, 0.0]])
     rows, cols = match_pairs(iou, 0.3)
     assert sorted(zip(rows.tolist(), cols.tolist(), strict=True)) == [(0, 1), (1, 0)]
     rows, cols = match_pairs(iou, 0.5)
-    assert rows.size == 0
+    assert (rows.tolist(), cols.tolist()) == ([0], [0])
     with pytest.raises(ValueError, match="threshold"):
         match_pairs(iou, 1.0)
 
