@@ -22,12 +22,13 @@ Methods (:func:`instances_from_foreground`):
   objects are cut along the neck between them. The seeds are the regional
   maxima of the Gaussian-smoothed distance transform whose *dynamic* on a
   log scale — how far it falls, as a ratio, before a higher maximum is
-  reached — is large: two objects are cut apart where the distance to the
-  background at the neck is below ``1 - split`` of its value at the centre
-  of the smaller one. The rule is the same at any scale; a ``diameter``
-  (pixels) sets the smoothing (``diameter / 10``) and the default
-  ``min_size``. See ``docs/objects.md`` for the measurements behind the
-  defaults.
+  reached — is large (h-maxima of ``log(1 + distance)``): two objects are
+  cut apart where the distance to the background at the neck is below about
+  ``1 - split`` of its value at the centre of the smaller one. The rule is
+  the same at any scale; a ``diameter`` (pixels) sets the default
+  ``min_size`` and, above 20 px, the smoothing (``diameter / 10``; else
+  ``DEFAULT_SIGMA`` = 2 px). ``docs/objects.md`` has the measurements
+  behind the defaults.
 
 Fragments smaller than ``min_size`` pixels are merged into the neighbour
 they share most border with, or dropped when they touch no other object.
@@ -50,7 +51,7 @@ from ..progress import CancelToken, check
 METHODS: tuple[str, ...] = ("watershed", "components")
 #: a neck narrower than this fraction of the smaller object's radius splits it
 DEFAULT_SPLIT = 0.15
-#: smoothing (pixels) of the distance transform when no diameter is given (else diameter / 10)
+#: smoothing (pixels) of the distance transform; a diameter above 20 px smooths by diameter / 10
 DEFAULT_SIGMA = 2.0
 LABEL_DTYPE = np.uint32
 
@@ -194,7 +195,7 @@ def _watershed(
     mask: np.ndarray, diameter: float | None, split: float, structure: np.ndarray
 ) -> np.ndarray:
     distance = ndi.distance_transform_edt(mask)
-    sigma = DEFAULT_SIGMA if diameter is None else max(1.0, diameter / 10.0)
+    sigma = DEFAULT_SIGMA if diameter is None else max(DEFAULT_SIGMA, diameter / 10.0)
     smooth = ndi.gaussian_filter(distance, sigma) * mask
     markers, _ = ndi.label(_seeds(smooth, split), structure=_EIGHT)
     labels = watershed(-smooth, markers, mask=mask, connectivity=structure)
