@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from napari_attnseg.data import (
-    InputSpec,
     Augmenter,
+    InputSpec,
     PatchDataset,
     Sample,
     consecutive_groups,
