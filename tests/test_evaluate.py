@@ -34,7 +34,9 @@ def test_instances_are_scored_object_by_object(tmp_path):
     truth[:, 94:][touching[:, 94:] > 0] = 2  # two touching objects in the truth
     images, masks = folder(tmp_path, [touching], [truth])
     settings = {"device": "cpu", "precision": "fp32"}
-    split = evaluate_folder(bright(), images, masks, instances=True, predictor=Predictor(**settings))
+    split = evaluate_folder(
+        bright(), images, masks, instances=True, predictor=Predictor(**settings)
+    )
     assert split["mean"]["dice"] == pytest.approx(1.0)
     assert split["instances"]["n_images"] == 1
     row = split["instances"]["per_image"][0]
@@ -45,7 +47,9 @@ def test_instances_are_scored_object_by_object(tmp_path):
     )
     assert binary["instances"]["per_image"][0]["n_true"] == 2
     tifffile.imwrite(masks / "0.tif", (truth > 0).astype(np.uint8))
-    merged = evaluate_folder(bright(), images, masks, instances=True, predictor=Predictor(**settings))
+    merged = evaluate_folder(
+        bright(), images, masks, instances=True, predictor=Predictor(**settings)
+    )
     assert merged["instances"]["per_image"][0]["n_true"] == 1
     assert merged["instances"]["per_image"][0]["ap50"] < 1.0
     assert "instances" not in evaluate_folder(bright(), images, masks)

@@ -123,9 +123,10 @@ def test_instances_split_touching_objects_when_the_card_says_so():
     assert result.instances.max() == 2
     assert np.array_equal(result.instances > 0, result.labels > 0)
     assert P(instances=True).predict(model(), touching).instances.max() == 2
-    assert P(instances=False).predict(
-        model(instances={"method": "watershed"}), touching
-    ).instances is None
+    assert (
+        P(instances=False).predict(model(instances={"method": "watershed"}), touching).instances
+        is None
+    )
 
 
 def test_cells_from_membranes_for_a_cells_card():
