@@ -11,7 +11,7 @@ the answers come from the card's ``roi``, ``object_diameter`` and
 * **At what scale** (:func:`zoom_for`): a card records the median object
   diameter the network was trained on (pixels at its working scale). Given
   the objects' diameter in the user's image — in pixels, or ``"auto"``:
-  measured on a first pass (:func:`measured_diameter`) — the image is
+  measured on first passes at a few scales (:func:`best_measurement`) — the image is
   resampled so that its objects match the training size (Cellpose's idea,
   done with the model we have), through the one
   :class:`~napari_attnseg.data.InputSpec`, and the outputs are mapped back.
@@ -23,6 +23,7 @@ the answers come from the card's ``roi``, ``object_diameter`` and
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -97,6 +98,42 @@ def trained_diameter(card: ModelCard, spec: InputSpec) -> float | None:
 def measured_diameter(foreground: np.ndarray) -> float | None:
     """Median object diameter (pixels) of a foreground probability map, None if too few."""
     return median_diameter(np.asarray(foreground) >= 0.5)
+
+
+#: the scales of the measuring passes: a network shown objects several times larger than
+#: it was trained on fails outright (a nuclei model's native-size pass on 4× larger nuclei
+#: found fragments 2.5 px across), so one pass at the trained scale cannot be trusted
+MEASURING_ZOOMS = (1.0, 0.5, 0.25, 0.125)
+#: the smallest side worth a measuring pass (pixels at the working scale)
+MIN_MEASURING_SIDE = 48
+
+
+def measuring_zooms(spec: InputSpec, size: tuple[int, int]) -> list[float]:
+    """The zooms of the measuring passes for an image of ``size`` (the trained scale first)."""
+    side = min(size) * spec.scale
+    return [z for z in MEASURING_ZOOMS if z == 1.0 or side * z >= MIN_MEASURING_SIDE]
+
+
+def best_measurement(
+    card: ModelCard, spec: InputSpec, foregrounds: dict[float, np.ndarray]
+) -> tuple[float | None, float | None]:
+    """The objects' diameter (image pixels) from the pass that saw them at the trained size.
+
+    ``foregrounds`` maps each measuring zoom to its foreground probability on
+    the image's grid. Each pass measures the median diameter; the one whose
+    objects, as the network saw them (diameter × scale × zoom), came closest to
+    the trained diameter is believed. Returns ``(diameter, zoom)`` or
+    ``(None, None)`` when no pass found enough objects.
+    """
+    best, best_error = (None, None), math.inf
+    for zoom, foreground in foregrounds.items():
+        measured = measured_diameter(foreground)
+        if measured is None:
+            continue
+        error = abs(math.log(measured * spec.scale * zoom / float(card.object_diameter)))
+        if error < best_error:
+            best, best_error = (measured, zoom), error
+    return best
 
 
 def instance_recipe(card: ModelCard) -> dict[str, Any] | None:

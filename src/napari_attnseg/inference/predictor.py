@@ -53,10 +53,11 @@ from ..progress import CancelToken, ProgressCallback, check, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
 from .objects import (
     automatic_roi,
+    best_measurement,
     check_diameter,
     instance_recipe,
     make_instances,
-    measured_diameter,
+    measuring_zooms,
     trained_diameter,
     uses_diameter,
     zoom_for,
@@ -203,7 +204,8 @@ class Predictor:
         run = Run(self, model)
         planes = list(np.ndindex(*layout.stack_shape))
         regions = self._regions(card, canon, layout, planes, roi)
-        total = len(planes) + (self.settings.diameter == "auto" and uses_diameter(card))
+        measuring = self.settings.diameter == "auto" and uses_diameter(card)
+        total = len(planes) + (measuring and len(measuring_zooms(spec, layout.spatial_shape[-2:])))
         step = 0
 
         def plane_progress(text):
@@ -224,15 +226,21 @@ class Predictor:
             zoom = zoom_for(card, spec, diameter)
         elif self.settings.diameter == "auto" and uses_diameter(card):
             reference = planes[len(planes) // 2]
-            first[reference] = probabilities(reference, 1.0)
-            step += 1
-            measured = measured_diameter(1.0 - first[reference][0][0])
+            passes = {}
+            for candidate in measuring_zooms(spec, layout.spatial_shape[-2:]):
+                passes[candidate] = probabilities(reference, candidate)
+                step += 1
+            measured, at = best_measurement(
+                card, spec, {z: 1.0 - out[0][0] for z, out in passes.items()}
+            )
             if measured is None:
                 run.notify("too few objects to measure their size: predicted at the trained scale")
+                first[reference] = passes[1.0]
             else:
                 diameter, zoom = measured, zoom_for(card, spec, measured)
+                if zoom in passes:
+                    first[reference] = passes[zoom]
                 if zoom != 1.0:
-                    first.clear()
                     run.notify(
                         f"objects measured {measured:.1f} px across, trained on "
                         f"{trained_diameter(card, spec):.1f} px: image resampled ×{zoom:.2f}"
