@@ -245,7 +245,7 @@ def section_fov(data: Path) -> None:
         return float((a & b).sum() / (a | b).sum())
 
     variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        f"red > {f} × p99, closing, fill, largest (fraction={f})": (
+        f"fraction={f}: red > min + {f}·(p99 − min), closing, fill, largest": (
             lambda im, f=f: field_of_view(im, fraction=f)
         )
         for f in (0.05, 0.1, 0.15, 0.2, 0.3)
