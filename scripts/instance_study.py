@@ -15,6 +15,7 @@ Sections (all by default; pick with ``--sections``):
   resizes the labels (nearest).
 - ``timing``: instance post-processing of a 1024² foreground vs the
   prediction of that 1024² image (the nuclei sample mosaic tiled), CPU.
+- ``sweep``: AP@0.5 of the watershed for several ``split`` values.
 - ``membranes``: cells from the ``membranes`` model on the ISBI 2012
   validation slices (``recipes/splits/membranes.json``); truth = 4-connected
   components of the cell interior (mask 255).
@@ -55,12 +56,13 @@ from napari_attnseg.objects import (
     field_of_view,
     instances_from_foreground,
     median_diameter,
+    object_table,
     training_diameter,
 )
 from napari_attnseg.zoo import load
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("dsb", "stardist", "timing", "membranes", "fov")
+SECTIONS = ("dsb", "stardist", "timing", "sweep", "membranes", "fov")
 METRIC_COLUMNS = ("ap50", "mean_ap", "f1", "pq")
 
 
@@ -206,6 +208,47 @@ def section_timing(predictor: Predictor) -> None:
         f"torch threads, load average {loadavg()}\n"
     )
     print(table(["method", "post-processing s", "prediction s", "ratio", "objects"], rows))
+    labels = instances_from_foreground(foreground)
+    cpu, wall = time.process_time(), time.perf_counter()
+    object_table(labels, big)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"\n`object_table` of those {labels.max()} objects with the image: {cpu:.2f} s CPU "
+        f"({wall:.2f} s wall)."
+    )
+
+
+def section_sweep(predictor: Predictor, data: Path, folder: Path, train_d: float) -> None:
+    """AP@0.5 of the watershed for several ``split`` values."""
+    image = tifffile.imread(folder / "img2d.tif").astype(np.float32)
+    truth = tifffile.imread(folder / "mask2d.tif")
+    truth_d = median_diameter(truth)
+    cases = {}
+    for label, scale in {"matched": train_d / truth_d, "2× matched": 2 * train_d / truth_d}.items():
+        size = tuple(round(s * scale) for s in truth.shape)
+        small = resize(image, size, order=1, anti_aliasing=True)
+        foreground = resize(predictor.predict(small).foreground, truth.shape, order=1)
+        cases[f"StarDist img2d, {label}"] = ([np.clip(foreground, 0, 1)], [truth])
+    pairs = split("nuclei", "val", data)
+    cases["DSB2018_96 val (merged truth)"] = (
+        [predictor.predict(read_image(i)).foreground for i, _ in pairs],
+        [
+            instances_from_foreground(read_mask(m), method="components", min_size=0)
+            for _, m in pairs
+        ],
+    )
+    splits = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+    rows = []
+    for name, (foregrounds, truths) in cases.items():
+        cells = []
+        for value in splits:
+            acc = InstanceAccumulator()
+            for i, (f, t) in enumerate(zip(foregrounds, truths, strict=True)):
+                acc.add(str(i), t, instances_from_foreground(f, split=value))
+            cells.append(f"{acc.summary()['mean']['ap50']:.3f}")
+        rows.append([name, *cells])
+    print("\n### Watershed `split` sweep: AP@0.5 (mean over images)\n")
+    print(table(["data", *(f"split {v}" for v in splits)], rows))
 
 
 def section_membranes(data: Path) -> None:
@@ -245,7 +288,7 @@ def section_fov(data: Path) -> None:
         return float((a & b).sum() / (a | b).sum())
 
     variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-        f"red > {f} × p99, closing, fill, largest (fraction={f})": (
+        f"fraction={f}: red > min + {f}·(p99 − min), closing, fill, largest": (
             lambda im, f=f: field_of_view(im, fraction=f)
         )
         for f in (0.05, 0.1, 0.15, 0.2, 0.3)
@@ -282,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     print(f"<!-- scripts/instance_study.py --sections {','.join(sections)}; cpu -->")
     train_d = None
-    if {"dsb", "stardist"} & set(sections):
+    if {"dsb", "stardist", "sweep"} & set(sections):
         train_d = training_diameter(m for _, m in split("nuclei", "train", args.data))
         print(f"\nDSB2018_96 training masks: median object diameter {train_d:.2f} px")
     nuclei = Predictor(load("nuclei"), device="cpu")
@@ -292,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         section_stardist(nuclei, args.stardist, train_d)
     if "timing" in sections:
         section_timing(nuclei)
+    if "sweep" in sections:
+        section_sweep(nuclei, args.data, args.stardist, train_d)
     if "membranes" in sections:
         section_membranes(args.data)
     if "fov" in sections:

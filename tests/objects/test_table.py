@@ -91,3 +91,47 @@ def test_csv_refuses_ragged_columns_and_keeps_the_old_file(tmp_path):
     with pytest.raises(ValueError, match="same length"):
         write_table_csv(path, {"a": np.arange(2), "b": np.arange(3)})
     assert path.read_text() == "old\n"
+
+
+def test_equals_regionprops_table_on_random_objects():
+    from skimage.measure import regionprops_table
+
+    rng = np.random.default_rng(1)
+    labels = np.zeros((48, 64), np.int64)
+    for _ in range(25):  # overlapping rectangles with sparse, repeated ids: odd shapes
+        y, x = rng.integers(0, 44), rng.integers(0, 60)
+        h, w = rng.integers(1, 12, size=2)
+        labels[y : y + h, x : x + w] = rng.integers(1, 10**6)
+    image = rng.random((48, 64, 3))
+    table = object_table(labels, image)
+    names = {
+        "label": "label",
+        "area": "area",
+        "centroid_y": "centroid-0",
+        "centroid_x": "centroid-1",
+        "equivalent_diameter": "equivalent_diameter_area",
+        "perimeter": "perimeter",
+        "eccentricity": "eccentricity",
+        "solidity": "solidity",
+        "bbox_min_y": "bbox-0",
+        "bbox_max_x": "bbox-3",
+        "mean_intensity_g": "intensity_mean-1",
+        "min_intensity_b": "intensity_min-2",
+        "max_intensity_r": "intensity_max-0",
+    }
+    properties = (
+        "label",
+        "area",
+        "centroid",
+        "equivalent_diameter_area",
+        "perimeter",
+        "eccentricity",
+        "solidity",
+        "bbox",
+        "intensity_mean",
+        "intensity_min",
+        "intensity_max",
+    )
+    expected = regionprops_table(labels, intensity_image=image, properties=properties)
+    for ours, theirs in names.items():
+        np.testing.assert_allclose(table[ours], expected[theirs], atol=1e-9, err_msg=ours)

@@ -4,9 +4,9 @@ A fundus camera images the retina through a circular aperture; outside it
 the photograph is (nearly) black. :func:`field_of_view` finds that disc from
 the red channel, where the retina is brightest and most even:
 
-1. threshold: red > ``fraction`` × its 99th percentile (robust to a few
-   saturated pixels, and unlike Otsu's threshold not pulled into the retina
-   by a dark, unevenly lit fundus);
+1. threshold: red > min + ``fraction`` × (99th percentile − min) (robust to
+   a few saturated pixels, and unlike Otsu's threshold not pulled into the
+   retina by a dark, unevenly lit fundus);
 2. morphological closing with a disc of ``closing`` × the image's smaller
    side, which bridges dark vessels and lesions along the rim;
 3. holes filled, and only the largest connected component kept (the
@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import morphology
 
-#: red > FRACTION × the 99th percentile of red is inside
+#: inside: red > min + FRACTION × (99th percentile − min) of the red channel
 FRACTION = 0.15
 #: closing radius, as a fraction of the image's smaller side
 CLOSING = 0.01

@@ -1,7 +1,7 @@
 """Per-object measurements of an instance label image, and writing them as CSV.
 
-:func:`object_table` measures every object with
-``skimage.measure.regionprops_table`` and returns plain columns (a dict of
+:func:`object_table` measures every object as
+``skimage.measure.regionprops`` defines it and returns plain columns (a dict of
 equal-length numpy arrays, one row per object in increasing label order),
 which napari accepts as a Labels layer's ``features`` and :func:`write_table_csv`
 writes as a CSV file. Columns, in order:
@@ -19,6 +19,11 @@ bbox_min_y, bbox_min_x   first row and column of the bounding box
 bbox_max_y, bbox_max_x   one past its last row and column (numpy slice bounds)
 =======================  ======================================================
 
+Perimeter and solidity come from ``skimage.measure.regionprops_table``; the
+other columns are the same quantities computed for all objects at once with
+numpy and ``scipy.ndimage`` (regionprops takes a Python call per object and
+property: seconds for thousands of objects); the tests check both agree.
+
 With an ``image``: ``mean_intensity``, ``min_intensity``, ``max_intensity``
 for a grey image; for an RGB(A) image the same **per colour channel**
 (``mean_intensity_r``, ``…_g``, ``…_b``, then min and max; alpha is ignored),
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage.measure import regionprops_table
 
 from .._files import atomic_write
@@ -53,26 +59,12 @@ SHAPE_COLUMNS: tuple[str, ...] = (
     "bbox_max_y",
     "bbox_max_x",
 )
-_PROPERTIES = (
-    "label",
-    "area",
-    "centroid",
-    "equivalent_diameter_area",
-    "perimeter",
-    "eccentricity",
-    "solidity",
-    "bbox",
-)
-_RENAME = {
-    "centroid-0": "centroid_y",
-    "centroid-1": "centroid_x",
-    "equivalent_diameter_area": "equivalent_diameter",
-    "bbox-0": "bbox_min_y",
-    "bbox-1": "bbox_min_x",
-    "bbox-2": "bbox_max_y",
-    "bbox-3": "bbox_max_x",
-}
+#: the columns regionprops_table computes (one Python call per object); the rest are
+#: the same quantities taken for all objects at once with numpy (several times faster
+#: on thousands of objects; tests check they equal regionprops_table's)
+_REGIONPROPS = ("label", "perimeter", "solidity")
 _CHANNELS = ("r", "g", "b")
+_INTEGER = ("label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x")
 _STATS = ("mean", "min", "max")
 
 
@@ -120,24 +112,74 @@ def _columns(rgb: bool | None) -> tuple[str, ...]:
     return (*SHAPE_COLUMNS, *(f"{s}_intensity_{c}" for s in _STATS for c in _CHANNELS))
 
 
+def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(object ids in increasing order, labels renumbered 1..K in that order)."""
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if ids.size and ids[-1] == ids.size:
+        return ids, labels
+    dense = np.searchsorted(ids, labels) + 1
+    return ids, np.where(labels > 0, dense, 0)
+
+
+def _eccentricity(
+    dense: np.ndarray, n: int, area: np.ndarray, cy: np.ndarray, cx: np.ndarray
+) -> np.ndarray:
+    """Eccentricity of the ellipse with each object's second central moments (as skimage)."""
+    rows, cols = np.nonzero(dense)
+    index = dense[rows, cols]
+    dy, dx = rows - cy[index - 1], cols - cx[index - 1]
+    a = np.bincount(index, dy * dy, n + 1)[1:] / area
+    c = np.bincount(index, dx * dx, n + 1)[1:] / area
+    b = np.bincount(index, dy * dx, n + 1)[1:] / area
+    root = np.sqrt(((a - c) / 2) ** 2 + b**2)
+    major = np.maximum((a + c) / 2 + root, 0)
+    minor = np.maximum((a + c) / 2 - root, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(major > 0, np.sqrt(np.maximum(1 - minor / major, 0)), 0.0)
+
+
 def _table_2d(labels: np.ndarray, image: np.ndarray | None, rgb: bool | None) -> dict:
-    properties = _PROPERTIES
+    columns = _columns(rgb)
+    ids, dense = _dense(labels)
+    n = int(ids.size)
+    if n == 0:
+        return {
+            name: np.zeros(0, dtype=np.int64 if name in _INTEGER else np.float64)
+            for name in columns
+        }
+    area = np.bincount(dense.ravel(), minlength=n + 1)[1:]
+    rows, cols = np.indices(dense.shape, sparse=True)
+    flat = dense.ravel()
+    cy = np.bincount(flat, np.broadcast_to(rows, dense.shape).ravel(), n + 1)[1:] / area
+    cx = np.bincount(flat, np.broadcast_to(cols, dense.shape).ravel(), n + 1)[1:] / area
+    boxes = ndi.find_objects(dense)
+    bbox = np.array([(b[0].start, b[1].start, b[0].stop, b[1].stop) for b in boxes])
+    shape = regionprops_table(labels, properties=_REGIONPROPS)
+    table: dict[str, np.ndarray] = {
+        "label": ids.astype(np.int64),
+        "area": area.astype(np.int64),
+        "centroid_y": cy,
+        "centroid_x": cx,
+        "equivalent_diameter": np.sqrt(4.0 * area / np.pi),
+        "perimeter": np.asarray(shape["perimeter"], dtype=np.float64),
+        "eccentricity": _eccentricity(dense, n, area, cy, cx),
+        "solidity": np.asarray(shape["solidity"], dtype=np.float64),
+        "bbox_min_y": bbox[:, 0].astype(np.int64),
+        "bbox_min_x": bbox[:, 1].astype(np.int64),
+        "bbox_max_y": bbox[:, 2].astype(np.int64),
+        "bbox_max_x": bbox[:, 3].astype(np.int64),
+    }
     if image is not None:
-        properties = (*properties, "intensity_mean", "intensity_min", "intensity_max")
-    raw = regionprops_table(labels, intensity_image=image, properties=properties)
-    table: dict[str, np.ndarray] = {}
-    for key, values in raw.items():
-        if key.startswith("intensity_"):
-            stat, _, channel = key[len("intensity_") :].partition("-")
-            name = f"{stat}_intensity" + (f"_{_CHANNELS[int(channel)]}" if channel else "")
-        else:
-            name = _RENAME.get(key, key)
-        table[name] = np.asarray(values)
-    table["label"] = table["label"].astype(np.int64)
-    table["area"] = table["area"].astype(np.int64)
-    for key in ("bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x"):
-        table[key] = table[key].astype(np.int64)
-    return {name: table[name] for name in _columns(rgb)}
+        index = np.arange(1, n + 1)
+        channels = [image[..., c] for c in range(3)] if rgb else [image]
+        suffixes = [f"_{c}" for c in _CHANNELS] if rgb else [""]
+        for channel, suffix in zip(channels, suffixes, strict=True):
+            values = channel.astype(np.float64, copy=False)
+            table[f"mean_intensity{suffix}"] = np.bincount(flat, values.ravel(), n + 1)[1:] / area
+            table[f"min_intensity{suffix}"] = np.asarray(ndi.minimum(values, dense, index))
+            table[f"max_intensity{suffix}"] = np.asarray(ndi.maximum(values, dense, index))
+    return {name: table[name] for name in columns}
 
 
 def object_table(labels: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -161,7 +203,9 @@ def object_table(labels: np.ndarray, image: np.ndarray | None = None) -> dict[st
         parts.append({"z": np.full(part["label"].shape, z, dtype=np.int64), **part})
     names = ("label", "z", *_columns(rgb)[1:])
     if not parts:
-        return {name: np.zeros(0) for name in names}
+        return {
+            name: np.zeros(0, dtype=np.int64 if name in _INTEGER else np.float64) for name in names
+        }
     return {name: np.concatenate([p[name] for p in parts]) for name in names}
 
 
