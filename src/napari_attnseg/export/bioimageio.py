@@ -430,9 +430,9 @@ def _readme(
     card = card_of(model)
     binary = model.n_classes == 1
     rule = (
-        f"foreground where P({classes[1]}) ≥ {card.threshold}"
+        f"as {classes[1]} where P({classes[1]}) ≥ {card.threshold}"
         if binary
-        else "the class of highest probability"
+        else "with the class of highest probability"
     )
     resize = ""
     if card.input_size:
@@ -463,7 +463,7 @@ def _readme(
           raw intensities, y and x at least {min_size} pixels (any size above).
         - preprocessing: {normalization}.
         - output `probabilities`: (batch, class, y, x), one probability map per class
-          ({classes}), summing to 1. napari-attnseg labels a pixel with {rule}.{resize}
+          ({classes}), summing to 1. napari-attnseg labels a pixel {rule}.{resize}
 
         napari-attnseg does a few things around the network that this package does not:
         it converts grey images to RGB (or RGB to grey) to match the channel count, tiles
