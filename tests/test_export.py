@@ -110,7 +110,9 @@ def test_package_loads_back_with_identical_weights(exported, tmp_path):
     expected = original.state_dict()
     for key, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, expected[key]), key
-    assert zoo.resolve(package) == zoo.resolve(package)  # extracted once, then reused
+    extracted = zoo.resolve(package)
+    stamp = extracted.stat().st_mtime_ns
+    assert zoo.resolve(package) == extracted and extracted.stat().st_mtime_ns == stamp  # reused
 
     image = (np.random.default_rng(0).random((40, 36)) * 255).astype(np.uint8)
     import tifffile
