@@ -27,9 +27,9 @@ spec = pytest.importorskip("bioimageio.spec")
 core = pytest.importorskip("bioimageio.core")
 
 
-def tiny(arch="unet", n_classes=1, **card):
+def tiny(arch="unet", n_classes=1, in_channels=1, **card):
     torch.manual_seed(0)
-    model = create_model(arch, in_channels=1, n_classes=n_classes, width=4, depth=2)
+    model = create_model(arch, in_channels=in_channels, n_classes=n_classes, width=4, depth=2)
     defaults = dict(
         name=f"tiny.{arch}",
         description="A tiny test model.",
@@ -187,15 +187,16 @@ def test_cli_reports_a_foreign_package(exported, tmp_path, capsys):
 
 
 def test_percentile_softmax_and_resizing_models_match_through_bioimageio(tmp_path):
-    """scale_range + clip, three classes (softmax) and an input scale inside the network."""
+    """Per-channel scale_range + clip, three classes (softmax), an input scale in the network."""
     model = tiny(
         n_classes=3,
+        in_channels=2,
         class_names=["background", "cell", "Cell"],
         normalization={"mode": "percentile", "low": 2, "high": 99},
         input_scale=0.5,
         license="research use only (not an SPDX identifier)",
     )
-    image = np.random.default_rng(2).random((60, 52)).astype(np.float32) * 1000
+    image = np.random.default_rng(2).random((2, 60, 52)).astype(np.float32) * [[[1000]], [[9]]]
     report = export_bioimageio(model, tmp_path / "m.zip", image=image)
     assert any("LICENSE.md" in note for note in report.notes)
     descr = spec.load_description(report.path)
@@ -211,12 +212,11 @@ def test_percentile_softmax_and_resizing_models_match_through_bioimageio(tmp_pat
         "cell_2",
     ]
     pipeline = core.create_prediction_pipeline(descr, weight_format="torchscript", devices=["cpu"])
-    other = np.random.default_rng(3).random((41, 57)).astype(np.float32) * 500
-    theirs = core.predict(model=pipeline, inputs=other[None, None])
-    ours = Predictor(model, device="cpu", tile_size=None).predict(other)
-    np.testing.assert_allclose(
-        theirs.members["probabilities"].data.values[0], ours.probabilities, atol=1e-4
-    )
+    other = np.random.default_rng(3).random((2, 41, 57)).astype(np.float32) * [[[500]], [[3]]]
+    theirs = core.predict(model=pipeline, inputs=other[None].astype(np.float32))
+    predictor = Predictor(model, device="cpu", tile_size=None)
+    ours = predictor.probabilities(predictor.prepare(other, rgb=False))  # (C, H, W) in
+    np.testing.assert_allclose(theirs.members["probabilities"].data.values[0], ours, atol=1e-4)
     assert zoo.load(report.path).card.input_scale == 0.5
 
 
