@@ -453,9 +453,9 @@ def _readme(
         {description}
 
         Exported by napari-attnseg {version} from the model `{card_name}`
-        (architecture `{arch}`). Open it in napari-attnseg with
-        `attnseg predict --model THIS.zip IMAGE… --out DIR`, or *Load from file…* in the
-        plugin; any bioimage.io consumer runs it too.
+        (architecture `{arch}`). napari-attnseg takes this package wherever it takes a
+        model, e.g. `attnseg predict --model THIS.zip IMAGE… --out DIR`; any bioimage.io
+        consumer runs it too.
 
         ## Input and output
 
