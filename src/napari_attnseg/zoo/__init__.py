@@ -10,7 +10,10 @@ Everywhere a MODEL is accepted (command line, widgets, Python) it may be
 * the name of a model in the user model folder (saved by the Fine-tune
   widget or ``attnseg finetune``);
 * ``https://…/name.safetensors#sha256=<hex>``: fetched once into the user
-  cache and verified against the pinned hash (``remote.py``).
+  cache and verified against the pinned hash (``remote.py``);
+* a bioimage.io package (``.zip`` or unpacked folder) exported by
+  ``attnseg export --format bioimageio``: its attached napari-attnseg model
+  is extracted into the user cache (``export/package.py``).
 
 Shipped weights live in this package (``weights/``) and load with no
 network. The user model folder is the platform's user-data directory
@@ -119,6 +122,11 @@ def resolve(spec: str | os.PathLike) -> Path:
     if is_url(text):
         return fetch(*split_pinned_url(text))
     path = Path(text).expanduser()
+    # imported here: the export package imports this one (zoo.remote) and MONAI (slow)
+    from ..export.package import extract_model, is_package
+
+    if is_package(path):
+        return extract_model(path)
     if path.is_dir():
         found = ", ".join(p.name for p in sorted(path.glob("*.safetensors"))[:5])
         raise ValueError(
