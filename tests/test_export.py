@@ -94,7 +94,9 @@ def test_bioimageio_core_test_passes_and_matches_our_predictor(exported):
 
     # a new image of an odd size, through bioimage.io's pipeline (its own z-score)
     image = np.random.default_rng(1).gamma(2.0, 40.0, (45, 38)).astype(np.float32)
-    ours = Predictor(zoo.load(source), device="cpu", tile_size=None).predict(image)
+    ours = Predictor(device="cpu", tile_size=None, precision="fp32").predict(
+        zoo.load(source), image
+    )
     descr = spec.load_description(package)
     for weights in ("torchscript", "pytorch_state_dict"):
         pipeline = core.create_prediction_pipeline(descr, weight_format=weights, devices=["cpu"])
@@ -214,8 +216,8 @@ def test_percentile_softmax_and_resizing_models_match_through_bioimageio(tmp_pat
     pipeline = core.create_prediction_pipeline(descr, weight_format="torchscript", devices=["cpu"])
     other = np.random.default_rng(3).random((2, 41, 57)).astype(np.float32) * [[[500]], [[3]]]
     theirs = core.predict(model=pipeline, inputs=other[None].astype(np.float32))
-    predictor = Predictor(model, device="cpu", tile_size=None)
-    ours = predictor.probabilities(predictor.prepare(other, rgb=False))  # (C, H, W) in
+    predictor = Predictor(device="cpu", tile_size=None, precision="fp32")
+    ours = predictor.predict(model, other, channel_axis=0).probabilities  # (C, H, W) in
     np.testing.assert_allclose(theirs.members["probabilities"].data.values[0], ours, atol=1e-4)
     assert zoo.load(report.path).card.input_scale == 0.5
 

@@ -56,8 +56,8 @@ import torch
 from .. import __version__
 from .._files import atomic_write
 from .._sample_data import load_sample
-from ..data.io import read_image
 from ..data.input_spec import InputSpec, canonical
+from ..data.io import read_image
 from ..data.normalization import normalize
 from ..inference.predictor import Predictor
 from ..models.base import SegmentationModel
@@ -295,9 +295,16 @@ def _default_image(model: SegmentationModel) -> tuple[np.ndarray, str]:
 
 
 def _test_crop(image: np.ndarray, model: SegmentationModel, source: str) -> np.ndarray:
-    """A centred crop of ``image`` as (C, H, W) float32 raw intensities."""
+    """A centred crop of ``image`` as (C, H, W) float32 raw intensities.
+
+    ``image`` follows napari's layout (grey, RGB(A) last); a ``(C, H, W)``
+    array whose C is the model's channel count (> 1) is taken as channels.
+    """
+    image = np.asarray(image)
+    # a (C, H, W) array with the model's channel count is a multichannel image, not a stack
+    channels_first = image.ndim == 3 and 1 < image.shape[0] == model.in_channels
     try:
-        plane, layout = canonical(np.asarray(image))
+        plane, layout = canonical(image, channel_axis=0 if channels_first else None)
         if layout.stack_shape:
             raise ValueError(f"it is a stack of shape {layout.shape}, not one 2D image")
         chw = InputSpec(model.in_channels, {"mode": "none"}).channels(plane, rgb=layout.rgb)
