@@ -19,9 +19,9 @@ from napari_attnseg.export import (
     export_bioimageio,
 )
 from napari_attnseg.export.bioimageio import FOCAL_ATTENTION, U_NET, preprocessing_steps
-from napari_attnseg.export.package import CARD_NAME, WEIGHTS_NAME
 from napari_attnseg.inference import Predictor
 from napari_attnseg.models import ModelCard, ModelFileError, create_model, save_model
+from napari_attnseg.zoo.bioimageio import CARD_NAME, WEIGHTS_NAME
 
 spec = pytest.importorskip("bioimageio.spec")
 core = pytest.importorskip("bioimageio.core")

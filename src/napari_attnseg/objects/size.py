@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.io import read_mask
 from .instances import instances_from_foreground
 
 #: fewer objects than this give no typical diameter (``None``)
@@ -93,9 +94,6 @@ def median_diameter(
 
 def _read(item: Any) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
-        # imported here: napari_attnseg.data pulls in torch, which nothing else here needs
-        from ..data.io import read_mask
-
         return read_mask(item, binary=False)
     return np.asarray(item)
 
