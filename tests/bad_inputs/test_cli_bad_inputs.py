@@ -407,3 +407,11 @@ def test_broken_user_models_are_named_by_attnseg_models(cli, user_model_dir):
         code, out, err = cli("models")
     assert code == 0 and "good" in out and "bad" not in out
     assert "note: skipped bad.safetensors" in err and "pickle" in err
+
+
+def test_demo_refuses_to_write_over_the_bundled_sample(cli):
+    from napari_attnseg._sample_data import SAMPLES
+
+    with Unchanged(SAMPLES):
+        code, _, err = cli("demo", "--out", SAMPLES)
+    assert code == 1 and "nuclei_mask.tif is an input" in one_error_line(err, "demo")
