@@ -325,7 +325,7 @@ def test_model_cost_sizes(size):
 
 def test_model_cost_counts_tiny_and_huge_inputs_without_memory():
     small = model_cost(tiny_model(), (1, 1))
-    huge = model_cost(tiny_model(), (16384, 16384))  # meta device: no activation memory
+    huge = model_cost(tiny_model(), (8192, 8192))  # meta device: no 2 GB activations
     assert 0 < small.flops < huge.flops
 
 
@@ -423,3 +423,11 @@ def test_cancel_finetune_at_every_stage(tmp_path, after):
             cancel=stop.token,
         )
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_damaged_tiff_is_one_error_not_a_log_line_per_tag(tmp_path, caplog):
+    path = tmp_path / "damaged.tif"
+    path.write_bytes(_tiff_bytes(GREY)[:200])
+    with pytest.raises(ImageFileError, match="damaged.tif.*truncated or corrupt"):
+        read_image(path)
+    assert not [r for r in caplog.records if r.name == "tifffile"]

@@ -20,14 +20,17 @@ so a cancelled or failed job never leaves a half-written file behind.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .._files import atomic_write
 from .input_spec import is_colour
@@ -159,7 +162,8 @@ def _read_raw(path: Path, *, keep_palette: bool) -> np.ndarray:
     if size == 0:
         raise ImageFileError(f"{path} is an empty file (0 bytes)")
     try:
-        array = _decode(path, suffix, keep_palette=keep_palette)
+        with _tifffile_log_held():
+            array = _decode(path, suffix, keep_palette=keep_palette)
     except ImageFileError:
         raise
     except MemoryError as exc:
@@ -179,11 +183,41 @@ def _decode(path: Path, suffix: str, *, keep_palette: bool) -> np.ndarray:
     return np.asarray(iio.imread(path, plugin="pillow"))
 
 
+@contextmanager
+def _tifffile_log_held() -> Iterator[None]:
+    """Hold what tifffile logs while this thread reads a file; pass it on only on success.
+
+    A damaged TIFF makes tifffile log a line per broken tag before it fails;
+    the :class:`ImageFileError` raised then says what is wrong in one line.
+    """
+    logger = logging.getLogger("tifffile")
+    thread = threading.get_ident()
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread != thread:
+            return True
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    for record in held:  # reached only when the read succeeded
+        logger.handle(record)
+
+
 def _reason(exc: BaseException) -> str:
     """A readable reason from a decoder exception (its text, else its type)."""
     text = str(exc).strip()
     if isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
+    if isinstance(exc, UnidentifiedImageError) or "can not handle the given uri" in text:
+        return "the content is not an image in a format this reader knows (PNG, JPEG, BMP, TIFF)"
+    if "failed to read" in text or "truncated" in text:
+        return f"the file is truncated or corrupt ({text})"
     if len(text) < 4:  # e.g. KeyError(5), IndexError(), struct.error('')
         detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         return f"the file is corrupt or not a valid image ({detail})"
