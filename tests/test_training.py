@@ -130,12 +130,26 @@ def test_early_stopping_and_time_budget():
 
 
 def test_sparse_labels_only_use_labelled_pixels():
+    """The training loss has no gradient at unlabelled (-1) pixels, and some at labelled ones."""
     samples = disc_samples(2)
     for s in samples:
         s.mask = s.mask.copy()
         s.mask[:, 16:] = -1  # right half unlabelled
     model = tiny()
-    Trainer(model, config(epochs=1), samples, []).fit()
+    grads = []
+
+    def keep_gradient(module, inputs, logits):
+        if logits.requires_grad:
+            logits.register_hook(lambda g: grads.append(g.detach().clone()))
+
+    model.register_forward_hook(keep_gradient)
+    # whole 32×32 images (patch_size = image size, no augmentation): pixels keep their place
+    Trainer(model, config(epochs=1, batch_size=2), samples, []).fit()
+    assert grads, "no training step ran"
+    for grad in grads:
+        assert grad.shape[-2:] == (32, 32)
+        assert torch.count_nonzero(grad[..., 16:]) == 0  # unlabelled: no say in the loss
+        assert torch.count_nonzero(grad[..., :16]) > 0
 
 
 def test_finetune_leaves_original_untouched():
