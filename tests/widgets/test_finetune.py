@@ -120,7 +120,10 @@ def test_a_round_resegments_and_saves_a_model_with_its_own_card(
 def test_revert_selects_the_model_from_before_the_round_and_names_are_never_reused(
         viewer, qtbot, saved_model, notifications):
     setup_pair(viewer)
+    save_model(tiny_model("unet"), user_model_dir() / "another.safetensors")
     widget = dock(viewer, "Fine-tune")
+    assert widget.model_picker.current().name == "another"  # listed first: the fallback
+    assert widget.model_picker.select("tiny")
     quick(widget, epochs=1)
     original = weights(load_model(saved_model))
     round_(qtbot, widget)

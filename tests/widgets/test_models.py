@@ -136,3 +136,6 @@ def test_unsaved_names_follow_the_lineage_and_are_never_reused():
     assert session.unsaved_name("nuclei") == "nuclei-ft1"
     assert session.unsaved_name("nuclei-ft1") == "nuclei-ft2"  # not nuclei-ft1-ft1
     assert session.unsaved_name("nuclei", taken=lambda n: n == "nuclei-ft3") == "nuclei-ft4"
+    session.add_unsaved(tiny_model(), "cells-ft1")
+    session.remove_unsaved("cells-ft1")  # e.g. a reverted round, whose layers were deleted
+    assert session.unsaved_name("cells") == "cells-ft2"

@@ -67,6 +67,8 @@ log = logging.getLogger("napari_attnseg.widgets")
 
 #: how long quitting waits for running jobs to reach their next step and return
 SHUTDOWN_WAIT_S = 60.0
+#: how long it then lets the thread pool finish the workers' last signals
+POOL_DRAIN_MS = 2000
 
 
 def is_alive(obj: QObject | None) -> bool:
@@ -228,10 +230,9 @@ def close_all_jobs(wait_s: float = SHUTDOWN_WAIT_S) -> bool:
         if job.started.is_set():
             finished &= job.returned.wait(max(0.0, deadline - time.monotonic()))
     if jobs:
-        # the worker's last signals are sent after the job returned: let the pool drain
-        finished &= QThreadPool.globalInstance().waitForDone(
-            int(max(100.0, (deadline - time.monotonic()) * 1000))
-        )
+        # our jobs have returned; superqt still sends the worker's last signals: let it
+        # finish (briefly: other plugins' workers in the same pool are not ours to wait for)
+        QThreadPool.globalInstance().waitForDone(POOL_DRAIN_MS)
     if not finished:
         log.warning("a job did not stop within %.0f s of being cancelled", wait_s)
     return finished
