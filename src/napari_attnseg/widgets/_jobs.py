@@ -21,10 +21,11 @@ of its job — cancelling it — when
 
 * its dock is closed: napari takes the widget out of the dock (a
   ``ParentChange`` to no parent on the widget the panel follows);
+* the viewer window it sits in closes (the window hides without the window
+  system minimising it), or napari asks the worker to quit (closing a viewer
+  window does that for the workers it knows);
 * the panel is destroyed (its widget, or the viewer window with everything in
   it, was deleted);
-* napari asks the worker to quit (closing a viewer window does that for the
-  workers it knows);
 * the application quits or the interpreter exits: these also *wait* (at most
   :data:`SHUTDOWN_WAIT_S`) for every running job to reach its next step and
   return, so no worker thread is still running Python while the process
