@@ -60,8 +60,12 @@ AUGMENT = {
 
 TASKS = {
     "nuclei": {
-        "data": {"in_channels": 3},
-        "train": {"patch_size": 96, "batch_size": 8, "epochs": 40},
+        # 2× working scale: nuclei ~11 px instead of ~6 px across, so that native-size images
+        # are shrunk less (auto diameter) and neighbours keep a gap between them; wide zoom
+        # augmentation so that sizes off the training scale hurt less even without it
+        "data": {"in_channels": 3, "scale": 2.0},
+        "zoom": [0.5, 2.0],
+        "train": {"patch_size": 128, "batch_size": 8, "epochs": 40},
         "gamma": 0.2,
         "card": {
             "class_names": ["background", "nucleus"],
@@ -236,9 +240,11 @@ def recipe(arch: str, task: str) -> dict:
     train = {**t["train"], **a["train"], "seed": 0}
     if train.get("augment") and t["data"]["in_channels"] == 1:
         train["augment"] = {k: v for k, v in train["augment"].items() if k != "channel_shift"}
+    if t.get("zoom") and train.get("augment") is not None:
+        train["augment"] = {**train["augment"], "zoom": list(t["zoom"])}
     data = {**t["data"], "normalization": a["normalization"]}
-    if a.get("scale", 1.0) != 1.0:
-        data["scale"] = a["scale"]
+    if a.get("scale", 1.0) != 1.0 and data.get("scale", 1.0) == 1.0:
+        data["scale"] = a["scale"]  # AF-Net's own enlargement, unless the task already has one
     return {
         "name": name,
         "task": task,
