@@ -184,7 +184,9 @@ def test_cli_reports_a_foreign_package(exported, tmp_path, capsys):
     import tifffile
 
     tifffile.imwrite(image, np.zeros((20, 20), np.uint8))
-    assert main(["predict", "--model", str(foreign), str(image), "--out", str(tmp_path)]) == 1
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(foreign), str(image), "--out", str(out)]) == 1
+    assert not out.exists()
     assert "did not export" in capsys.readouterr().err
 
 

@@ -155,3 +155,44 @@ def test_a_model_object_can_be_handed_to_the_picker(viewer, qtbot):
     assert widget.model_picker.current().label == "scripted  (unsaved)"
     run(qtbot, widget)
     assert viewer.layers["cells [scripted]"].data.shape == (64, 64)
+
+
+def test_nan_pixels_are_reported_as_a_notification(viewer, qtbot, saved_model, notifications):
+    image = blobs()[0].astype(np.float32)
+    image[3, 4] = np.nan
+    image[10, 11:13] = np.inf
+    viewer.add_image(image, name="cells")
+    widget = dock(viewer, "Segment")
+    run(qtbot, widget)
+    assert ("warning", "3 NaN/Inf pixel value(s) were replaced by their channel's median") \
+        in notifications
+    assert viewer.layers["cells [tiny]"].data.any()  # not an empty mask
+
+
+def test_a_channel_axis_can_be_chosen_for_a_grey_image(viewer, qtbot, notifications):
+    from napari_attnseg.models import save_model
+    from napari_attnseg.zoo import user_model_dir
+
+    from .conftest import tiny_model
+
+    save_model(tiny_model(in_channels=2), user_model_dir(create=True) / "two.safetensors")
+    image, _ = blobs((48, 56))
+    layer = viewer.add_image(np.stack([image, 255 - image]), name="two",
+                             scale=(7.0, 0.5, 2.0), translate=(100, 3, 4))
+    widget = dock(viewer, "Segment")
+    assert widget.channels.isEnabled()
+    options = [widget.channels.itemText(i) for i in range(widget.channels.count())]
+    assert options == ["none (planes of a stack)", "first axis (2)"]
+    widget.channels.set_axis(0)
+    assert not widget.scope.isEnabled()  # (2, H, W) with channels first is one 2D image
+    run(qtbot, widget)
+    assert errors(notifications) == []
+    labels = viewer.layers["two [two]"]
+    assert labels.data.shape == (48, 56)
+    assert np.allclose(labels.scale, (0.5, 2.0)) and np.allclose(labels.translate, (3, 4))
+    assert np.allclose(labels.data_to_world([5, 6]), layer.data_to_world([0, 5, 6])[1:])
+
+    viewer.add_image(image, name="grey")  # a plain 2D image offers no channel axis
+    widget.image_picker.set_layer("grey")
+    assert not widget.channels.isEnabled() and widget.channels.axis() is None
+

@@ -5,9 +5,13 @@ thread worker (progress bar, Cancel) and puts the results back as layers.
 Everything they do is also available without napari from the engine packages.
 
 What the three share lives in private modules named for what they hold:
-``_jobs`` (thread worker, progress bar, Cancel), ``_notifications``,
-``_models`` (the session's model registry), ``_pickers`` (model, device and
-layer combo boxes), ``_layers`` (layers ↔ arrays) and ``_plot`` (charts).
+``_jobs`` (thread worker, progress bar, Cancel; jobs that outlive a closed
+widget or viewer safely), ``_notifications``, ``_models`` (the session's
+model registry; a private model copy per job), ``_pickers`` (model, device,
+channel-axis and layer combo boxes), ``_layers`` (layers ↔ arrays) and
+``_plot`` (charts). Fine-tune's parts: ``_finetune_form`` (pairs and
+settings), ``_finetune_job`` (the worker job and the tuned model's card) and
+``_rounds`` (what Revert restores, names, what stays in memory).
 """
 
 from .attention import AttentionWidget

@@ -1,7 +1,8 @@
 """Layers ↔ arrays: what a widget reads from image layers and how it writes results back.
 
 * reading — the full-resolution array, its spatial shape without a colour
-  axis, and the stack index of the slice shown now;
+  or channel axis, the stack index of the slice shown now, and which axes
+  could hold channels (:func:`channel_axis_options`);
 * placing — the data-to-world transform (scale, translate, rotate, shear,
   affine) copied from an image, so an output layer overlays it exactly, also
   for a layer that holds only one slice of the image's stack;
@@ -30,37 +31,79 @@ def is_rgb_layer(layer: Layer) -> bool:
     return bool(getattr(layer, "rgb", False))
 
 
-def spatial_shape(layer: Layer) -> tuple[int, ...]:
-    """The layer's shape without a colour axis: ``(*stack, H, W)``."""
+#: the most entries an axis may have to be offered as a channel axis
+MAX_CHANNELS = 4
+
+
+def channel_axis_options(layer: Layer | None) -> list[int]:
+    """Axes of ``layer`` that may hold channels: 0 (first) and/or -1 (last).
+
+    Offered for a grey (not RGB) layer of three or more dimensions whose
+    first or last axis has at most :data:`MAX_CHANNELS` entries — a
+    ``(2, H, W)`` two-channel image would otherwise be taken as a stack.
+    """
+    if not isinstance(layer, Image) or is_rgb_layer(layer):
+        return []
+    shape = layer_array(layer).shape
+    if len(shape) < 3:
+        return []
+    return [axis for axis in (0, -1) if int(shape[axis]) <= MAX_CHANNELS]
+
+
+def _kept_axes(ndim: int, channel_axis: int | None) -> list[int]:
+    """The axes of an ``ndim`` array that are spatial (all but the channel axis)."""
+    if channel_axis is None:
+        return list(range(ndim))
+    return [i for i in range(ndim) if i != channel_axis % ndim]
+
+
+def spatial_shape(layer: Layer, channel_axis: int | None = None) -> tuple[int, ...]:
+    """The layer's shape without a colour or channel axis: ``(*stack, H, W)``."""
     shape = tuple(int(s) for s in layer_array(layer).shape)
-    return shape[:-1] if is_rgb_layer(layer) else shape
+    if is_rgb_layer(layer):
+        return shape[:-1]
+    return tuple(shape[i] for i in _kept_axes(len(shape), channel_axis))
 
 
-def check_image_layer(layer: Image | None) -> None:
+def plane_key(index: tuple[int, ...], channel_axis: int | None) -> tuple:
+    """The key that takes stack slice ``index`` out of a layer's data, keeping its channels.
+
+    Channel axes are the first or the last (see :func:`channel_axis_options`),
+    so ``channel_axis`` still names the channel axis of the result.
+    """
+    return (slice(None), *index) if channel_axis == 0 else tuple(index)
+
+
+def check_image_layer(layer: Image | None, channel_axis: int | None = None) -> None:
     """Raise ``ValueError`` (with a user-facing message) for an unusable image layer."""
     if layer is None:
         raise ValueError("no image selected: open an image (File ▸ Open, or a sample) first")
-    shape = spatial_shape(layer)
+    shape = spatial_shape(layer, channel_axis)
     if len(shape) < 2:
         raise ValueError(f"image {layer.name!r} is 1D ({shape}); a 2D image is needed")
     if min(shape[-2:]) < 4:
         raise ValueError(f"image {layer.name!r} is too small ({shape[-2]}×{shape[-1]} pixels)")
 
 
-def current_index(viewer, layer: Layer) -> tuple[int, ...]:
-    """The stack index (all but the last two spatial axes) shown now for ``layer``."""
-    n_lead = len(spatial_shape(layer)) - 2
+def current_index(viewer, layer: Layer, channel_axis: int | None = None) -> tuple[int, ...]:
+    """The stack index (all spatial axes but the last two) shown now for ``layer``."""
+    shape = spatial_shape(layer, channel_axis)
+    n_lead = len(shape) - 2
     if n_lead <= 0:
         return ()
     point = np.asarray(viewer.dims.point)[-layer.ndim :]
     data = np.asarray(layer.world_to_data(point))
-    shape = spatial_shape(layer)
-    return tuple(int(np.clip(np.round(data[i]), 0, shape[i] - 1)) for i in range(n_lead))
+    axes = _kept_axes(layer.ndim, None if is_rgb_layer(layer) else channel_axis)
+    return tuple(int(np.clip(np.round(data[axes[i]]), 0, shape[i] - 1)) for i in range(n_lead))
 
 
-def placement(layer: Layer) -> dict[str, Any]:
-    """Keyword arguments that give a new layer the same data-to-world transform as ``layer``."""
-    return {
+def placement(layer: Layer, channel_axis: int | None = None) -> dict[str, Any]:
+    """Keyword arguments that give a new layer the same data-to-world transform as ``layer``.
+
+    With ``channel_axis``, the transform of the remaining axes: the new layer
+    holds the image without its channel axis.
+    """
+    kwargs = {
         "scale": np.asarray(layer.scale),
         "translate": np.asarray(layer.translate),
         "rotate": np.asarray(layer.rotate),
@@ -69,9 +112,26 @@ def placement(layer: Layer) -> dict[str, Any]:
         "units": layer.units,
         "axis_labels": layer.axis_labels,
     }
+    if channel_axis is None:
+        return kwargs
+    keep = _kept_axes(layer.ndim, channel_axis)
+    shear = np.eye(layer.ndim)
+    shear[np.triu_indices(layer.ndim, 1)] = np.asarray(layer.shear)
+    kwargs.update(
+        scale=kwargs["scale"][keep],
+        translate=kwargs["translate"][keep],
+        rotate=kwargs["rotate"][np.ix_(keep, keep)],
+        shear=shear[np.ix_(keep, keep)][np.triu_indices(len(keep), 1)],
+        affine=kwargs["affine"][np.ix_([*keep, layer.ndim], [*keep, layer.ndim])],
+        units=[kwargs["units"][i] for i in keep],
+        axis_labels=[kwargs["axis_labels"][i] for i in keep],
+    )
+    return kwargs
 
 
-def slice_placement(layer: Layer, index: tuple[int, ...]) -> dict[str, Any]:
+def slice_placement(
+    layer: Layer, index: tuple[int, ...], channel_axis: int | None = None
+) -> dict[str, Any]:
     """:func:`placement` for a layer holding only the slice ``index`` of ``layer``'s stack.
 
     Its data is shaped ``(1, …, 1, H, W)``; the translation moves it to the
@@ -79,11 +139,12 @@ def slice_placement(layer: Layer, index: tuple[int, ...]) -> dict[str, Any]:
     """
     from napari.utils.transforms import Affine
 
-    kwargs = placement(layer)
-    offset = np.zeros(layer.ndim)
+    kwargs = placement(layer, channel_axis)
+    ndim = len(kwargs["scale"])
+    offset = np.zeros(ndim)
     offset[: len(index)] = index
-    linear = Affine(scale=layer.scale, rotate=layer.rotate, shear=layer.shear)
-    kwargs["translate"] = np.asarray(layer.translate) + linear(offset)
+    linear = Affine(scale=kwargs["scale"], rotate=kwargs["rotate"], shear=kwargs["shear"])
+    kwargs["translate"] = np.asarray(kwargs["translate"]) + linear(offset)
     return kwargs
 
 

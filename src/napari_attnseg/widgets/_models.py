@@ -3,19 +3,43 @@
 One in-process :class:`ModelSession` lists zoo models, the user's saved
 models, files loaded this session and fine-tuned models not saved yet. Its
 ``changed`` signal makes every model picker refresh, so a model fine-tuned in
-one widget can be picked in all of them, and its cache means switching
-widgets does not reload weights.
+one widget can be picked in all of them.
+
+Handles that cannot race: the session keeps one *template* per model (loaded
+once, cached by path and modification time, or an unsaved model as handed
+over) and never lets a job use it. :meth:`ModelSession.load` gives every job
+its own deep copy. A Segment, an Attention and a Fine-tune job on the same
+model can run at once, each moving, casting or hooking its copy as it likes,
+and none waits for another; whatever a job does to its handle (an
+out-of-memory fallback, a forgotten hook) dies with the job. Copies were
+chosen over a per-model lock because our models are small (about 2–40 MB of
+weights, copied in milliseconds) while a lock would make an Attention job wait
+for a long Segment job on the same model. Templates are only read (copied or
+saved) once made.
+
+Model files are checked when they are chosen: :meth:`ModelSession.add_file`
+fully loads the model (card and weights against the card's architecture),
+so a broken file never enters a picker; :meth:`ModelSession.remove_file`
+takes a file off the list again.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qtpy.QtCore import QObject, Signal
+
+from ..models.persistence import ModelFileError, load_model, weights_path
+from ..zoo import user_models, zoo_models
+
+_FINETUNED = re.compile(r"^(?P<base>.+?)(-ft\d+)+$")
 
 
 @dataclass(frozen=True)
@@ -37,11 +61,7 @@ class ModelChoice:
 
 
 class ModelSession(QObject):
-    """The models this napari session knows, shared by every widget.
-
-    Loaded models are cached (by path and modification time) so switching
-    widgets does not reload weights; loading may happen in worker threads.
-    """
+    """The models this napari session knows, shared by every widget (see the module doc)."""
 
     #: emitted (on the GUI thread) when the list of models changed
     changed = Signal()
@@ -53,10 +73,11 @@ class ModelSession(QObject):
         self._unsaved: dict[str, Any] = {}
         self._files: list[Path] = []
         self._cache: OrderedDict[tuple[str, float], Any] = OrderedDict()
+        #: every name :meth:`unsaved_name` handed out: never handed out again
+        self._issued: set[str] = set()
 
+    # -- listing ---------------------------------------------------------------
     def choices(self) -> list[ModelChoice]:
-        from ..zoo import user_models, zoo_models
-
         out = [ModelChoice("zoo", str(m.path.resolve()), m.name, m.task, m.is_default)
                for m in zoo_models()]
         out += [ModelChoice("user", str(m.path.resolve()), m.name, m.task) for m in user_models()]
@@ -75,54 +96,99 @@ class ModelSession(QObject):
                 return choice
         return None
 
-    def add_file(self, path: str | Path) -> ModelChoice:
-        """Remember a model file; raises ``ModelFileError`` if it is not a readable model."""
-        from ..models.persistence import read_card
+    def refresh(self) -> None:
+        self.changed.emit()
 
-        path = Path(path).expanduser()
-        if path.suffix == ".json":
-            path = path.with_suffix(".safetensors")
-        read_card(path)  # validates: exists, has a napari-attnseg card
+    # -- files -------------------------------------------------------------------
+    def add_file(self, path: str | Path) -> ModelChoice:
+        """Load a model file fully and list it; ``ModelFileError`` if it is not a usable model.
+
+        The card is read and the weights are checked against the card's
+        architecture (every tensor present, of the right shape) before the
+        file enters any picker.
+        """
+        path = weights_path(Path(path).expanduser())
+        model = load_model(path)  # raises ModelFileError naming what is wrong
         path = path.resolve()
         with self._lock:
+            self._remember(path, model)
             if path not in self._files:
                 self._files.append(path)
         self.changed.emit()
         return next(c for c in self.choices() if c.kind != "session" and Path(c.key) == path)
 
+    def remove_file(self, choice: ModelChoice) -> bool:
+        """Take a file loaded this session off the lists (the file itself is not touched)."""
+        path = Path(choice.key)
+        with self._lock:
+            if choice.kind != "file" or path not in self._files:
+                return False
+            self._files.remove(path)
+            for key in [k for k in self._cache if k[0] == str(path)]:
+                del self._cache[key]
+        self.changed.emit()
+        return True
+
+    # -- unsaved models ------------------------------------------------------------
     def add_unsaved(self, model: Any, name: str) -> ModelChoice:
+        """List ``model`` as the unsaved model ``name``; it becomes a template (never run)."""
         with self._lock:
             self._unsaved[name] = model
+            self._issued.add(name)
         self.changed.emit()
         return ModelChoice("session", name, name)
 
-    def remove_unsaved(self, name: str) -> None:
+    def remove_unsaved(self, name: str) -> bool:
         with self._lock:
             removed = self._unsaved.pop(name, None)
         if removed is not None:
             self.changed.emit()
+        return removed is not None
 
-    def unsaved_name(self, base: str) -> str:
-        """A session name ``<base>-ftN`` that no other model uses."""
-        taken = {c.name for c in self.choices()}
-        n = 1
-        while f"{base}-ft{n}" in taken:
-            n += 1
-        return f"{base}-ft{n}"
+    def is_unsaved(self, name: str) -> bool:
+        with self._lock:
+            return name in self._unsaved
+
+    def unsaved_name(self, base: str, taken: Callable[[str], bool] | None = None) -> str:
+        """A new name ``<root>-ftN`` for a model fine-tuned from ``base``.
+
+        ``root`` is ``base`` without its own ``-ftN`` suffixes (rounds on
+        ``nuclei-ft1`` give ``nuclei-ft2``, not ``nuclei-ft1-ft1``). The name is
+        not used by any listed model, was never handed out before in this
+        session (a reverted round's name is not reused), and ``taken(name)`` is
+        false (e.g. no layer is named after it yet).
+        """
+        match = _FINETUNED.match(base)
+        root = match.group("base") if match else base
+        with self._lock:
+            used = {c.name for c in self.choices()} | self._issued
+            n = 1
+            while f"{root}-ft{n}" in used or (taken is not None and taken(f"{root}-ft{n}")):
+                n += 1
+            name = f"{root}-ft{n}"
+            self._issued.add(name)
+        return name
 
     def saved(self, name: str, path: Path, model: Any) -> ModelChoice:
         """An unsaved model was written to ``path``: list it from there from now on."""
         path = Path(path).resolve()
         with self._lock:
             self._unsaved.pop(name, None)
-            self._cache[(str(path), path.stat().st_mtime)] = model
+            self._remember(path, model)
         self.changed.emit()
         return next(c for c in self.choices() if c.kind != "session" and Path(c.key) == path)
 
+    # -- handles -------------------------------------------------------------------
     def load(self, choice: ModelChoice) -> Any:
-        """The model behind a choice (cached; thread-safe)."""
-        from ..models.persistence import ModelFileError, load_model
+        """A private copy of the model behind ``choice`` for one job (thread-safe).
 
+        The job may move, cast, train or hook it: the session's template and
+        every other job's copy are unaffected.
+        """
+        return copy.deepcopy(self.template(choice))
+
+    def template(self, choice: ModelChoice) -> Any:
+        """The session's own instance of a model: read it (copy, save), never run it."""
         with self._lock:
             if choice.kind == "session":
                 if choice.key not in self._unsaved:
@@ -138,12 +204,16 @@ class ModelSession(QObject):
         model = load_model(path)
         with self._lock:
             self._cache[key] = model
-            while len(self._cache) > self.CACHE_SIZE:
-                self._cache.popitem(last=False)
+            self._trim()
         return model
 
-    def refresh(self) -> None:
-        self.changed.emit()
+    def _remember(self, path: Path, model: Any) -> None:
+        self._cache[(str(path), path.stat().st_mtime)] = model
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self._cache) > self.CACHE_SIZE:
+            self._cache.popitem(last=False)
 
 
 _SESSION: ModelSession | None = None

@@ -14,8 +14,9 @@ from typing import Any
 
 from napari.layers import Layer
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QToolButton, QWidget
 
+from ._layers import channel_axis_options, layer_array
 from ._models import ModelChoice, session
 from ._notifications import describe_error, notify_error
 
@@ -41,7 +42,12 @@ class _RefreshingCombo(QComboBox):
 
 
 class ModelPicker(QWidget):
-    """Zoo, user, file and unsaved models, plus "Load from file…"."""
+    """Zoo, user, file and unsaved models, plus "Load from file…".
+
+    A file is fully loaded before it is listed (a broken one gives one
+    notification and is never listed); the ✕ beside the list takes the
+    selected file off it again.
+    """
 
     LOAD_FILE = "Load from file…"
     #: emitted when the selected model changes
@@ -54,15 +60,22 @@ class ModelPicker(QWidget):
             "zoo models (★ = the default for a task), your saved models, models loaded "
             "from files and fine-tuned models not saved yet"
         )
+        self.remove_button = QToolButton()
+        self.remove_button.setText("✕")
+        self.remove_button.setToolTip("take this model file off the list (the file is kept)")
+        self.remove_button.clicked.connect(self.remove_current_file)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.combo)
+        layout.addWidget(self.combo, 1)
+        layout.addWidget(self.remove_button)
         self._choices: list[ModelChoice] = []
         self._previous: ModelChoice | None = None
         self.combo.activated.connect(self._on_activated)
         self.combo.currentIndexChanged.connect(self._emit_selection)
+        self.selection_changed.connect(self._update_remove_button)
         session().changed.connect(self.refresh)
         self.refresh()
+        self._update_remove_button()
 
     def refresh(self) -> None:
         current = self.current()
@@ -114,16 +127,32 @@ class ModelPicker(QWidget):
         return True
 
     def add_model_path(self, path: str | Path) -> ModelChoice | None:
-        """Offer (and select) a model file; an unreadable file gives an error notification."""
+        """Load, offer and select a model file; a broken one gives one error notification.
+
+        The model is loaded completely (card, and weights checked against the
+        card's architecture) before it is listed, so a file that cannot be
+        used never enters a picker.
+        """
         try:
             choice = session().add_file(path)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any broken file is one notification
             notify_error(f"cannot use model file {path}: {describe_error(exc)}")
             if self._previous is not None:
                 self.select(self._previous)
             return None
         self.select(choice)
         return choice
+
+    def remove_current_file(self) -> bool:
+        """Take the selected model file off every list (the file itself is kept)."""
+        choice = self.current()
+        if choice is None or choice.kind != "file":
+            return False
+        return session().remove_file(choice)
+
+    def _update_remove_button(self) -> None:
+        choice = self.current()
+        self.remove_button.setVisible(choice is not None and choice.kind == "file")
 
     def add_model(self, model: Any, name: str) -> ModelChoice:
         """Offer (and select) a model object, e.g. one built in a script."""
@@ -232,3 +261,56 @@ class LayerPicker(QComboBox):
         if index < 0:
             raise ValueError(f"no {self.layer_type.__name__} layer called {name!r}")
         self.setCurrentIndex(index)
+
+
+class ChannelPicker(QComboBox):
+    """Which axis of the image holds channels: none, the first or the last.
+
+    Enabled only for a grey image whose first or last axis has at most four
+    entries (:func:`~._layers.channel_axis_options`); otherwise it shows
+    "none" and :meth:`axis` is None. "none" keeps napari's reading: a ``(2, H, W)``
+    image is a stack of two planes.
+    """
+
+    NONE = "none (planes of a stack)"
+    LABELS = {0: "first axis", -1: "last axis"}
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        compact(self)
+        self.setToolTip(
+            "the axis that holds the image's channels (e.g. two fluorescence channels); "
+            "none: every plane is segmented on its own"
+        )
+        self._axes: list[int | None] = []
+        self.set_layer(None)
+
+    def set_layer(self, layer: Layer | None) -> None:
+        """Offer the channel axes ``layer`` may have, keeping the choice when still offered."""
+        previous = self.axis()
+        axes: list[int | None] = [None, *channel_axis_options(layer)]
+        labels = [self.NONE] + [
+            f"{self.LABELS[axis]} ({layer_array(layer).shape[axis]})" for axis in axes[1:]
+        ]
+        if labels != [self.itemText(i) for i in range(self.count())]:
+            self.blockSignals(True)
+            self.clear()
+            self.addItems(labels)
+            self._axes = axes
+            self.setCurrentIndex(axes.index(previous) if previous in axes else 0)
+            self.blockSignals(False)
+        self.setEnabled(len(axes) > 1)
+
+    @property
+    def offered(self) -> bool:
+        return len(self._axes) > 1
+
+    def axis(self) -> int | None:
+        """0, -1, or None (no channel axis)."""
+        index = self.currentIndex()
+        return self._axes[index] if 0 <= index < len(self._axes) else None
+
+    def set_axis(self, axis: int | None) -> None:
+        if axis not in self._axes:
+            raise ValueError(f"the image has no channel axis {axis} to choose")
+        self.setCurrentIndex(self._axes.index(axis))

@@ -42,11 +42,12 @@ from ._layers import (
     layer_array,
     output_metadata,
     placement,
+    plane_key,
     slice_placement,
 )
 from ._models import ModelChoice, session
 from ._notifications import notify_error
-from ._pickers import DevicePicker, LayerPicker, ModelPicker
+from ._pickers import ChannelPicker, DevicePicker, LayerPicker, ModelPicker
 from ._plot import PlotCanvas
 
 #: one colormap, fixed 0–1 contrast: coefficients are comparable across modules and images
@@ -59,6 +60,7 @@ class AttentionRequest:
     image_name: str
     data: Any
     rgb: bool
+    channel_axis: int | None
     index: tuple[int, ...]
     placement: dict[str, Any]
     choice: ModelChoice
@@ -87,11 +89,11 @@ def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult
     from ..models import attention_modules, focal_weights
     from ..models.persistence import card_of
 
-    model = session().load(request.choice)
+    model = session().load(request.choice)  # this job's own copy
     ctx.progress(0, 1, "computing attention maps")
-    image = np.asarray(request.data[request.index])
-    maps = attention_maps(model, image, rgb=request.rgb, device=request.device,
-                          progress=ctx.progress, cancel=ctx.cancel)
+    image = np.asarray(request.data[plane_key(request.index, request.channel_axis)])
+    maps = attention_maps(model, image, rgb=request.rgb, channel_axis=request.channel_axis,
+                          device=request.device, progress=ctx.progress, cancel=ctx.cancel)
     ctx.progress(1, 1, "done")
     return AttentionResult(
         request, attention_modules(model), focal_weights(model), maps, most_informative(maps),
@@ -114,6 +116,9 @@ class AttentionWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.image_picker = LayerPicker(napari_viewer, Image)
+        self.channels = ChannelPicker()
+        self.image_picker.layer_changed.connect(self._update_channels)
+        self._update_channels()
         self.model_picker = ModelPicker()
         self.device_picker = DevicePicker()
         self.run_button = QPushButton("Show attention")
@@ -122,7 +127,7 @@ class AttentionWidget(QWidget):
             "for a stack) and list every attention module"
         )
         self.run_button.clicked.connect(self.show_attention)
-        self.jobs = JobPanel()
+        self.jobs = JobPanel(owner=self)
         self.jobs.finished.connect(self._on_finished)
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
@@ -147,6 +152,7 @@ class AttentionWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("image", self.image_picker)
+        form.addRow("channels", self.channels)
         form.addRow("model", self.model_picker)
         form.addRow("device", self.device_picker)
         layout = QVBoxLayout(self)
@@ -165,15 +171,17 @@ class AttentionWidget(QWidget):
         """Start computing the maps; False (with a notification) when the inputs are unusable."""
         try:
             layer = self.image_picker.layer()
-            check_image_layer(layer)
+            self.channels.set_layer(layer)
+            axis = self.channels.axis()
+            check_image_layer(layer, axis)
             choice = self.model_picker.required()
         except ValueError as exc:
             notify_error(str(exc))
             return False
-        index = current_index(self.viewer, layer)
+        index = current_index(self.viewer, layer, axis)
         request = AttentionRequest(
-            layer.name, layer_array(layer), is_rgb_layer(layer), index,
-            slice_placement(layer, index) if index else placement(layer), choice,
+            layer.name, layer_array(layer), is_rgb_layer(layer), axis, index,
+            slice_placement(layer, index, axis) if index else placement(layer, axis), choice,
             self.device_picker.device(),
         )
         started = self.jobs.start(
@@ -298,3 +306,6 @@ class AttentionWidget(QWidget):
 
     def _on_finished(self) -> None:
         self.run_button.setEnabled(True)
+
+    def _update_channels(self, *_: Any) -> None:
+        self.channels.set_layer(self.image_picker.layer())

@@ -2,43 +2,53 @@
 
 The user picks one or more (image layer, labels layer) pairs — a corrected
 prediction ("dense": the labels are the whole truth) or scribbles ("sparse":
-0 unlabelled, 1 background, 2… classes) — and the model to start from. A
-thread worker builds samples (``training.interactive``), trains a *copy* of
-the model (``training.finetune``), streams each epoch's record back to a
-live loss / validation-Dice chart, and re-segments the images so the change
-is visible at once. The result becomes an unsaved model ``<model>-ftN`` that
-every model picker offers; **Revert** restores the weights from before the
-round exactly, **Save as…** writes it (safetensors + card) to the user model
-folder. Cancelling leaves the model and all layers as they were.
+0 unlabelled, 1 background, 2… classes) — and the model to start from. The
+round runs in a thread worker (:mod:`._finetune_job`): labels with a single
+class get a warning first, a *copy* of the model is trained while a live
+chart shows loss and validation Dice, and the images are re-segmented so the
+change is visible at once. **Stop and keep** ends the round after the current
+epoch with the best weights so far; **Cancel** discards it and changes
+nothing; closing the widget or the viewer cancels it.
+
+A finished round becomes an unsaved model ``<model>-ftN`` (a name nothing in
+the session has used) that every model picker offers; it is selected, and the
+Fine-tune button names it, so the next round visibly continues from it.
+**Revert** selects again the model that was selected before the round and
+drops the round's model; **Save as…** writes it (safetensors + a card that
+says what it was tuned from, on what, how, and with which validation) to the
+user model folder. What stays in memory is described in :mod:`._rounds`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.layers import Image, Labels
-from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from ..training.interactive import DENSE_EPSILON, SPARSE_EPSILON, AnnotatedImage
-from ._jobs import JobContext, JobPanel
+from ..models import save_model
+from ..zoo import unique_user_path
+from ._finetune_form import PairRow, SettingsForm
+from ._finetune_job import (
+    FinetuneRequest,
+    FinetuneResult,
+    PairData,
+    finetuned_card,
+    run_finetune,
+    summary,
+)
+from ._jobs import JobPanel
 from ._layers import (
     check_image_layer,
     is_rgb_layer,
@@ -49,149 +59,16 @@ from ._layers import (
     spatial_shape,
     write_labels,
 )
-from ._models import ModelChoice, session
-from ._notifications import notify_error, notify_info
-from ._pickers import DevicePicker, LayerPicker, ModelPicker
+from ._models import session
+from ._notifications import notify_error, notify_info, notify_warning
+from ._pickers import ModelPicker
 from ._plot import PlotCanvas
+from ._rounds import Round, Rounds
 
-MODES = ("dense", "sparse")
-MODE_HELP = (
-    "dense: the labels layer is the full truth (e.g. a corrected prediction; any nonzero "
-    "label is foreground for a binary model).\n"
-    "sparse: only painted pixels count — 0 = unlabelled (ignored), 1 = background, "
-    "2, 3, … = classes 1, 2, … — so a few scribbles are enough."
-)
-EPSILON_HELP = (
-    "Focal Distance Penalty Term exponent ε of the Unified Focal loss (0 switches it off). "
-    "0.1 for dense labels; sparse mode uses 0 because the distance map of scribbles measures "
-    "the distance to the edge of a stroke, not of an object, and is meaningless."
-)
 CURVES = ("train loss", "val loss", "val Dice")
-
-
-@dataclass
-class PairData:
-    """One (image, labels) pair captured on the GUI thread."""
-
-    image_name: str
-    labels_name: str
-    data: Any  # the image layer's array (not copied)
-    rgb: bool
-    shape: tuple[int, ...]
-    placement: dict[str, Any]
-    #: annotated slices: (stack index, copied labels of that slice)
-    slices: list[tuple[tuple[int, ...], np.ndarray]]
-
-
-@dataclass
-class FinetuneRequest:
-    pairs: list[PairData]
-    choice: ModelChoice
-    mode: str
-    loss: str
-    epsilon: float
-    epochs: int
-    time_budget_s: float | None
-    lr: float
-    augment: bool
-    val_fraction: float
-    device: str
-    patches_per_epoch: int | None
-
-
-@dataclass
-class FinetuneResult:
-    request: FinetuneRequest
-    base: Any
-    base_state: dict[str, Any]
-    tuned: Any
-    history: Any
-    #: re-segmented labels per pair, one array per annotated slice
-    outputs: list[list[np.ndarray]]
-
-
-@dataclass
-class Round:
-    """One fine-tuning round, remembered so it can be reverted or saved."""
-
-    base_choice: ModelChoice
-    base: Any
-    base_state: dict[str, Any]
-    tuned_name: str
-    tuned: Any
-    history: Any
-    saved_path: Path | None = None
-    layers: list[str] = field(default_factory=list)
-
-
-def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
-    """The worker's job: samples → train a copy → re-segment the images."""
-    from ..inference import Predictor
-    from ..training import finetune, finetune_config, samples_for_model
-
-    base = session().load(request.choice)
-    base_state = {k: v.detach().clone() for k, v in base.state_dict().items()}
-    images = [
-        # named after the labels layer: that is what a message about bad labels must point to
-        AnnotatedImage(_slice_name(pair.labels_name, index), np.asarray(pair.data[index]),
-                       labels, pair.rgb)
-        for pair in request.pairs
-        for index, labels in pair.slices
-    ]
-    ctx.progress(0, 1, "preparing training data")
-    train, val = samples_for_model(base, images, mode=request.mode,
-                                   val_fraction=request.val_fraction)
-    ctx.cancel.raise_if_cancelled()
-    config = finetune_config(
-        train, epochs=request.epochs, lr=request.lr, loss=request.loss, epsilon=request.epsilon,
-        augment=request.augment, time_budget=request.time_budget_s, device=request.device,
-        has_validation=bool(val), patches_per_epoch=request.patches_per_epoch,
-    )
-    tuned, history = finetune(
-        base, train, val, config, base_name=request.choice.name,
-        progress=ctx.progress, cancel=ctx.cancel, on_epoch=ctx.update,
-    )
-    predictor = Predictor(device=request.device, on_message=ctx.message)
-    outputs, done = [], 0
-    for pair in request.pairs:
-        labels = []
-        for index, _ in pair.slices:
-            ctx.progress(done, len(images), "re-segmenting with the fine-tuned model")
-            image = np.asarray(pair.data[index])
-            labels.append(predictor.predict(tuned, image, rgb=pair.rgb, cancel=ctx.cancel).labels)
-            done += 1
-        outputs.append(labels)
-    tuned.eval()
-    return FinetuneResult(request, base, base_state, tuned, history, outputs)
-
-
-def _slice_name(name: str, index: tuple[int, ...]) -> str:
-    return f"{name}[{','.join(map(str, index))}]" if index else name
-
-
-class PairRow(QWidget):
-    """An (image layer, labels layer) pair with a remove button."""
-
-    remove_requested = Signal(object)
-
-    def __init__(self, viewer, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.image_picker = LayerPicker(viewer, Image)
-        self.labels_picker = LayerPicker(viewer, Labels)
-        self.image_picker.setToolTip("the image that was annotated")
-        self.labels_picker.setToolTip("the labels painted on it (never modified)")
-        remove = QPushButton("✕")
-        remove.setFixedWidth(28)
-        remove.setToolTip("remove this pair")
-        remove.clicked.connect(self._request_removal)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.image_picker, 1)
-        layout.addWidget(self.labels_picker, 1)
-        layout.addWidget(remove)
-
-    def _request_removal(self) -> None:
-        self.remove_requested.emit(self)
+#: controls of the settings form also reachable as attributes of the widget
+FORM_CONTROLS = ("device_picker", "mode", "loss", "epsilon", "epochs", "time_budget", "lr",
+                 "augment", "val_fraction", "patches")
 
 
 class FinetuneWidget(QWidget):
@@ -201,101 +78,56 @@ class FinetuneWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.rows: list[PairRow] = []
-        self.rounds: list[Round] = []
+        self.rounds = Rounds(session())
         self.curve: dict[str, list[float]] = {name: [] for name in CURVES}
-
-        pairs_box = QGroupBox("image ↔ labels pairs")
-        self.pairs_layout = QVBoxLayout(pairs_box)
-        add = QPushButton("add pair")
-        add.clicked.connect(self._add_row_clicked)
-        self.pairs_layout.addWidget(add)
-        self.add_pair()
-
         self.model_picker = ModelPicker()
-        self.device_picker = DevicePicker()
-        self.mode = QComboBox()
-        self.mode.addItems(MODES)
-        self.mode.setToolTip(MODE_HELP)
-        self.loss = QComboBox()
-        from ..losses import LOSSES
-
-        self.loss.addItems(LOSSES)
-        self.loss.setCurrentText("unified_focal")
-        self.loss.setToolTip("default: the asymmetric Unified Focal loss (Yeung et al.)")
-        self.epsilon = QDoubleSpinBox()
-        self.epsilon.setRange(0.0, 1.0)
-        self.epsilon.setSingleStep(0.05)
-        self.epsilon.setValue(DENSE_EPSILON)
-        self.epsilon.setToolTip(EPSILON_HELP)
-        self.mode.currentTextChanged.connect(self._mode_changed)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 10000)
-        self.epochs.setValue(20)
-        self.time_budget = QDoubleSpinBox()
-        self.time_budget.setRange(0.0, 24 * 60)
-        self.time_budget.setSuffix(" min")
-        self.time_budget.setSpecialValueText("no limit")
-        self.time_budget.setToolTip("stop after the epoch during which this time has passed")
-        self.lr = QLineEdit("1e-4")
-        self.lr.setToolTip("learning rate (Adam); 1e-4 keeps a pretrained model close to itself")
-        self.augment = QCheckBox("augmentation")
-        self.augment.setToolTip("random flips, rotations, zoom and brightness changes of patches")
-        self.augment.setChecked(True)
-        self.val_fraction = QDoubleSpinBox()
-        self.val_fraction.setRange(0.0, 0.9)
-        self.val_fraction.setSingleStep(0.05)
-        self.val_fraction.setValue(0.2)
-        self.val_fraction.setToolTip(
-            "held out for the validation curve: whole pairs when there are several, "
-            "else grid tiles of the single image (ignored in training)"
-        )
-        self.patches = QSpinBox()
-        self.patches.setRange(0, 10000)
-        self.patches.setSpecialValueText("auto")
-        self.patches.setToolTip("random training patches per epoch (auto: cover the images once)")
+        self.form = SettingsForm()
+        for name in FORM_CONTROLS:
+            setattr(self, name, getattr(self.form, name))
         self.run_button = QPushButton("Fine-tune")
         self.run_button.clicked.connect(self.finetune)
-        self.jobs = JobPanel()
-        self.jobs.finished.connect(self._on_finished)
+        self.jobs = JobPanel(owner=self, stop_and_keep=True)
+        self.jobs.finished.connect(self._update_buttons)
         self.plot = PlotCanvas(theme=str(napari_viewer.theme))
         self.plot.show_message("loss and validation Dice appear here while training")
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
         self.revert_button = QPushButton("Revert")
-        self.revert_button.setToolTip("restore the weights from before the last fine-tuning round")
+        self.revert_button.setToolTip(
+            "undo the last round: select again the model it started from and drop its model "
+            "(the layers it made are kept)"
+        )
         self.revert_button.clicked.connect(self.revert)
         self.save_name = QLineEdit()
         self.save_name.setPlaceholderText("name for the fine-tuned model")
         self.save_button = QPushButton("Save as…")
         self.save_button.setToolTip("write the model (weights + card) to your model folder")
         self.save_button.clicked.connect(self.save)
+        self._lay_out()
+        self.model_picker.selection_changed.connect(self._update_buttons)
+        self._update_buttons()
 
-        form = QFormLayout()
-        form.addRow("model", self.model_picker)
-        form.addRow("device", self.device_picker)
-        form.addRow("labels", self.mode)
-        form.addRow("loss", self.loss)
-        form.addRow("FDPT ε", self.epsilon)
-        form.addRow("epochs", self.epochs)
-        form.addRow("time limit", self.time_budget)
-        form.addRow("learning rate", self.lr)
-        form.addRow("validation", self.val_fraction)
-        form.addRow("patches/epoch", self.patches)
+    def _lay_out(self) -> None:
+        pairs_box = QGroupBox("image ↔ labels pairs")
+        self.pairs_layout = QVBoxLayout(pairs_box)
+        add = QPushButton("add pair")
+        add.clicked.connect(self._add_row_clicked)
+        self.pairs_layout.addWidget(add)
+        self.add_pair()
+        model_row = QHBoxLayout()
+        model_row.addWidget(QLabel("model"))
+        model_row.addWidget(self.model_picker, 1)
         save_row = QHBoxLayout()
         save_row.addWidget(self.save_name, 1)
         save_row.addWidget(self.save_button)
         layout = QVBoxLayout(self)
         layout.addWidget(pairs_box)
-        layout.addLayout(form)
-        layout.addWidget(self.augment)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.jobs)
-        layout.addWidget(self.plot)
-        self.summary = QLabel("")
-        self.summary.setWordWrap(True)
-        layout.addWidget(self.summary)
-        layout.addWidget(self.revert_button)
+        layout.addLayout(model_row)
+        for widget in (self.form, self.run_button, self.jobs, self.plot, self.summary,
+                       self.revert_button):
+            layout.addWidget(widget)
         layout.addLayout(save_row)
         layout.addStretch(1)
-        self._update_buttons()
 
     # -- pairs -----------------------------------------------------------------
     def add_pair(self, image: Any = None, labels: Any = None) -> PairRow:
@@ -319,10 +151,7 @@ class FinetuneWidget(QWidget):
             self.pairs_layout.removeWidget(row)
             row.deleteLater()
 
-    def _mode_changed(self, mode: str) -> None:
-        self.epsilon.setValue(SPARSE_EPSILON if mode == "sparse" else DENSE_EPSILON)
-
-    # -- fine-tuning -------------------------------------------------------------
+    # -- a round -----------------------------------------------------------------
     def finetune(self) -> bool:
         """Start a fine-tuning round; False (with a notification) when the inputs are unusable."""
         try:
@@ -330,6 +159,7 @@ class FinetuneWidget(QWidget):
         except ValueError as exc:
             notify_error(str(exc))
             return False
+        dropping = self.rounds.would_drop(request.choice)
         self.curve = {name: [] for name in CURVES}
         started = self.jobs.start(
             lambda ctx: run_finetune(request, ctx),
@@ -340,6 +170,11 @@ class FinetuneWidget(QWidget):
         )
         if started:
             self.plot.show_message("training…")
+            self.summary.setText(
+                f"fine-tuning {request.choice.name}"
+                + (f"; when it ends, the unsaved {', '.join(dropping)} will be dropped "
+                   "(save it first to keep it)" if dropping else "")
+            )
             self._update_buttons()
         return started
 
@@ -348,34 +183,22 @@ class FinetuneWidget(QWidget):
         if not pairs:
             raise ValueError("no image selected: add an (image, labels) pair")
         choice = self.model_picker.required("pick the model to fine-tune")
-        try:
-            lr = float(self.lr.text())
-        except ValueError:
-            raise ValueError(f"learning rate {self.lr.text()!r} is not a number") from None
-        if not 0 < lr < 1:
-            raise ValueError(f"learning rate must be between 0 and 1, got {lr:g}")
-        budget = self.time_budget.value()
-        return FinetuneRequest(
-            pairs=pairs, choice=choice, mode=self.mode.currentText(),
-            loss=self.loss.currentText(), epsilon=self.epsilon.value(),
-            epochs=self.epochs.value(), time_budget_s=budget * 60 if budget > 0 else None,
-            lr=lr, augment=self.augment.isChecked(), val_fraction=self.val_fraction.value(),
-            device=self.device_picker.device(),
-            patches_per_epoch=self.patches.value() or None,
-        )
+        return FinetuneRequest(pairs=pairs, choice=choice, settings=self.form.settings())
 
     def _pair(self, k: int, row: PairRow) -> PairData:
         image = row.image_picker.layer()
         if image is None:
             raise ValueError(f"no image selected in pair {k + 1}: open an image first")
-        check_image_layer(image)
+        row.channels.set_layer(image)
+        axis = row.channels.axis()
+        check_image_layer(image, axis)
         labels = row.labels_picker.layer()
         if labels is None:
             raise ValueError(
                 f"no labels layer in pair {k + 1}: segment {image.name!r} or add a labels layer "
                 "and paint on it first"
             )
-        shape = spatial_shape(image)
+        shape = spatial_shape(image, axis)
         data = np.asarray(layer_array(labels))
         if tuple(data.shape) != shape:
             raise ValueError(
@@ -387,16 +210,16 @@ class FinetuneWidget(QWidget):
             indices = [tuple(int(i) for i in np.unravel_index(p, shape[:-2])) for p in painted]
         else:
             indices = [()] if data.any() else []
+        sparse = self.form.mode.currentText() == "sparse"
         if not indices:
             raise ValueError(
                 f"labels {labels.name!r} are empty: paint "
-                + ("background (1) and objects (2…)" if self.mode.currentText() == "sparse"
-                   else "the objects")
-                + " first"
+                + ("background (1) and objects (2…)" if sparse else "the objects") + " first"
             )
         slices = [(index, np.array(data[index])) for index in indices]
-        return PairData(image.name, labels.name, layer_array(image), is_rgb_layer(image), shape,
-                        placement(image), slices)
+        pixels = sum(int(np.count_nonzero(s)) if sparse else s.size for _, s in slices)
+        return PairData(image.name, labels.name, layer_array(image), is_rgb_layer(image), axis,
+                        shape, placement(image, axis), slices, pixels)
 
     def _on_epoch(self, record: dict[str, Any]) -> None:
         self.curve["train loss"].append(float(record.get("train_loss", math.nan)))
@@ -406,122 +229,102 @@ class FinetuneWidget(QWidget):
         self.plot.lines(shown, title="fine-tuning", ylabel="loss / Dice")
 
     def _cancelled(self) -> None:
+        self.summary.setText("cancelled: the model and all layers are unchanged")
         notify_info("fine-tuning cancelled: the model and all layers are unchanged")
 
     def _finished_round(self, result: FinetuneResult) -> None:
         request = result.request
-        name = session().unsaved_name(request.choice.name)
-        result.tuned.card.name = name
-        session().add_unsaved(result.tuned, name)
-        round_ = Round(request.choice, result.base, result.base_state, name, result.tuned,
-                       result.history)
-        used = {pair.labels_name for pair in request.pairs}
+        name = self.rounds.new_name(request.choice, taken=self._layer_taken(request))
+        result.tuned.card = finetuned_card(result, name)
+        round_ = Round(request.choice, name, result.tuned, result.history, summary(result))
         for pair, outputs in zip(request.pairs, result.outputs, strict=True):
-            round_.layers.append(self._write_output(pair, outputs, name, used))
-        self.rounds.append(round_)
+            round_.layers.append(self._write_output(pair, outputs, name))
+        dropped = self.rounds.finish(round_)
         self.model_picker.select(name)
         self.save_name.setText(name)
-        self.summary.setText(_summary(result.history))
-        notify_info(f"fine-tuned {request.choice.name} → {name} (unsaved): "
-                    + _summary(result.history))
+        self.summary.setText(
+            f"{request.choice.name} → {name} (unsaved): {round_.summary}. The next round "
+            f"continues from {name}; Revert goes back to {request.choice.name}."
+        )
+        notify_info(f"fine-tuned {request.choice.name} → {name} (unsaved): {round_.summary}")
+        if dropped:
+            notify_warning(f"dropped the older unsaved round(s) {', '.join(dropped)} from memory")
         self._update_buttons()
 
-    def _write_output(self, pair: PairData, outputs: list[np.ndarray], model_name: str,
-                      protected: set[str]) -> str:
+    def _layer_taken(self, request: FinetuneRequest):
+        names = {pair.image_name for pair in request.pairs}
+        return lambda model: any(output_name(image, model) in self.viewer.layers
+                                 for image in names)
+
+    def _write_output(self, pair: PairData, outputs: list[np.ndarray], model_name: str) -> str:
         name = output_name(pair.image_name, model_name)
         slices = [(index, labels) for (index, _), labels in zip(pair.slices, outputs, strict=True)]
         layer = write_labels(
             self.viewer, name, pair.shape, slices, placement=pair.placement,
             metadata=output_metadata(pair.image_name, model_name, "labels"),
-            reuse=name not in protected,  # never overwrite the labels being trained on
+            reuse=False,  # a round's name is new: never overwrite a layer
         )
         return layer.name
 
     # -- revert / save -----------------------------------------------------------
     def revert(self) -> bool:
-        """Restore the weights from before the last round; the base model is selected again."""
-        if not self.rounds:
-            notify_error("nothing to revert: no fine-tuning round in this widget")
-            return False
+        """Undo the last round: select again the model it started from; drop its model."""
         if self.jobs.busy:
             notify_error("wait for the running job to finish (or cancel it) before reverting")
             return False
-        round_ = self.rounds.pop()
-        round_.base.load_state_dict(round_.base_state)
-        if round_.saved_path is None:
-            session().remove_unsaved(round_.tuned_name)
-        self.model_picker.select(round_.base_choice)
-        self.summary.setText(f"reverted to {round_.base_choice.name}")
-        notify_info(
-            f"reverted to {round_.base_choice.name}: the weights from before fine-tuning are "
-            f"restored; the layers made by {round_.tuned_name} were kept"
-        )
+        try:
+            round_ = self.rounds.revert()
+        except ValueError as exc:
+            notify_error(str(exc))
+            return False
+        selected = self.model_picker.select(round_.base)
+        kept = f"the layers made by {round_.name} were kept"
+        if round_.saved_path is not None:
+            kept += f", and its saved file {round_.saved_path.name}"
+        self.summary.setText(f"reverted to {round_.base.name}")
+        if selected:
+            notify_info(f"reverted to {round_.base.name}, the model selected before the round; "
+                        f"{kept}")
+        else:
+            notify_warning(f"reverted: {round_.base.name}, the model the round started from, "
+                           f"is no longer available; {kept}")
         self._update_buttons()
         return True
 
     def save(self) -> Path | None:
-        """Write the latest fine-tuned model to the user model folder (safetensors + card)."""
-        from ..models import save_model
-        from ..zoo import unique_user_path
-
-        if not self.rounds:
+        """Write the round's model to the user model folder (safetensors + card)."""
+        target = self.rounds.savable(self.model_picker.current())
+        if target is None:
             notify_error("nothing to save: fine-tune a model first")
             return None
-        round_ = self.rounds[-1]
-        model = round_.tuned
-        name = self.save_name.text().strip() or round_.tuned_name
+        unsaved, model = target
+        name = self.save_name.text().strip() or unsaved
         try:
             path = unique_user_path(name)
-            card = model.card
+            card = copy.deepcopy(model.card)
             card.name = path.stem
-            card.description = card.description or (
-                f"{round_.base_choice.name} fine-tuned in napari on "
-                f"{len(card.metadata.get('finetune', {}).get('data_shapes', []))} image(s)"
-            )
-            best = _best_record(round_.history)
-            if best:
-                card.metrics = {**card.metrics, "finetune_validation": best}
-            save_model(model, path)
+            save_model(model, path, card=card)
         except (OSError, ValueError) as exc:
             notify_error(f"could not save the model as {name!r}: {exc}")
             return None
-        unsaved = round_.tuned_name if round_.saved_path is None else ""
         choice = session().saved(unsaved, path, model)
-        round_.saved_path = path
+        self.rounds.saved(unsaved, path)
         self.model_picker.select(choice)
         notify_info(f"saved {path.stem} to {path.parent}; it is now in every model list")
+        self._update_buttons()
         return path
 
     # -- state ---------------------------------------------------------------------
-    def _on_finished(self) -> None:
-        self._update_buttons()
-
     def _update_buttons(self) -> None:
         busy = self.jobs.busy
+        choice = self.model_picker.current()
+        self.run_button.setText(f"Fine-tune {choice.name}" if choice else "Fine-tune")
         self.run_button.setEnabled(not busy)
-        self.revert_button.setEnabled(bool(self.rounds) and not busy)
-        self.save_button.setEnabled(bool(self.rounds) and not busy)
+        self.revert_button.setEnabled(self.rounds.current is not None and not busy)
+        self.save_button.setEnabled(
+            self.rounds.savable(choice) is not None and not busy
+        )
 
 
 def _shape(shape) -> str:
     return "×".join(str(int(s)) for s in shape)
-
-
-def _best_record(history) -> dict[str, float]:
-    if history is None or history.best_epoch is None:
-        return {}
-    record = history.epochs[history.best_epoch]
-    return {k: float(v) for k, v in record.items()
-            if k.startswith("val_") or k in ("train_loss", "epoch")}
-
-
-def _summary(history) -> str:
-    epochs = len(history.epochs)
-    dice = [e["val_dice"] for e in history.epochs if "val_dice" in e]
-    text = f"{epochs} epoch(s), {history.stopped}"
-    if dice:
-        text += f"; validation Dice {dice[0]:.3f} → {dice[-1]:.3f} (best {max(dice):.3f})"
-    else:
-        text += f"; train loss {history.epochs[0]['train_loss']:.3f} → " \
-                f"{history.epochs[-1]['train_loss']:.3f}"
-    return text

@@ -1,12 +1,15 @@
 """The Segment dock widget: an image layer and a model in, an aligned Labels layer out.
 
 The widget only translates: it reads the image layer's array (the current
-slice or the whole Z/T stack, grey or RGB), hands it to
+slice or the whole Z/T stack; grey, RGB, or with a channel axis the user
+picks), hands it to
 :class:`~napari_attnseg.inference.Predictor` in a thread worker, and puts the
 labels (and optionally the foreground probability) back as layers with the
 image's placement. Running again with the same image and model rewrites the
 same layers — for labels through napari's undo history — instead of adding
-new ones; cancelling or failing changes nothing.
+new ones; cancelling, failing or closing the widget changes nothing. The
+predictor's messages (NaN/Inf pixels replaced, out-of-memory fallbacks)
+become warning notifications.
 """
 
 from __future__ import annotations
@@ -37,12 +40,13 @@ from ._layers import (
     output_metadata,
     output_name,
     placement,
+    plane_key,
     spatial_shape,
     write_labels,
 )
 from ._models import ModelChoice, session
 from ._notifications import notify_error
-from ._pickers import DevicePicker, LayerPicker, ModelPicker
+from ._pickers import ChannelPicker, DevicePicker, LayerPicker, ModelPicker
 
 WHOLE_STACK, CURRENT_SLICE = "whole stack", "current slice"
 
@@ -54,6 +58,7 @@ class SegmentRequest:
     image_name: str
     data: Any  # the layer's array (not copied)
     rgb: bool
+    channel_axis: int | None  # 0, -1 or None (see ChannelPicker)
     shape: tuple[int, ...]  # spatial shape (*stack, H, W)
     index: tuple[int, ...] | None  # a stack slice, or None for everything
     placement: dict[str, Any]
@@ -75,10 +80,11 @@ def run_segmentation(request: SegmentRequest, ctx: JobContext) -> SegmentResult:
     """The worker's job: load the model, predict, optionally split objects."""
     from ..inference import InferenceSettings, Predictor
 
-    model = session().load(request.choice)
+    model = session().load(request.choice)  # this job's own copy
     predictor = Predictor(InferenceSettings(**request.settings), on_message=ctx.message)
-    image = np.asarray(request.data[request.index or ()])
-    prediction = predictor.predict(model, image, rgb=request.rgb, progress=ctx.progress,
+    image = np.asarray(request.data[plane_key(request.index or (), request.channel_axis)])
+    prediction = predictor.predict(model, image, rgb=request.rgb,
+                                   channel_axis=request.channel_axis, progress=ctx.progress,
                                    cancel=ctx.cancel)
     labels, foreground = prediction.labels, prediction.foreground
     if request.split_objects:
@@ -109,6 +115,7 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.image_picker = LayerPicker(napari_viewer, Image)
+        self.channels = ChannelPicker()
         self.model_picker = ModelPicker()
         self.device_picker = DevicePicker()
         self.threshold = QDoubleSpinBox()
@@ -136,11 +143,12 @@ class SegmentWidget(QWidget):
         self.split.setToolTip("give each connected object its own label (instance labels)")
         self.run_button = QPushButton("Segment")
         self.run_button.clicked.connect(self.segment)
-        self.jobs = JobPanel()
+        self.jobs = JobPanel(owner=self)
         self.jobs.finished.connect(self._on_finished)
 
         form = QFormLayout()
         form.addRow("image", self.image_picker)
+        form.addRow("channels", self.channels)
         form.addRow("model", self.model_picker)
         form.addRow("device", self.device_picker)
         form.addRow("threshold", self.threshold)
@@ -152,6 +160,7 @@ class SegmentWidget(QWidget):
             layout.addWidget(widget)
         layout.addStretch(1)
         self.image_picker.layer_changed.connect(self._update_scope)
+        self.channels.currentIndexChanged.connect(self._update_scope)
         self._update_scope()
 
     # -- actions -----------------------------------------------------------
@@ -173,21 +182,24 @@ class SegmentWidget(QWidget):
 
     def _request(self) -> SegmentRequest:
         layer = self.image_picker.layer()
-        check_image_layer(layer)
+        self.channels.set_layer(layer)
+        axis = self.channels.axis()
+        check_image_layer(layer, axis)
         choice = self.model_picker.required()
-        shape = spatial_shape(layer)
+        shape = spatial_shape(layer, axis)
         index = None
         if len(shape) > 2 and self.scope.currentText() == CURRENT_SLICE:
-            index = current_index(self.viewer, layer)
+            index = current_index(self.viewer, layer, axis)
         threshold = self.threshold.value()
         tile = self.tile_size.value()
         return SegmentRequest(
             image_name=layer.name,
             data=layer_array(layer),
             rgb=is_rgb_layer(layer),
+            channel_axis=axis,
             shape=shape,
             index=index,
-            placement=placement(layer),
+            placement=placement(layer, axis),
             choice=choice,
             settings={
                 "device": self.device_picker.device(),
@@ -231,7 +243,8 @@ class SegmentWidget(QWidget):
     def _on_finished(self) -> None:
         self.run_button.setEnabled(True)
 
-    def _update_scope(self) -> None:
+    def _update_scope(self, *_: Any) -> None:
         layer = self.image_picker.layer()
-        stack = layer is not None and len(spatial_shape(layer)) > 2
+        self.channels.set_layer(layer)
+        stack = layer is not None and len(spatial_shape(layer, self.channels.axis())) > 2
         self.scope.setEnabled(stack)
