@@ -236,3 +236,47 @@ def test_bad_input_is_a_clear_error(folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("attnseg predict: error: unknown model 'no-such-model'")
     assert err.count("\n") == 1 and not out.exists()
+
+
+#: options without help text in subcommands whose code lives elsewhere (``cli/train.py``),
+#: reported to be filled in there: (subcommand, option) -> why this test lets them pass
+KNOWN_HELP_GAPS = {
+    (command, option): "defined in cli/train.py, which this test's owner does not edit"
+    for command in ("train", "finetune")
+    for option in ("--epochs", "--batch-size", "--seed")
+} | {("finetune", "--model"): "defined in cli/train.py, which this test's owner does not edit"}
+
+
+def subparsers():
+    import argparse
+
+    from napari_attnseg.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_option_has_help():
+    import argparse
+
+    lacking = {
+        (command, action.option_strings[-1] if action.option_strings else action.dest)
+        for command, parser in subparsers().items()
+        for action in parser._actions
+        if not action.help or action.help == argparse.SUPPRESS
+    }
+    missing = sorted(" ".join(gap) for gap in lacking - set(KNOWN_HELP_GAPS))
+    assert not missing, f"options without help: {', '.join(missing)}"
+    stale = sorted(" ".join(gap) for gap in set(KNOWN_HELP_GAPS) - lacking)
+    assert not stale, f"these have help now; remove them from KNOWN_HELP_GAPS: {stale}"
+
+
+def test_help_has_no_internal_references(capsys):
+    import re
+
+    for command in subparsers():
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert not re.search(r"\bissue\b|#\d|\bhelper\b", text, re.IGNORECASE), (command, text)

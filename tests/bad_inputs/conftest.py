@@ -22,6 +22,12 @@ def disc_image(size=(40, 48), seed=0):
     return image, mask
 
 
+def garbage(size: int, seed: int = 0) -> bytes:
+    """``size`` random bytes, always the same ones: ``os.urandom`` now and then starts with
+    bytes that look like a known format (a protocol buffer), which changes the message."""
+    return np.random.default_rng(seed).bytes(size)
+
+
 def tiny_model(in_channels=1, n_classes=1, arch="unet"):
     model = create_model(arch, in_channels=in_channels, n_classes=n_classes, width=4, depth=2)
     model.card = ModelCard(name="tiny", class_names=[f"c{i}" for i in range(max(2, n_classes))])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 
 import numpy as np
@@ -20,7 +19,7 @@ from napari_attnseg.progress import Cancelled, CancelToken
 from napari_attnseg.training import TrainConfig, finetune
 from napari_attnseg.training.interactive import AnnotatedImage, build_samples, class_warnings
 
-from .conftest import disc_image, tiny_model
+from .conftest import disc_image, garbage, tiny_model
 from .snapshot import Unchanged
 
 PREDICTOR = Predictor(device="cpu", precision="fp32")
@@ -43,8 +42,8 @@ GREY = disc_image()[0]
 BAD_IMAGE_FILES = {
     "truncated.png": (lambda p: p.write_bytes(_png_bytes(GREY)[:200]), "cannot read"),
     "truncated.tif": (lambda p: p.write_bytes(_tiff_bytes(GREY)[:300]), "cannot read"),
-    "garbage.png": (lambda p: p.write_bytes(os.urandom(500)), "cannot read"),
-    "garbage.tif": (lambda p: p.write_bytes(os.urandom(500)), "cannot read"),
+    "garbage.png": (lambda p: p.write_bytes(garbage(500)), "cannot read"),
+    "garbage.tif": (lambda p: p.write_bytes(garbage(500)), "cannot read"),
     "empty.png": (lambda p: p.write_bytes(b""), "empty file"),
     "folder.png": (lambda p: p.mkdir(), "is a folder"),
     "complex.tif": (
@@ -169,7 +168,7 @@ BAD_MODEL_FILES = {
     "garbage weights beside a valid card": (
         lambda f: (
             (f / "bad.json").write_text(_card_json(f)),
-            (f / "bad.safetensors").write_bytes(os.urandom(4096)),
+            (f / "bad.safetensors").write_bytes(garbage(4096)),
         ),
         "not a valid safetensors file",
     ),

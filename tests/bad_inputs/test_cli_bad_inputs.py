@@ -21,7 +21,7 @@ from napari_attnseg.cli import main
 from napari_attnseg.data.io import read_mask
 from napari_attnseg.models import load_model, save_model
 
-from .conftest import disc_image, files, one_error_line, tiny_model
+from .conftest import disc_image, files, garbage, one_error_line, tiny_model
 from .snapshot import Unchanged
 
 
@@ -109,7 +109,7 @@ def test_one_bad_input_writes_nothing_and_is_named(work, cli):
 
 @pytest.mark.parametrize("model", ["no-such-model", "images", "garbage.safetensors"])
 def test_failed_predict_creates_no_output_folder(work, cli, model):
-    (work / "garbage.safetensors").write_bytes(os.urandom(256))
+    (work / "garbage.safetensors").write_bytes(garbage(256))
     with Unchanged(work):
         code, _, err = cli(
             "predict", "--model", work / model if model != "no-such-model" else model,
@@ -346,8 +346,8 @@ def test_evaluate_save_predictions_appear_only_complete(work, cli):
     ("damage", "message"),
     [
         (lambda w: w.write_bytes(w.read_bytes()[: len(w.read_bytes()) // 2]), "truncated"),
-        (lambda w: w.write_bytes(os.urandom(300)), "not a valid safetensors file"),
-        (lambda w: w.write_bytes(b"PK\x03\x04" + os.urandom(100)), "never unpickles"),
+        (lambda w: w.write_bytes(garbage(300)), "not a valid safetensors file"),
+        (lambda w: w.write_bytes(b"PK\x03\x04" + garbage(100)), "never unpickles"),
     ],
     ids=["truncated", "garbage", "zip-pickle"],
 )

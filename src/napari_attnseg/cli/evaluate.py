@@ -9,6 +9,21 @@ metric is then computed inside them. Metrics are computed per image and
 averaged ("mean"), and from counts summed over all images ("pooled"); AUC is
 the pixel ROC-AUC of the foreground probability.
 
+With ``--instances`` the masks are instance label images (0 = background,
+one id per object; a mask with a single foreground value is taken to hold
+one object per connected component) and every image is also scored object
+by object: average precision at IoU 0.5 and 0.75, the mean AP over IoU
+0.5:0.05:0.95 (the 2018 Data Science Bowl score), object precision, recall
+and F1 at IoU 0.5, and panoptic quality (with its segmentation and
+recognition parts). A second table shows them, and ``--json`` puts them
+under ``"instances"`` beside the pixel metrics; ``--save-predictions`` then
+saves instance labels. Binary models only.
+
+``--diameter`` and ``--roi`` act as in ``attnseg predict``: the object size
+(auto: measured on a first pass) and where to predict (auto: the model's own
+region, e.g. a fundus photograph's field of view; none: everywhere). ``--fov``
+restricts the scoring, not the prediction.
+
 Nothing is written until every image has been scored: ``--save-predictions``
 masks are collected in a temporary folder and moved into place (each file
 atomically) only when the whole folder was scored, and the ``--json`` report
@@ -21,25 +36,54 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from ._common import refuse_overwrite, refuse_shared_stems
-from .predict import add_inference_options
+from .predict import ROI_WORDS, add_inference_options
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score a model on images with masks", description=__doc__)
     add_inference_options(p)
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images")
-    p.add_argument("--masks", required=True, metavar="DIR", help="folder of masks (same stems)")
-    p.add_argument("--fov", metavar="DIR", default=None, help="folder of region-of-interest masks")
-    p.add_argument("--json", metavar="FILE", default=None, help="write the results as JSON")
+    p.add_argument(
+        "--masks",
+        required=True,
+        metavar="DIR",
+        help="folder of ground-truth masks, paired with the images by file stem",
+    )
+    p.add_argument(
+        "--fov",
+        metavar="DIR",
+        default=None,
+        help="folder of region-of-interest masks (same stems): every metric is computed inside "
+        "them",
+    )
+    p.add_argument(
+        "--roi",
+        choices=ROI_WORDS,
+        default="auto",
+        help="where to predict: auto (default) = the model's own region, e.g. the field of view "
+        "of a fundus photograph for the vessels models; none = the whole image",
+    )
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="the masks are instance labels (one id per object; a mask with one foreground "
+        "value counts its connected components): also score objects (AP at IoU 0.5 and 0.75, "
+        "mean AP over IoU 0.5:0.95, precision, recall, F1, panoptic quality); binary models",
+    )
+    p.add_argument(
+        "--json", metavar="FILE", default=None, help="write the results as JSON (atomically)"
+    )
     p.add_argument(
         "--save-predictions",
         metavar="DIR",
         default=None,
-        help="also write the predicted masks here (<image stem>.tif)",
+        help="also write the predicted masks here (<image stem>.tif; instance labels with "
+        "--instances)",
     )
     p.set_defaults(run=run)
 
@@ -49,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.pairing import pair_folder
     from ..inference import evaluate_folder
     from ..metrics import format_table
+    from ..objects import format_instance_table
     from .predict import make_predictor
 
     pairs = pair_folder(args.images, args.masks, fov_dir=args.fov)
@@ -67,7 +112,13 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(outputs, inputs, what="output path")
     model, predictor = make_predictor(args)
 
+    messages: list[str] = []
+    predictor.on_message = messages.append
+
     def show(stem: str, metrics: dict) -> None:
+        for message in messages:
+            print(f"note: {stem}: {message}", file=sys.stderr)
+        messages.clear()
         if not args.quiet:
             print(f"  {stem}: dice {metrics['dice']:.4f}", flush=True)
 
@@ -81,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             name=args.model,
             save_dir=staging if save is not None else None,
             on_image=show,
+            instances=args.instances,
         )
         if save is not None:
             save.mkdir(parents=True, exist_ok=True)
@@ -95,8 +147,12 @@ def run(args: argparse.Namespace) -> int:
             "Dice per class (mean over images): "
             + ", ".join(f"{name} {dice:.4f}" for name, dice in zip(names, per_class, strict=False))
         )
+    if "instances" in result:
+        print("\nObjects (matched at IoU >= 0.5; mean AP over IoU 0.5:0.95):")
+        print(format_instance_table(result["instances"]))
     if save is not None:
-        print(f"wrote {len(pairs)} predicted mask(s) to {save}")
+        what = "instance label image(s)" if args.instances else "predicted mask(s)"
+        print(f"wrote {len(pairs)} {what} to {save}")
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)

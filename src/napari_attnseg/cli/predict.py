@@ -1,18 +1,40 @@
 """``attnseg predict``: segment images; one TIFF mask per input (same H×W).
 
 Masks hold class indices (binary models: 0 background, 1 foreground) as
-uint8 TIFF named ``<input stem>.tif`` in ``--out``; with ``--probabilities``
-the foreground probability (float32) goes to ``--out/probabilities/``.
+uint8 TIFF named ``<input stem>.tif`` in ``--out``. With ``--instances`` the
+TIFF holds instance labels instead: 0 background, 1..N one id per object,
+touching objects split (binary models only). Models whose card makes
+instances (nuclei) still write class masks unless ``--instances`` is given.
+``--table`` writes ``<stem>.csv`` beside each mask, one row per object
+(label, area, centroid, equivalent diameter, perimeter, eccentricity,
+solidity, bounding box, and mean/min/max intensity of the image; per colour
+channel for RGB); it implies ``--instances``. ``--overlay`` writes
+``<stem>_overlay.png``, the image contrast-stretched with the mask (or every
+object) outlined, for a quick look. ``--probabilities`` writes the foreground
+probability (float32) to ``--out/probabilities/<stem>.tif``.
+
+Object size: for models whose card records the diameter of the objects they
+were trained on (nuclei), ``--diameter auto`` (the default) measures the
+objects on a first pass and resamples the image so they match that size,
+then maps the result back; ``--diameter PX`` gives the size instead, and
+``--diameter none`` predicts at the trained scale. A ``note:`` says when an
+image was resampled. Region of interest: ``--roi auto`` (the default) uses
+the model's own (the field of view of a fundus photograph for the vessels
+models), ``--roi none`` the whole image, ``--roi FILE`` one mask for every
+input and ``--roi DIR`` one mask per input matched by file stem; nothing is
+predicted outside it.
+
 Inputs may be files or folders; a 3D TIFF is treated as a stack of slices
 unless ``--channel-axis`` names its channel axis (a ``(2, H, W)`` two-channel
 image). NaN/Inf pixels are replaced by their channel's median, with a note
 saying how many; images smaller than the network's minimum are padded.
 
-Nothing is written until every input has been checked (it exists, reads as
-an image whose channels the model accepts) and the model has loaded, and
+Nothing is written until every input and region of interest has been
+checked (it exists, reads as an image whose channels the model accepts, the
+ROI has the image's height and width) and the model has loaded, and
 ``--out`` is created only when the first mask is written, so a failed run
 leaves no files and no empty folder behind. Every file is written atomically.
-A mask never replaces an input: an output that would land on an input file
+An output never replaces an input (an image or an ROI mask): such an output
 is refused. Inputs that share a stem (``a/x.png b/x.png``, or ``x.png`` and
 ``x.tif``) are refused too, with a message listing them, rather than given
 made-up names (``x-1.tif``): masks are paired with their images by stem
@@ -24,21 +46,28 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ._common import (
     ProgressBar,
     add_device,
     add_quiet,
+    diameter,
     expand_inputs,
     integer,
     number,
     refuse_overwrite,
     refuse_shared_stems,
+    write_overlay,
 )
 
 #: inputs smaller than this (bytes, all together) are read once and kept between check and use
 _KEEP_BYTES = 256 * 2**20
+#: ``--roi`` words that are not files
+ROI_WORDS = ("auto", "none")
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -76,6 +105,16 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="foreground probability threshold in [0, 1] (default: the model card's, usually 0.5)",
     )
+    p.add_argument(
+        "--diameter",
+        type=diameter,
+        default="auto",
+        metavar="auto|none|PX",
+        help="the objects' diameter in pixels, for models whose card records the object size "
+        "they were trained on (nuclei): auto (default) measures it on a first pass and "
+        "resamples the image so objects match the trained size; none predicts at the trained "
+        "scale; other models ignore it",
+    )
     add_quiet(p)
 
 
@@ -92,7 +131,41 @@ def add_parser(sub) -> None:
         help="the axis that holds channels when it is not a trailing RGB(A) axis, e.g. 0 for "
         "a (2, H, W) two-channel image (default: none; leading axes are a stack)",
     )
-    p.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    p.add_argument(
+        "--roi",
+        default="auto",
+        metavar="auto|none|FILE|DIR",
+        help="where to segment (nothing is predicted outside): auto (default) = the model's "
+        "own region, e.g. the field of view of a fundus photograph for the vessels models; "
+        "none = the whole image; FILE = one mask (nonzero = inside) with the height and width "
+        "of every input; DIR = one mask per input, matched by file stem (x.png <-> x.tif or "
+        "x_roi.png)",
+    )
+    p.add_argument(
+        "--instances",
+        action="store_true",
+        help="write instance labels (0 = background, 1..N one id per object, touching objects "
+        "split) instead of class masks; binary models only. Without it every model writes "
+        "class masks, even one whose card makes instances",
+    )
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="also write <stem>.csv beside each mask: one row per object (label, area, "
+        "centroid, equivalent diameter, shape, bounding box, mean/min/max intensity); "
+        "implies --instances",
+    )
+    p.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also write <stem>_overlay.png: the image, contrast-stretched, with the mask "
+        "(with --instances, every object) outlined; a stack shows its middle plane",
+    )
+    p.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="also write the foreground probability (float32) to probabilities/<stem>.tif",
+    )
     p.set_defaults(run=run)
 
 
@@ -101,6 +174,7 @@ def make_predictor(args: argparse.Namespace):
     from ..inference import Predictor
     from ..zoo import load
 
+    roi = getattr(args, "roi", "auto")
     predictor = Predictor(
         device=args.device,
         tta=args.tta,
@@ -108,13 +182,43 @@ def make_predictor(args: argparse.Namespace):
         overlap=args.overlap,
         batch_size=args.batch_size,
         threshold=args.threshold,
+        diameter=getattr(args, "diameter", "auto"),
+        instances=wants_instances(args),
+        roi=roi if roi in ROI_WORDS else "auto",  # a file or folder: given per call
     )
-    return load(args.model, device=predictor.device), predictor
+    model = load(args.model, device=predictor.device)
+    check_model(model, args)
+    return model, predictor
+
+
+def wants_instances(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "instances", False) or getattr(args, "table", False))
+
+
+def check_model(model, args: argparse.Namespace) -> None:
+    """``ValueError`` if the options ask for what ``model`` cannot do; notes on what it ignores."""
+    from ..inference.objects import uses_diameter
+    from ..models import ModelCard
+
+    if wants_instances(args) and max(2, model.n_classes) != 2:
+        flag = "--instances" if getattr(args, "instances", False) else "--table (instances)"
+        raise ValueError(
+            f"{flag} needs a binary (foreground/background) model; {args.model} has "
+            f"{model.n_classes} classes"
+        )
+    card = model.card or ModelCard(name=model.name)
+    if isinstance(getattr(args, "diameter", None), float) and not uses_diameter(card):
+        print(
+            f"note: --diameter is ignored: {args.model} records no object size "
+            "(it segments at the scale it was trained on)",
+            file=sys.stderr,
+        )
 
 
 def check_image(model, image, path: Path, channel_axis: int | None) -> list[str]:
     """Notes on how ``image`` will be read; ``ValueError`` naming ``path`` if ``model`` cannot
-    segment it as laid out (an axis that does not exist, a channel count the model rejects)."""
+    segment it as laid out (an axis that does not exist, a channel count the model rejects,
+    more than one stack axis)."""
     from ..data.input_spec import InputSpec, canonical
 
     maybe_channels = channel_axis is None and image.ndim == 3 and image.shape[0] <= 4
@@ -125,49 +229,173 @@ def check_image(model, image, path: Path, channel_axis: int | None) -> list[str]
         InputSpec.of(model).channels(corner, rgb=layout.rgb)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}" + (f" ({hint})" if maybe_channels else "")) from None
+    shape = "×".join(map(str, image.shape))
+    if len(layout.stack_shape) > 1:
+        raise ValueError(
+            f"{path}: a {shape} image is a stack over {len(layout.stack_shape)} axes; masks are "
+            "written as one image or one (Z, H, W) stack (split it, or name its channel axis "
+            "with --channel-axis)"
+        )
     if maybe_channels and not layout.rgb:
-        shape = "×".join(map(str, image.shape))
         return [f"{shape} is segmented as a stack of {image.shape[0]} planes; {hint}"]
     return []
 
 
-def output_paths(path: Path, out: Path, probabilities: bool) -> list[Path]:
+@dataclass(frozen=True)
+class Outputs:
+    """The files one input gives (``None``: not asked for)."""
+
+    mask: Path
+    probabilities: Path | None = None
+    table: Path | None = None
+    overlay: Path | None = None
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.mask, self.probabilities, self.table, self.overlay) if p]
+
+
+def outputs_for(path: Path, args: argparse.Namespace) -> Outputs:
     """Where the outputs of input ``path`` go."""
-    paths = [out / f"{path.stem}.tif"]
-    if probabilities:
-        paths.append(out / "probabilities" / f"{path.stem}.tif")
-    return paths
+    out = Path(args.out)
+    return Outputs(
+        mask=out / f"{path.stem}.tif",
+        probabilities=out / "probabilities" / f"{path.stem}.tif" if args.probabilities else None,
+        table=out / f"{path.stem}.csv" if getattr(args, "table", False) else None,
+        overlay=out / f"{path.stem}_overlay.png" if getattr(args, "overlay", False) else None,
+    )
+
+
+def roi_files(spec: str, inputs: list[Path]) -> dict[Path, Path]:
+    """The region-of-interest mask of every input ``--roi`` names ({}: auto or none).
+
+    A file serves every input; a folder is matched to the inputs by stem as
+    ``attnseg evaluate`` matches masks (``x.png`` ↔ ``x.tif``, ``x_roi.png``).
+    Inputs without one are a ``ValueError`` listing them.
+    """
+    from ..data.pairing import _image_files, _match, _stem_index
+
+    if spec in ROI_WORDS:
+        return {}
+    source = Path(spec)
+    if source.is_file():
+        return dict.fromkeys(inputs, source)
+    if not source.is_dir():
+        raise FileNotFoundError(
+            f"--roi {spec}: no such file or folder (give a mask, a folder of masks named like "
+            "the inputs, auto or none)"
+        )
+    index = _stem_index(_image_files(source, "region-of-interest"))
+    found = {path: _match(path.stem, index) for path in inputs}
+    missing = [path.name for path, roi in found.items() if roi is None]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if missing[5:] else "")
+        raise ValueError(
+            f"{len(missing)} of {len(inputs)} input(s) have no region-of-interest mask in "
+            f"{source}: {shown}"
+        )
+    return found
+
+
+def check_roi(roi: np.ndarray, roi_path: Path, image, path: Path, channel_axis) -> list[str]:
+    """``ValueError`` unless ``roi`` has the image's height and width; a note if it is empty."""
+    from ..data.input_spec import layout_of
+
+    spatial = layout_of(np.shape(image), channel_axis=channel_axis).spatial_shape
+    if roi.shape != spatial[-2:]:
+        size = "×".join(map(str, roi.shape))
+        want = "×".join(map(str, spatial[-2:]))
+        raise ValueError(
+            f"{path}: the region of interest {roi_path} is {size} but the image is {want} "
+            "(height × width)"
+        )
+    if not roi.any():
+        return [f"the region of interest {roi_path.name} is empty: nothing is segmented"]
+    return []
+
+
+def table_image(image, channel_axis: int | None):
+    """The image as :func:`~napari_attnseg.objects.object_table` measures it (grey or RGB),
+    or None for other channel counts."""
+    from ..data.input_spec import canonical
+
+    canon, layout = canonical(np.asarray(image), channel_axis=channel_axis)
+    if layout.rgb:
+        return canon
+    return canon[..., 0] if canon.shape[-1] == 1 else None
+
+
+def write_outputs(targets: Outputs, image, prediction, args: argparse.Namespace) -> list[str]:
+    """Write every output of one input (each atomically); return notes about them."""
+    from ..data.io import write_image, write_mask
+    from ..objects import object_table, write_table_csv
+
+    notes = []
+    instances = prediction.instances if wants_instances(args) else None
+    write_mask(targets.mask, prediction.labels if instances is None else instances)
+    if targets.probabilities is not None:
+        write_image(targets.probabilities, prediction.foreground)
+    if targets.table is not None:
+        grey_or_rgb = table_image(image, args.channel_axis)
+        if grey_or_rgb is None:
+            notes.append("the table has no intensity columns (measured for grey or RGB images)")
+        write_table_csv(targets.table, object_table(instances, grey_or_rgb))
+    if targets.overlay is not None:
+        write_overlay(
+            targets.overlay,
+            image,
+            prediction.labels if instances is None else instances,
+            channel_axis=args.channel_axis,
+            instances=instances is not None,
+            roi=prediction.roi,
+        )
+    if isinstance(args.diameter, float) and prediction.zoom != 1.0:
+        notes.append(
+            f"objects taken as {args.diameter:g} px across: image resampled ×{prediction.zoom:.2f}"
+        )
+    return notes
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.io import read_image, write_image, write_mask
+    from ..data.io import read_image, read_mask
 
     inputs = expand_inputs(args.inputs)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the masks")
     refuse_shared_stems(inputs)
+    rois = roi_files(args.roi, inputs)
+    targets = {path: outputs_for(path, args) for path in inputs}
     refuse_overwrite(
-        [target for path in inputs for target in output_paths(path, out, args.probabilities)],
-        inputs,
+        [target for outputs in targets.values() for target in outputs.paths()],
+        [*inputs, *set(rois.values())],
         what="--out folder",
     )
     model, predictor = make_predictor(args)
 
-    # every input is read and checked before anything is written
-    kept: dict[Path, object] = {}
+    # every input (and its region of interest) is read and checked before anything is written
+    kept: dict[Path, np.ndarray] = {}
     notes: dict[Path, list[str]] = {}
     problems: list[str] = []
     budget = _KEEP_BYTES
+
+    def keep(key: Path, array: np.ndarray) -> None:
+        nonlocal budget
+        if key not in kept and array.nbytes <= budget:
+            kept[key], budget = array, budget - array.nbytes
+
     for path in inputs:
         try:
             image = read_image(path)
             notes[path] = check_image(model, image, path, args.channel_axis)
+            if path in rois:
+                roi = kept.get(rois[path])
+                roi = read_mask(rois[path]) if roi is None else roi
+                notes[path] += check_roi(roi, rois[path], image, path, args.channel_axis)
+                keep(rois[path], roi)
         except ValueError as exc:
             problems.append(str(exc))
             continue
-        if image.nbytes <= budget:
-            kept[path], budget = image, budget - image.nbytes
+        keep(path, image)
     if problems:
         count = f"{len(problems)} of {len(inputs)} inputs" if len(inputs) > 1 else "the input"
         raise ValueError(f"nothing written: {count} cannot be segmented: " + "; ".join(problems))
@@ -177,23 +405,27 @@ def run(args: argparse.Namespace) -> int:
         for path in inputs:
             image = kept.pop(path, None)
             image = read_image(path) if image is None else image
+            roi = None
+            if path in rois:
+                roi = kept.get(rois[path])
+                roi = read_mask(rois[path]) if roi is None else roi
             with ProgressBar(path.name, disable=args.quiet, unit="tile") as bar:
                 prediction = predictor.predict(
-                    model, image, channel_axis=args.channel_axis, progress=bar
+                    model, image, channel_axis=args.channel_axis, roi=roi, progress=bar
                 )
-            mask_path, *prob_path = output_paths(path, out, args.probabilities)
-            write_mask(mask_path, prediction.labels)
-            if prob_path:
-                write_image(prob_path[0], prediction.foreground)
+            notes[path] += write_outputs(targets[path], image, prediction, args)
             written += 1
             for message in [*notes[path], *prediction.messages]:
                 print(f"note: {path.name}: {message}", file=sys.stderr)
             if not args.quiet:
-                print(f"{path} -> {mask_path}")
+                count = ""
+                if wants_instances(args):
+                    count = f" ({np.count_nonzero(np.unique(prediction.instances))} objects)"
+                print(f"{path} -> {targets[path].mask}{count}")
     except BaseException:
         if written:
             print(
-                f"attnseg predict: {written} of {len(inputs)} mask(s) were written to {out} "
+                f"attnseg predict: {written} of {len(inputs)} input(s) were written to {out} "
                 "before the error below (each complete)",
                 file=sys.stderr,
             )

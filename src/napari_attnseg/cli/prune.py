@@ -17,7 +17,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "prune", help="drop Focal attention modules with w below a threshold", description=__doc__
     )
-    p.add_argument("--model", required=True, metavar="MODEL")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="the trained model to prune: zoo name, task, user model or path",
+    )
     p.add_argument(
         "--out",
         required=True,
