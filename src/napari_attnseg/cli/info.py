@@ -10,6 +10,7 @@ import argparse
 import json
 
 from ..models import PRUNE_THRESHOLD
+from ._common import parse_options
 
 
 def add_parser(sub) -> None:
@@ -41,19 +42,6 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
-
-
-def parse_options(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 def build(args: argparse.Namespace):

@@ -1,7 +1,23 @@
 """Training: one trainer for the command line, the Fine-tune widget and the zoo recipes."""
 
-from .config import TrainConfig
+from .config import TrainConfig, default_patch_size
+from .interactive import (
+    AnnotatedImage,
+    build_samples,
+    finetune_config,
+    hold_out_tiles,
+    samples_for_model,
+)
 from .optim import build_optimizer, build_scheduler, parameter_groups
+from .recipe import (
+    Recipe,
+    RunResult,
+    RunSpec,
+    default_run_dir,
+    finetune_recipe,
+    run_training,
+    start_run,
+)
 from .trainer import History, Trainer, seed_everything
 from .workflows import (
     DataSpec,
@@ -13,33 +29,30 @@ from .workflows import (
 )
 
 __all__ = [
+    "AnnotatedImage",
     "DataSpec",
     "History",
     "PruneResult",
+    "Recipe",
+    "RunResult",
+    "RunSpec",
     "TrainConfig",
     "Trainer",
     "build_optimizer",
+    "build_samples",
     "build_scheduler",
+    "default_patch_size",
+    "default_run_dir",
     "finetune",
+    "finetune_config",
+    "finetune_recipe",
+    "hold_out_tiles",
     "load_folder_data",
     "parameter_groups",
     "prune_workflow",
-    "seed_everything",
-    "train_new",
-]
-
-from .interactive import (  # noqa: E402
-    AnnotatedImage,
-    build_samples,
-    finetune_config,
-    hold_out_tiles,
-    samples_for_model,
-)
-
-__all__ += [
-    "AnnotatedImage",
-    "build_samples",
-    "finetune_config",
-    "hold_out_tiles",
+    "run_training",
     "samples_for_model",
+    "seed_everything",
+    "start_run",
+    "train_new",
 ]
