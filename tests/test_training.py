@@ -129,13 +129,21 @@ def test_early_stopping_and_time_budget():
     assert "time budget" in h.stopped and len(h.epochs) == 1
 
 
-def test_sparse_labels_only_use_labelled_pixels():
+@pytest.mark.parametrize("loss", ["dice_ce", "unified_focal"])
+def test_sparse_labels_only_use_labelled_pixels(loss):
     samples = disc_samples(2)
     for s in samples:
         s.mask = s.mask.copy()
         s.mask[:, 16:] = -1  # right half unlabelled
-    model = tiny()
-    Trainer(model, config(epochs=1), samples, []).fit()
+    cfg = config(epochs=1, loss=loss, loss_params={"epsilon": 0.1})
+    trainer = Trainer(tiny(), cfg, samples, [])
+    batch = next(iter(trainer._loader(0)))
+    logits = torch.randn(len(batch["image"]), 1, 32, 32, requires_grad=True)
+    trainer._loss(logits, batch).backward()
+    grad, labelled = logits.grad[:, 0], batch["valid"]
+    assert not labelled[:, :, 16:].any() and labelled[:, :, :16].all()
+    assert torch.all(grad[~labelled] == 0)  # unlabelled pixels never pull on the model
+    assert grad[labelled].abs().min() > 0
 
 
 def test_finetune_leaves_original_untouched():
