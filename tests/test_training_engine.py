@@ -49,6 +49,18 @@ def test_forward_runs_at_the_chosen_precision_and_weights_stay_fp32(precision, d
     assert not trainer.scaler.is_enabled()  # a gradient scaler only for fp16 on CUDA
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "auto"])
+def test_cuda_mixed_precision_trains_with_fp32_weights(precision):
+    model = tiny()
+    cfg = config(epochs=2, device="cuda", precision=precision)
+    trainer = Trainer(model, cfg, disc_samples(), disc_samples(2, seed=1))
+    history = trainer.fit()
+    assert trainer.scaler.is_enabled() == (trainer.precision == "fp16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(math.isfinite(e["train_loss"]) for e in history.epochs)
+
+
 def test_auto_precision_follows_the_cpu(monkeypatch):
     monkeypatch.setenv(CPU_BF16_ENV, "0")
     assert Trainer(tiny(), config(precision="auto"), disc_samples(), []).precision == "fp32"
