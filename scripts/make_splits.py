@@ -26,7 +26,7 @@ import json
 import os
 from pathlib import Path
 
-from napari_attnseg.data.datasets import pair_folder
+from napari_attnseg.data.pairing import pair_folder
 from napari_attnseg.data.splits import split_by_groups, split_from_lists, split_indices
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,7 +68,9 @@ TASKS = {
             "license": "Weights: BSD-3-Clause. Training data: 2018 Data Science Bowl "
             "(stage1_train, resized to 96×96), CC0.",
             "description": "Nuclei in fluorescence and brightfield microscopy (2018 DSB).",
+            "instances": {"method": "watershed"},
         },
+        "object_size": True,
         "dataset": "DSB2018_96 (Caicedo et al., Nature Methods 2019), CC0; 415 train / 104 val",
     },
     "vessels": {
@@ -88,6 +90,7 @@ TASKS = {
             "research use and forbid redistribution of the data.",
             "description": "Retinal vessels in colour fundus photographs (DRIVE), "
             "scored inside the field of view.",
+            "roi": {"method": "fundus"},
         },
         "dataset": "DRIVE training half (Staal et al., IEEE TMI 2004), research use only; "
         "16 train / 4 val",
@@ -118,6 +121,7 @@ TASKS = {
             "challenge (Cardona et al. 2010), research use; cite the challenge.",
             "description": "Neuronal membranes in serial-section EM (ISBI 2012). Label 1 is "
             "cell interior, label 0 membrane, as in the challenge masks.",
+            "instances": {"source": "cells", "foreground": "interior", "method": "components"},
         },
         "dataset": "ISBI 2012 EM training stack (Arganda-Carreras et al. 2015), slices 0-23 "
         "train / 24-29 val; research use",
@@ -378,16 +382,15 @@ def train_all(names: list[str], jobs: int) -> None:
 
 def _evaluate_shipped(name: str, recipe: dict) -> tuple[dict, str]:
     """Score the packaged (fp16) file itself, as ``attnseg evaluate`` does; return the command."""
-    from napari_attnseg.cli.evaluate import evaluate_folder
-    from napari_attnseg.inference import Predictor
+    from napari_attnseg.inference import Predictor, evaluate_folder
     from napari_attnseg.zoo import load
 
     split = DATA / recipe["task"] / "val"
     fov = split / "fov" if recipe["evaluate"]["fov"] else None
     tta = recipe["evaluate"]["tta"]
-    predictor = Predictor(load(name), tta=tta, device="cpu")
+    predictor = Predictor(tta=tta, device="cpu")
     result = evaluate_folder(
-        predictor, split / "images", split / "masks", fov, quiet=True, name=name
+        load(name), split / "images", split / "masks", fov, predictor=predictor, name=name
     )
     cmd = [
         "attnseg",
@@ -474,6 +477,36 @@ def package(max_mb: float, names: list[str] | None) -> None:
     print(f"shipped {total:.1f} MB; defaults {defaults}")
 
 
+def object_rules(task: str, scale: float = 1.0) -> dict:
+    """The card fields that say how a task's objects are handled (ROI, size, instances).
+
+    ``object_diameter`` is the median nucleus diameter of the task's training
+    masks at the model's working scale (``objects.training_diameter``).
+    """
+    from napari_attnseg.objects import training_diameter
+
+    t = TASKS[task]
+    rules = {key: t["card"].get(key) for key in ("instances", "roi")}
+    if t.get("object_size"):
+        masks = sorted((DATA / task / "train" / "masks").iterdir())
+        rules["object_diameter"] = round(training_diameter(masks) * scale, 3)
+    return rules
+
+
+def annotate(names: list[str]) -> None:
+    """Write the object rules into shipped cards (weights unchanged; re-saved as fp16)."""
+    from napari_attnseg.models import load_model, save_model
+
+    for name in names:
+        path = WEIGHTS / f"{name}.safetensors"
+        model = load_model(path)
+        card = model.card
+        for key, value in object_rules(name.split(".")[1], card.input_scale).items():
+            setattr(card, key, value)
+        save_model(model, path, card=card, half=True)
+        print(f"{name}: {object_rules(name.split('.')[1], card.input_scale)}")
+
+
 def write_zoo_doc(rows: list, kept_back: list[str], dice: dict) -> None:
     lines = [
         "# The model zoo",
@@ -528,6 +561,9 @@ def main() -> None:
     p.add_argument("names", nargs="*")
     p.add_argument("--max-mb", type=float, default=60.0)
     sub.add_parser("commands").add_argument("name")
+    sub.add_parser("annotate", help="write the object rules into shipped cards").add_argument(
+        "names", nargs="+"
+    )
     args = parser.parse_args()
     if args.cmd == "recipes":
         write_recipes()
@@ -535,6 +571,8 @@ def main() -> None:
         train_all(args.names, args.jobs)
     elif args.cmd == "package":
         package(args.max_mb, args.names)
+    elif args.cmd == "annotate":
+        annotate(args.names)
     elif args.cmd == "commands":
         for cmd in commands(args.name, RUNS / args.name):
             print(shlex.join(cmd))

@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from napari_attnseg.data import prepare_image
+from napari_attnseg.data import InputSpec
 from napari_attnseg.inference import attention_maps, most_informative
 from napari_attnseg.models import AttentionMap, ModelCard, capture, create_model
+from napari_attnseg.progress import Cancelled, CancelToken
 
 
-def gated(in_channels=1, **card):
+def gated(in_channels=1, norm="instance", **card):
     model = create_model(
-        "focal_attention_unet", in_channels=in_channels, n_classes=1, width=4, depth=2
+        "focal_attention_unet", in_channels=in_channels, n_classes=1, width=4, depth=2, norm=norm
     )
     model.card = ModelCard(**card)
     return model.eval()
@@ -33,10 +34,40 @@ def test_one_map_per_spatial_module_at_the_image_size():
 
 def test_same_maps_as_a_forward_pass_on_the_prepared_image():
     model, img = gated(normalization={"mode": "minmax"}), image()
-    x = torch.as_tensor(prepare_image(img, 1, {"mode": "minmax"}))[None]
+    x = InputSpec(1, {"mode": "minmax"}).prepare(img[..., None]).tensor
     _, expected = capture(model, x)
-    for got, want in zip(attention_maps(model, img), expected, strict=True):
-        assert torch.allclose(got.resized, want.resized, atol=1e-6)
+    got = attention_maps(model, img, device="cpu", precision="fp32")
+    for a, want in zip(got, expected, strict=True):
+        assert torch.allclose(a.resized, want.resized, atol=1e-6)
+
+
+def test_capture_leaves_no_hooks_behind():
+    model = gated()
+    attention_maps(model, image())
+    taps = [m.tap for m in model.modules() if hasattr(m, "tap")]
+    assert taps and all(not t._forward_hooks for t in taps)
+
+
+def test_large_images_are_mapped_tile_by_tile_with_progress_and_cancel():
+    # batch norm in eval mode keeps each map pixel local, so tiles agree with the whole image
+    # away from the seams (instance norm would normalise each tile by its own statistics)
+    model, big = gated(norm="batch"), image(150, 170)
+    sizes = []
+    model.register_forward_pre_hook(lambda m, inp: sizes.append(tuple(inp[0].shape[-2:])))
+    calls = []
+    maps = attention_maps(
+        model, big, device="cpu", tile_size=64, progress=lambda d, t, m="": calls.append((d, t))
+    )
+    assert max(max(s) for s in sizes) <= 64  # memory bounded by the tile
+    assert calls[-1] == (12, 12)  # 3 × 4 tiles
+    whole = attention_maps(model, big, device="cpu", tile_size=None)
+    for tiled, one in zip(maps, whole, strict=True):
+        assert tiled.resized.shape == one.resized.shape == (1, 1, 150, 170)
+        assert float((tiled.resized - one.resized).abs().mean()) < 0.05
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        attention_maps(model, big, tile_size=64, cancel=token)
 
 
 @pytest.mark.parametrize("card", [{"input_scale": 0.5}, {"input_size": [32, 40]}])

@@ -3,14 +3,16 @@
 import numpy as np
 import pytest
 
-from napari_attnseg.data import IGNORE, prepare_image
+from napari_attnseg.data import IGNORE, InputSpec
 from napari_attnseg.models import ModelCard, create_model
 from napari_attnseg.training import (
     AnnotatedImage,
     Trainer,
     build_samples,
+    class_warnings,
     finetune_config,
     samples_for_model,
+    validation_kind,
 )
 
 
@@ -23,7 +25,7 @@ def disc(size=64, seed=0):
 
 
 def kwargs(**kw):
-    return {"in_channels": 1, "n_classes": 1, "normalization": {"mode": "zscore"}, **kw}
+    return {"spec": InputSpec(1, {"mode": "zscore"}), "n_classes": 1, **kw}
 
 
 def test_dense_pair_is_normalised_like_inference():
@@ -32,7 +34,8 @@ def test_dense_pair_is_normalised_like_inference():
         [AnnotatedImage("a", image, labels * 7)], val_fraction=0.0, **kwargs()
     )
     assert val == []
-    assert np.allclose(train[0].image, prepare_image(image, 1, {"mode": "zscore"}))
+    expected = InputSpec(1, {"mode": "zscore"}).prepare(image[..., None]).tensor[0].numpy()
+    assert np.allclose(train[0].image, expected)
     assert set(np.unique(train[0].mask)) == {0, 1}  # any nonzero is foreground for binary
 
 
@@ -138,3 +141,34 @@ def test_config_suits_small_images_and_trains():
     assert "val_dice" in history.epochs[0]
     assert finetune_config(train).samples_per_epoch == 8
     assert finetune_config(train, augment=False, epsilon=0).augment is None
+
+
+def test_one_class_labels_are_warned_about_before_training():
+    image, labels = disc()
+    spec = kwargs()
+    dense, _ = build_samples([AnnotatedImage("a", image, labels)], val_fraction=0.0, **spec)
+    assert class_warnings(dense, 1) == []
+    full, _ = build_samples(
+        [AnnotatedImage("a", image, np.ones_like(labels))], val_fraction=0.0, **spec
+    )
+    assert class_warnings(full, 1) == [
+        "the labels hold no background: the model would only learn to predict objects everywhere"
+    ]
+    scribbles = np.zeros_like(labels)
+    scribbles[30:33, 15:25] = 2  # objects only, no background scribble
+    sparse, _ = build_samples(
+        [AnnotatedImage("a", image, scribbles)], mode="sparse", val_fraction=0.0, **spec
+    )
+    assert "no background" in class_warnings(sparse, 1)[0]
+
+
+def test_validation_says_what_it_measures():
+    image, labels = disc()
+    one = [AnnotatedImage("a", image, labels)]
+    train, val = build_samples(one, val_fraction=0.25, val_tile=32, **kwargs())
+    assert validation_kind(1, val, "dense").startswith(f"held-out labels in {len(val)} tile(s)")
+    assert "scribbled pixels" in validation_kind(1, val, "sparse")
+    pairs = [AnnotatedImage(f"p{i}", *disc(seed=i)) for i in range(5)]
+    _, val = build_samples(pairs, val_fraction=0.2, **kwargs())
+    assert validation_kind(5, val, "dense") == "held-out labels of 1 image(s) (not trained on)"
+    assert validation_kind(1, [], "sparse").startswith("no validation")

@@ -13,6 +13,8 @@ def test_manifest_is_valid_and_points_at_real_objects():
     npe2 = pytest.importorskip("npe2")
     manifest = npe2.PluginManifest.from_distribution("napari-attnseg")
     assert manifest.name == "napari-attnseg"
+    # the menus say what the README says: Plugins ▸ napari-attnseg ▸ Segment
+    assert manifest.display_name == "napari-attnseg"
     titles = {w.display_name for w in manifest.contributions.widgets}
     assert titles == {"Segment", "Attention", "Fine-tune"}
     keys = {s.key for s in manifest.contributions.sample_data}
@@ -20,6 +22,20 @@ def test_manifest_is_valid_and_points_at_real_objects():
     for command in manifest.contributions.commands:
         module, _, attr = command.python_name.partition(":")
         assert hasattr(__import__(module, fromlist=[attr]), attr), command.python_name
+
+
+def test_samples_are_named_after_what_they_open():
+    npe2 = pytest.importorskip("npe2")
+    manifest = npe2.PluginManifest.from_distribution("napari-attnseg")
+    names = {s.key: s.display_name for s in manifest.contributions.sample_data}
+    assert names == {
+        "nuclei": "Nuclei, fluorescence (DSB2018)",
+        "nuclei_brightfield": "Nuclei, brightfield (DSB2018)",
+        "fundus": "Retinal fundus (skimage.data.retina)",
+    }
+    (fluorescence, _, _), _ = _sample_data.nuclei()
+    (brightfield, meta, _), _ = _sample_data.nuclei_brightfield()
+    assert fluorescence.ndim == 2 and brightfield.ndim == 3 and meta["rgb"]
 
 
 @pytest.mark.parametrize("name", ["nuclei", "nuclei_brightfield"])
@@ -46,6 +62,7 @@ ENGINE = [
     "napari_attnseg.zoo",
     "napari_attnseg.cli",
     "napari_attnseg.benchmark",
+    "napari_attnseg.export",
 ]
 
 

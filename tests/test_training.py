@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_attnseg.data.datasets import Sample
+from napari_attnseg.data import Sample
 from napari_attnseg.models import create_model, focal_weights, load_model
 from napari_attnseg.progress import Cancelled, CancelToken
 from napari_attnseg.training import (

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_attnseg.data.datasets import Sample
+from napari_attnseg.data import Sample
 from napari_attnseg.inference.device import CPU_BF16_ENV
 from napari_attnseg.models import create_model, load_model
 from napari_attnseg.models.base import SegmentationModel

@@ -46,7 +46,7 @@ def test_zoo_model_loads_offline_with_complete_card(info):
 
 def test_nuclei_default_segments_the_bundled_cc0_crop():
     image, truth = load_sample("nuclei")
-    prediction = Predictor(zoo.load("nuclei"), device="cpu").predict(image)
+    prediction = Predictor(device="cpu").predict(zoo.load("nuclei"), image)
     dice = binary_metrics(prediction.foreground, truth > 0)["dice"]
     assert dice >= 0.7, f"nuclei default reaches Dice {dice:.3f} on the bundled sample"
     assert not np.array_equal(prediction.labels, np.zeros_like(prediction.labels))

@@ -344,7 +344,13 @@ class MetricAccumulator:
             index = log_odds_bin(scores, self.bins)
             self._histograms[c, 0] += np.bincount(index[positive], minlength=self.bins)
             self._histograms[c, 1] += np.bincount(index[~positive], minlength=self.bins)
-        metrics = per_class[0] if self.n_classes == 2 else _summarise_classes(per_class)
+        if self.n_classes == 2:
+            metrics = per_class[0]
+        else:
+            metrics = {
+                **_summarise_classes(per_class),
+                "dice_per_class": [m["dice"] for m in per_class],
+            }
         self.per_image.append({"name": str(name), **metrics})
         return metrics
 
@@ -357,13 +363,25 @@ class MetricAccumulator:
             metrics["auc"] = histogram_auc(*self._histograms[c])
             per_class.append({**metrics, "tp": tp, "fp": fp, "tn": tn, "fn": fn})
         summary = per_class[1] if self.n_classes == 2 else _summarise_classes(per_class)
-        return {name: summary[name] for name in METRICS}
+        pooled = {name: summary[name] for name in METRICS}
+        if self.n_classes > 2:
+            pooled["dice_per_class"] = [m["dice"] for m in per_class]
+        return pooled
 
     def summary(self) -> dict[str, Any]:
-        """``{"n_images", "mean", "pooled", "per_image"}`` (see the module docstring)."""
+        """``{"n_images", "mean", "pooled", "per_image"}`` (see the module docstring).
+
+        With more than two classes, ``dice`` is the mean over the foreground
+        classes and every row also has ``dice_per_class`` (background first).
+        """
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = {name: _nanmean([m[name] for m in self.per_image]) for name in METRICS}
+            if self.n_classes > 2:
+                mean["dice_per_class"] = [
+                    _nanmean([m["dice_per_class"][c] for m in self.per_image])
+                    for c in range(self.n_classes)
+                ]
         return {
             "n_images": len(self.per_image),
             "mean": mean,

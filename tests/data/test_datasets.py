@@ -7,6 +7,7 @@ from PIL import Image
 
 from napari_attnseg.data import (
     Augmenter,
+    InputSpec,
     PatchDataset,
     Sample,
     consecutive_groups,
@@ -105,8 +106,7 @@ def test_load_samples_normalises_scales_and_reports_progress(tmp_path):
     calls = []
     (sample,) = load_samples(
         [pair],
-        in_channels=3,
-        normalization={"mode": "zscore"},
+        InputSpec(3, {"mode": "zscore"}),
         progress=lambda done, total, message="": calls.append((done, total)),
     )
     assert (
@@ -117,7 +117,7 @@ def test_load_samples_normalises_scales_and_reports_progress(tmp_path):
     assert sample.mask.dtype == np.int64 and set(np.unique(sample.mask)) == {0, 1}
     assert sample.roi.dtype == bool and not sample.roi[:, :4].any()
     assert calls == [(1, 1)]
-    (half,) = load_samples([pair], in_channels=1, normalization={"mode": "minmax"}, scale=0.5)
+    (half,) = load_samples([pair], InputSpec(1, {"mode": "minmax"}, scale=0.5))
     assert (
         half.image.shape == (1, 10, 12)
         and half.mask.shape == (10, 12)
@@ -134,7 +134,7 @@ def test_load_samples_rejects_stacks(tmp_path):
     )
     pair = (tmp_path / "stack.tif", _save(tmp_path / "m" / "stack.png", np.zeros((8, 8), np.uint8)))
     with pytest.raises(ValueError, match="stack.tif is a stack"):
-        load_samples([pair], in_channels=3, normalization=None)
+        load_samples([pair], InputSpec(3))
 
 
 def test_load_samples_rejects_mismatched_mask(tmp_path):
@@ -143,7 +143,7 @@ def test_load_samples_rejects_mismatched_mask(tmp_path):
         _save(tmp_path / "m" / "x.png", np.zeros((8, 9), np.uint8)),
     )
     with pytest.raises(ValueError, match="mask .* is 8x9 but image .* is 8x8"):
-        load_samples([pair], in_channels=1, normalization=None)
+        load_samples([pair], InputSpec(1))
 
 
 # -- patches -------------------------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_attnseg.data import is_2d_image, read_image, read_mask, write_image, write_mask
+from napari_attnseg.data import layout_of, read_image, read_mask, write_image, write_mask
 
 rng = np.random.default_rng(0)
 
@@ -61,7 +61,7 @@ def test_read_image_errors_name_the_file(tmp_path):
 def test_stacks_are_read_and_label_stacks_written(tmp_path):
     grey = rng.integers(0, 256, (5, 8, 10), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "grey.tif", grey)
-    assert not is_2d_image(read_image(tmp_path / "grey.tif"))
+    assert layout_of(read_image(tmp_path / "grey.tif").shape).stack_shape == (5,)
     np.testing.assert_array_equal(read_image(tmp_path / "grey.tif"), grey)
     rgb = rng.integers(0, 256, (4, 8, 10, 3), dtype=np.uint8)
     write_image(tmp_path / "rgb.tif", rgb)

@@ -1,53 +1,11 @@
-"""Channel layout and intensity normalisation of model inputs."""
+"""Intensity normalisation of model inputs (channel layout: test_input_spec.py)."""
 
 import numpy as np
 import pytest
 
-from napari_attnseg.data import (
-    dataset_statistics,
-    normalize,
-    prepare_image,
-    to_channels_first,
-)
+from napari_attnseg.data import dataset_statistics, normalize
 
 rng = np.random.default_rng(0)
-
-
-# -- channels ----------------------------------------------------------------
-def test_grey_image_for_grey_and_rgb_models():
-    grey = rng.integers(0, 256, (8, 10), dtype=np.uint8)
-    one = to_channels_first(grey, 1)
-    assert one.shape == (1, 8, 10) and one.dtype == np.float32
-    three = to_channels_first(grey, 3)
-    assert three.shape == (3, 8, 10)
-    np.testing.assert_array_equal(three[0], three[2])
-
-
-def test_rgba_drops_alpha_and_rgb_to_grey_uses_luminance():
-    rgba = rng.integers(0, 256, (8, 10, 4), dtype=np.uint8)
-    chw = to_channels_first(rgba, 3)
-    np.testing.assert_array_equal(chw, np.moveaxis(rgba[..., :3], -1, 0))
-    grey = to_channels_first(rgba, 1)
-    expected = 0.2125 * rgba[..., 0] + 0.7154 * rgba[..., 1] + 0.0721 * rgba[..., 2]
-    np.testing.assert_allclose(grey[0], expected, rtol=1e-5)
-
-
-def test_channels_first_input_with_rgb_false():
-    chw = rng.random((2, 8, 10)).astype(np.float32)
-    np.testing.assert_array_equal(to_channels_first(chw, 2, rgb=False), chw)
-    three = rng.random((3, 8, 10)).astype(np.float32)
-    np.testing.assert_array_equal(to_channels_first(three, 3, rgb=False), three)
-
-
-def test_channel_mismatch_and_bad_layouts_raise():
-    with pytest.raises(ValueError, match="2 channel.*expects 3"):
-        to_channels_first(np.zeros((2, 8, 10)), 3, rgb=False)
-    with pytest.raises(ValueError, match="stack of 12"):
-        to_channels_first(np.zeros((12, 8, 10)), 1, rgb=False)
-    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        to_channels_first(np.zeros((8, 10, 5)), 3, rgb=True)
-    with pytest.raises(ValueError, match="shape"):
-        to_channels_first(np.zeros((2, 3, 8, 10)), 3)
 
 
 # -- intensities ---------------------------------------------------------------
@@ -116,11 +74,3 @@ def test_dataset_statistics_pool_all_pixels():
         dataset_statistics([np.zeros((2, 4, 4)), np.zeros((3, 4, 4))])
     with pytest.raises(ValueError, match="at least one"):
         dataset_statistics([])
-
-
-def test_prepare_image_is_conversion_then_normalisation():
-    rgb = rng.integers(0, 256, (12, 14, 3), dtype=np.uint8)
-    out = prepare_image(rgb, 3, {"mode": "zscore"}, rgb=True)
-    assert out.shape == (3, 12, 14) and out.dtype == np.float32
-    np.testing.assert_allclose(out.mean(axis=(1, 2)), 0, atol=1e-5)
-    assert prepare_image(rgb, 1, None).shape == (1, 12, 14)  # None: the default z-score

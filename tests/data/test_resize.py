@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from napari_attnseg.data.datasets import load_samples
+from napari_attnseg.data import InputSpec, load_samples
 from napari_attnseg.data.resize import resize_labels, working_size
 from napari_attnseg.inference import Predictor
 from napari_attnseg.models import ModelCard, create_model
@@ -31,15 +30,12 @@ def test_training_samples_match_what_the_predictor_feeds_the_model(tmp_path):
     image = rng.integers(0, 255, (64, 80), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "a.tif", image)
     tifffile.imwrite(tmp_path / "a_mask.tif", (image > 128).astype(np.uint8))
-    [sample] = load_samples(
-        [(tmp_path / "a.tif", tmp_path / "a_mask.tif")],
-        in_channels=1,
-        normalization={"mode": "zscore"},
-        scale=0.5,
-    )
-    model = create_model("unet", in_channels=1, width=4, depth=2)
+    spec = InputSpec(1, {"mode": "zscore"}, scale=0.5)
+    [sample] = load_samples([(tmp_path / "a.tif", tmp_path / "a_mask.tif")], spec)
+    model = create_model("unet", in_channels=1, width=4, depth=2).eval()
     model.card = ModelCard(normalization={"mode": "zscore"}, input_scale=0.5)
-    predictor = Predictor(model)
-    seen = predictor.to_working_size(torch.as_tensor(predictor.prepare(image, False))[None])[0]
-    assert sample.image.shape == tuple(seen.shape) == (1, 32, 40)
-    assert np.allclose(sample.image, seen.numpy(), atol=1e-5)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    Predictor(device="cpu").predict(model, image)
+    assert sample.image.shape == tuple(seen[0].shape[1:]) == (1, 32, 40)
+    assert np.allclose(sample.image, seen[0][0].numpy(), atol=1e-5)

@@ -51,14 +51,15 @@ class TestFocusNet(ArchitectureContract):
     def test_gates_are_per_channel_spatial_maps_at_their_scale(self):
         model = self.build().eval()
         gates = {f"main.{lv}.gate": model.get_submodule(f"main.{lv}.gate") for lv in LEVELS}
-        for gate in gates.values():
+        seen = {}
+        for name, gate in gates.items():
             assert isinstance(gate, SigmoidGate) and gate.kind == "spatial"
-            gate.record = True
+            gate.tap.register_forward_hook(lambda m, i, out, name=name: seen.update({name: out}))
         with torch.no_grad():
             model(torch.randn(1, 1, 64, 64))
-        for i, (name, gate) in enumerate(gates.items()):
+        for i, name in enumerate(gates):
             channels = model.get_submodule(name.replace("gate", "block")).conv2.out_channels
-            assert gate.last_map.shape == (1, channels, 64 >> i, 64 >> i), name
+            assert seen[name].shape == (1, channels, 64 >> i, 64 >> i), name
         native = capture_attention(model, torch.randn(1, 1, 64, 64), native=True)
         assert [native[name].shape[-1] for name in gates] == [64, 32, 16]
 

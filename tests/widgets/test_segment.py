@@ -78,7 +78,7 @@ def test_stack_whole_and_current_slice(viewer, qtbot, saved_model):
     assert all(labels.data[z].mean() > 0.9 for z in range(3))
 
 
-def slow_predict(self, image, *, rgb=None, progress=None, cancel=None):
+def slow_predict(self, model, image, *, rgb=None, progress=None, cancel=None, **kwargs):
     for step in range(500):
         check(cancel)
         time.sleep(0.01)
@@ -117,7 +117,7 @@ def test_predictor_messages_become_notifications(viewer, qtbot, saved_model, mon
     original = Predictor.predict
 
     def predict_with_fallback(self, *args, **kwargs):
-        self._notify("out of GPU memory: retrying with 256px tiles")
+        self.on_message("out of GPU memory: retrying with 256px tiles")
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Predictor, "predict", predict_with_fallback)

@@ -16,7 +16,7 @@ def synthetic_samples(n: int, size: int, channels: int, seed: int = 0) -> list:
     """``n`` normalised training samples: bright discs on noise, with their masks."""
     from skimage.draw import disk
 
-    from ..data.datasets import Sample
+    from ..data.samples import Sample
 
     rng = np.random.default_rng(seed)
     samples = []

@@ -40,11 +40,11 @@ def measure_end_to_end(settings: BenchSettings, device: torch.device, log: Log) 
 
     model, label = _predictor_model(settings)
     size = settings.e2e_size
-    predictor = Predictor(model, device=str(device), precision=settings.precision,
+    predictor = Predictor(device=str(device), precision=settings.precision,
                           tile_size=max(size, settings.tile_size), batch_size=1)
     image = synthetic_image(size, 3, settings.seed)
     log(f"end to end {label} {size}x{size} RGB")
-    times = time_repeats(lambda: predictor.predict(image), device, **settings.repetition)
+    times = time_repeats(lambda: predictor.predict(model, image), device, **settings.repetition)
     return {
         "model": label, "image": [size, size, 3], "dtype": "uint8",
         "seconds": statistics.median(times), **timing_fields(times),
@@ -65,14 +65,14 @@ def measure_sliding_window(
 
     model, label = _predictor_model(settings)
     size, tile = settings.large_size, settings.tile_size
-    predictor = Predictor(model, device=str(device), precision=settings.precision, tile_size=tile,
+    predictor = Predictor(device=str(device), precision=settings.precision, tile_size=tile,
                           overlap=settings.overlap, batch_size=settings.tile_batch)
     warm = synthetic_image(tile, 3, settings.seed + 1)
-    predictor.predict(warm)  # one-off start-up costs (thread pools, kernels) stay out
+    predictor.predict(model, warm)  # one-off start-up costs (thread pools, kernels) stay out
     image = synthetic_image(size, 3, settings.seed)
     tiles = tiles_per_axis(size, tile, settings.overlap) ** 2
     log(f"sliding window {size}x{size} RGB, {tiles} tiles of {tile}")
-    prediction, seconds, meter = measure_once(lambda: predictor.predict(image), device)
+    prediction, seconds, meter = measure_once(lambda: predictor.predict(model, image), device)
     if prediction.labels.shape != (size, size):
         raise RuntimeError(
             f"sliding window returned labels {prediction.labels.shape}, not {size}²"

@@ -1,6 +1,6 @@
 """The ``attnseg`` command line: one module per subcommand.
 
-``attnseg models | info | predict | evaluate | train | finetune | prune | bench | demo``;
+``attnseg models | info | predict | evaluate | train | finetune | prune | export | bench | demo``;
 every subcommand has ``--help``. MODEL is a zoo name (``focal_use_net.nuclei``),
 a task name (``nuclei``), a user model name, or a path to a saved model.
 """
@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import bench, demo, evaluate, info, models, predict, prune, train
+from . import bench, demo, evaluate, export, info, models, predict, prune, train
 
-COMMANDS = (models, info, predict, evaluate, train, prune, bench, demo)
+COMMANDS = (models, info, predict, evaluate, train, prune, export, bench, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
 
     image, truth = load_sample("nuclei")
     t0 = time.perf_counter()
-    model = load(args.model)
-    predictor = Predictor(model, device=args.device)
+    predictor = Predictor(device=args.device)
+    model = load(args.model, device=predictor.device)
     with ProgressBar("segmenting", unit="tile") as bar:
-        prediction = predictor.predict(image, progress=bar)
+        prediction = predictor.predict(model, image, progress=bar)
     seconds = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

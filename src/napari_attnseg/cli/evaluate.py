@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .predict import add_inference_options, predict_file
+from .predict import add_inference_options
 
 
 def add_parser(sub) -> None:
@@ -32,47 +32,26 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def evaluate_folder(predictor, images, masks, fov=None, *, quiet=False, save_dir=None, name=""):
-
-    from ..data.datasets import pair_folder
-    from ..data.io import read_mask, write_mask
-    from ..metrics import MetricAccumulator
-
-    pairs = pair_folder(images, masks, fov_dir=fov)
-    acc = MetricAccumulator()
-    for image_path, mask_path, fov_path in pairs:
-        prediction = predict_file(predictor, Path(image_path), quiet=True)
-        truth = read_mask(mask_path) > 0
-        roi = read_mask(fov_path) > 0 if fov_path is not None else None
-        if prediction.foreground.shape != truth.shape:
-            raise ValueError(
-                f"{Path(image_path).name}: prediction {prediction.foreground.shape} and mask "
-                f"{truth.shape} differ in shape"
-            )
-        acc.add(Path(image_path).stem, prediction.foreground, truth, roi=roi)
-        if save_dir is not None:
-            Path(save_dir).mkdir(parents=True, exist_ok=True)
-            write_mask(Path(save_dir) / f"{Path(image_path).stem}.tif", prediction.labels)
-        if not quiet:
-            dice = acc.summary()["per_image"][-1]["dice"]
-            print(f"  {Path(image_path).name}: dice {dice:.4f}", flush=True)
-    summary = acc.summary()
-    return {"model": name, **summary}
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..inference import evaluate_folder
     from ..metrics import format_table
     from .predict import make_predictor
 
-    predictor = make_predictor(args)
+    model, predictor = make_predictor(args)
+
+    def show(stem: str, metrics: dict) -> None:
+        if not args.quiet:
+            print(f"  {stem}: dice {metrics['dice']:.4f}", flush=True)
+
     result = evaluate_folder(
-        predictor,
+        model,
         args.images,
         args.masks,
         args.fov,
-        quiet=args.quiet,
-        save_dir=args.save_predictions,
+        predictor=predictor,
         name=args.model,
+        save_dir=args.save_predictions,
+        on_image=show,
     )
     print(format_table(result))
     if args.json:

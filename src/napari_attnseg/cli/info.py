@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     cost = model_cost(model, size)
     kinds = attention_modules(model)
     weights = focal_weights(model)
-    card = getattr(model, "card", None)
+    card = model.card
     report = {
         "model": args.model,
         "architecture": model.config,

@@ -45,12 +45,11 @@ def add_parser(sub) -> None:
 
 
 def make_predictor(args: argparse.Namespace):
+    """The model the arguments name, and a predictor with the arguments' settings."""
     from ..inference import Predictor
     from ..zoo import load
 
-    model = load(args.model)
-    return Predictor(
-        model,
+    predictor = Predictor(
         device=args.device,
         tta=args.tta,
         tile_size=args.tile_size,
@@ -58,36 +57,27 @@ def make_predictor(args: argparse.Namespace):
         batch_size=args.batch_size,
         threshold=args.threshold,
     )
-
-
-def predict_file(predictor, path: Path, quiet: bool = False):
-    """Predict one image file (2D grey/RGB(A), or a stack of 2D slices)."""
-    from ..data.io import read_image
-
-    image = read_image(path)
-    with ProgressBar(path.name, disable=quiet, unit="tile") as bar:
-        if image.ndim == 3 and image.shape[-1] not in (3, 4):
-            return predictor.predict_stack(image, rgb=False, progress=bar)
-        if image.ndim == 4:
-            return predictor.predict_stack(image, rgb=True, progress=bar)
-        return predictor.predict(image, progress=bar)
+    return load(args.model, device=predictor.device), predictor
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.io import write_image, write_mask
+    from ..data.io import read_image, write_image, write_mask
 
     inputs = expand_inputs(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    predictor = make_predictor(args)
+    model, predictor = make_predictor(args)
+    notes = []
     for path in inputs:
-        prediction = predict_file(predictor, path, args.quiet)
+        with ProgressBar(path.name, disable=args.quiet, unit="tile") as bar:
+            prediction = predictor.predict(model, read_image(path), progress=bar)
+        notes += prediction.messages
         write_mask(out / f"{path.stem}.tif", prediction.labels)
         if args.probabilities:
             (out / "probabilities").mkdir(exist_ok=True)
             write_image(out / "probabilities" / f"{path.stem}.tif", prediction.foreground)
         if not args.quiet:
             print(f"{path} -> {out / (path.stem + '.tif')}")
-    for message in predictor.messages:
+    for message in dict.fromkeys(notes):
         print(f"note: {message}")
     return 0

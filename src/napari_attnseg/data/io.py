@@ -23,6 +23,7 @@ import tifffile
 from PIL import Image
 
 from .._files import atomic_write
+from .input_spec import is_colour
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: file suffixes (lower case) that :func:`read_image` and :func:`read_mask` accept
@@ -36,19 +37,14 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def is_2d_image(image: np.ndarray) -> bool:
-    """True for ``(H, W)`` and ``(H, W, 3|4)`` arrays, False for stacks."""
-    return image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (3, 4))
-
-
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as ``(H, W)``, ``(H, W, 3|4)``, ``(Z, H, W)`` or ``(Z, H, W, 3|4)``.
 
     The dtype is the file's own. Singleton axes are dropped, a grey+alpha PNG
     becomes grey, and the colour samples of an RGB TIFF stored planar
     (``(3, H, W)`` on disk) are moved last. Other layouts raise a
-    ``ValueError`` naming the file and its shape. Use :func:`is_2d_image` to
-    tell a single image from a stack.
+    ``ValueError`` naming the file and its shape. Use
+    :func:`~.input_spec.layout_of` to tell a single image from a stack.
     """
     path = Path(path)
     raw = _read_raw(path, keep_palette=False)
@@ -57,8 +53,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         array = array.astype(np.uint8)
     if array.ndim == 3 and array.shape[-1] == 2 and path.suffix.lower() not in TIFF_SUFFIXES:
         array = array[..., 0]  # grey + alpha
-    colour = array.shape[-1] in (3, 4)
-    if array.ndim in (2, 3) or (array.ndim == 4 and colour):
+    if array.ndim in (2, 3) or (array.ndim == 4 and is_colour(array.shape)):
         return np.ascontiguousarray(array)
     raise ValueError(
         f"{path} has shape {raw.shape}; expected a grey (H, W) or RGB(A) (H, W, 3|4) image, "
@@ -80,7 +75,7 @@ def read_mask(path: str | os.PathLike, *, binary: bool = True) -> np.ndarray:
     if array.ndim > 2:
         array = np.squeeze(array)
     if array.ndim == 3 and array.shape[-1] in (2, 3, 4):
-        colour = array[..., :3] if array.shape[-1] in (3, 4) else array[..., :1]
+        colour = array[..., :3] if is_colour(array.shape) else array[..., :1]
         if not all(np.array_equal(colour[..., 0], colour[..., c]) for c in range(colour.shape[-1])):
             raise ValueError(
                 f"{path} is a colour image whose channels differ; a mask must be a grey "
@@ -185,7 +180,7 @@ def _write_atomic(path: Path, array: np.ndarray, *, grey: bool = False) -> Path:
         raise ValueError(f"{path}: can only write {_WRITE_SUFFIXES} files")
     writer: Callable[[str], None]
     if suffix in TIFF_SUFFIXES:
-        colour = not grey and array.ndim in (3, 4) and array.shape[-1] in (3, 4)
+        colour = not grey and array.ndim in (3, 4) and is_colour(array.shape)
         photometric = "rgb" if colour else "minisblack"
 
         def writer(target: str) -> None:
@@ -193,7 +188,7 @@ def _write_atomic(path: Path, array: np.ndarray, *, grey: bool = False) -> Path:
 
     else:
         if array.dtype not in (np.uint8, np.uint16) or not (
-            array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))
+            array.ndim == 2 or (array.ndim == 3 and is_colour(array.shape))
         ):
             raise ValueError(
                 f"{path}: PNG holds uint8/uint16 (H, W) or (H, W, 3|4) data, got "

@@ -1,11 +1,7 @@
-"""Turning any 2D image into the ``(C, H, W)`` float32 input a model expects.
+"""Intensity normalisation of ``(C, H, W)`` images, as a model card's ``normalization`` says.
 
-The same two steps run in training, in the widgets and in the command line
-(:func:`prepare_image`), driven by the ``normalization`` dict stored in each
-model card, so a model always sees its inputs the way it was trained:
-
-1. :func:`to_channels_first` — channel layout and count (grey ↔ RGB);
-2. :func:`normalize` — intensities, per the card's spec, e.g.
+:class:`~.input_spec.InputSpec` applies it (after converting channels and
+before resizing) wherever an image is fed to a network. The modes, e.g.
    ``{"mode": "zscore"}`` (per image; the default, as in Focal Attention §2.8),
    ``{"mode": "dataset", "mean": [...], "std": [...]}`` (FocusNet),
    ``{"mode": "percentile", "low": 1, "high": 99.8}``, ``{"mode": "minmax"}``,
@@ -22,43 +18,8 @@ from skimage.exposure import equalize_adapthist
 
 NORMALIZATION_MODES = ("zscore", "dataset", "percentile", "minmax", "none")
 DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "zscore"}
-#: luminance weights used by ``skimage.color.rgb2gray`` (ITU-R BT.709)
-RGB_TO_GREY = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 #: a constant channel has std 0; anything below this is treated as constant
 EPS = 1e-6
-
-
-def to_channels_first(
-    image: np.ndarray, in_channels: int, *, rgb: bool | None = None
-) -> np.ndarray:
-    """Return ``image`` as ``(in_channels, H, W)`` float32 in its original value range.
-
-    Accepted layouts: ``(H, W)``; ``(H, W, 3|4)`` RGB(A), alpha dropped
-    (``rgb=True``, or ``rgb=None`` and a last axis of 3 or 4); ``(C, H, W)``
-    (``rgb=False``, or ``rgb=None`` and a first axis of at most 4). Grey
-    becomes RGB by repetition when the model wants 3 channels and RGB becomes
-    grey by luminance when it wants 1; other mismatches raise ``ValueError``.
-    """
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
-    array = np.asarray(image)
-    if array.ndim == 2:
-        chw = array[None]
-    elif array.ndim == 3:
-        chw = _channels_first_3d(array, in_channels, rgb)
-    else:
-        raise ValueError(
-            f"expected a 2D image (H, W), (H, W, 3|4) or (C, H, W), got shape {array.shape}"
-        )
-    chw = chw.astype(np.float32, copy=False)
-    channels = chw.shape[0]
-    if channels == in_channels:
-        return np.ascontiguousarray(chw)
-    if channels == 1 and in_channels == 3:
-        return np.repeat(chw, 3, axis=0)
-    if channels == 3 and in_channels == 1:
-        return np.tensordot(RGB_TO_GREY, chw, axes=1)[None].astype(np.float32)
-    raise ValueError(f"the image has {channels} channel(s) but the model expects {in_channels}")
 
 
 def normalize(image_chw: np.ndarray, spec: Mapping[str, Any] | None) -> np.ndarray:
@@ -71,7 +32,7 @@ def normalize(image_chw: np.ndarray, spec: Mapping[str, Any] | None) -> np.ndarr
     ``spec["clahe"] = True`` first rescales each channel to [0, 1] (min–max)
     and applies CLAHE (``clip_limit`` from ``spec["clahe_clip"]``, default 0.01).
     """
-    spec = _check_spec(spec)
+    spec = check_spec(spec)
     image = np.asarray(image_chw)
     if image.ndim != 3:
         raise ValueError(f"normalize expects a (C, H, W) image, got shape {image.shape}")
@@ -145,37 +106,8 @@ def dataset_statistics(
     return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
 
 
-def prepare_image(
-    image: np.ndarray,
-    in_channels: int,
-    spec: Mapping[str, Any] | None,
-    *,
-    rgb: bool | None = None,
-) -> np.ndarray:
-    """:func:`to_channels_first` then :func:`normalize`: what a model gets as input."""
-    return normalize(to_channels_first(image, in_channels, rgb=rgb), spec)
-
-
-# -- internals ---------------------------------------------------------------
-def _channels_first_3d(array: np.ndarray, in_channels: int, rgb: bool | None) -> np.ndarray:
-    channels_last = array.shape[-1] in (3, 4)
-    if rgb is None:
-        rgb = channels_last  # napari's convention: a last axis of 3 or 4 is colour
-    if rgb:
-        if not channels_last:
-            raise ValueError(
-                f"an RGB image must be (H, W, 3) or (H, W, 4), got shape {array.shape}"
-            )
-        return np.moveaxis(array[..., :3], -1, 0)
-    if array.shape[0] > max(4, in_channels):
-        raise ValueError(
-            f"shape {array.shape} looks like a stack of {array.shape[0]} images, not a "
-            f"(C, H, W) image with {in_channels} channel(s); pass one 2D slice at a time"
-        )
-    return array
-
-
-def _check_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+def check_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A complete, checked copy of a normalisation spec (``None``: the default z-score)."""
     spec = dict(DEFAULT_NORMALIZATION if spec is None else spec)
     spec.setdefault("mode", "zscore")
     if spec["mode"] not in NORMALIZATION_MODES:

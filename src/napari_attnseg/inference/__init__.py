@@ -1,5 +1,11 @@
-"""Inference: whole-image or tiled prediction, flip TTA, devices, stacks."""
+"""Inference: whole-image or tiled prediction, flip TTA, devices and precision, attention maps.
 
+:class:`Predictor` holds settings and takes the network per call; it never
+moves or mutates the caller's model. Images reach the network only through
+:class:`napari_attnseg.data.InputSpec`.
+"""
+
+from .attention import attention_maps, map_contrast, most_informative
 from .device import (
     DEVICE_CHOICES,
     PRECISIONS,
@@ -9,13 +15,8 @@ from .device import (
     resolve_device,
     resolve_precision,
 )
-from .predictor import (
-    InferenceSettings,
-    Prediction,
-    Predictor,
-    is_rgb,
-    predict_image,
-)
+from .evaluate import evaluate_folder
+from .predictor import InferenceSettings, Prediction, Predictor, predict_image
 
 __all__ = [
     "DEVICE_CHOICES",
@@ -23,15 +24,14 @@ __all__ = [
     "InferenceSettings",
     "Prediction",
     "Predictor",
+    "attention_maps",
     "autocast_dtype",
     "available_devices",
     "cpu_has_native_bf16",
-    "is_rgb",
+    "evaluate_folder",
+    "map_contrast",
+    "most_informative",
     "predict_image",
     "resolve_device",
     "resolve_precision",
 ]
-
-from .attention import attention_maps, map_contrast, most_informative  # noqa: E402
-
-__all__ += ["attention_maps", "map_contrast", "most_informative"]

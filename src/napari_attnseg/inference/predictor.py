@@ -1,50 +1,78 @@
-"""Prediction for images of any size: whole-image or sliding-window, optional flip TTA.
+"""Prediction for images of any size and layout: whole-image or sliding-window, optional TTA.
 
-:class:`Predictor` wraps a model and its card. For every image it
+:class:`Predictor` holds *settings*, not a network: like MONAI's inferers it
+takes the model per call (``predictor.predict(model, image)``) and never
+moves, mutates or retrains the caller's module. When the model is not
+already on the predictor's device in eval mode, the call works on a private
+copy; an out-of-memory fallback (smaller tiles, then the CPU) applies to that
+call only. One method serves single images and stacks alike. For every 2D
+plane it
 
-1. converts it to the model's channels and normalises it as the card says
-   (``data.prepare_image``), resizing by the card's ``input_scale`` (or to its
-   fixed ``input_size``) and resizing the prediction back afterwards;
-2. predicts class probabilities — in one pass if the image fits in a tile,
+1. prepares the plane as the model card says — channels, NaN clean-up,
+   normalisation, working size — through the one
+   :class:`~napari_attnseg.data.InputSpec`;
+2. predicts class probabilities — in one pass if the plane fits in a tile,
    otherwise with MONAI's ``sliding_window_inference`` (overlapping tiles,
    Gaussian blending, batched, output kept on the CPU so memory stays bounded
-   by the tile batch rather than the image);
-3. with ``tta=True`` averages the probabilities of the image and its
-   horizontal, vertical and double flips (done on the whole image so the
+   by the tile batch rather than the image), under autocast at the resolved
+   precision (bf16 where the hardware computes it natively);
+3. with ``tta=True`` averages the probabilities of the plane and its
+   horizontal, vertical and double flips (done on the whole plane so the
    result is exactly flip-equivariant);
-4. thresholds (binary) or takes the arg-max (multi-class) into labels.
+4. maps the probabilities back onto the plane's own grid and thresholds
+   (binary) or takes the arg-max (multi-class) into labels.
 
-Stacks (Z or T of 2D slices, grey or RGB) are processed slice by slice with
-progress and cancellation between (and inside) slices. On CUDA it runs under
-fp16/bf16 autocast; when the GPU runs out of memory it retries on smaller
-tiles and then on the CPU, reporting what it did through ``on_message``.
+Around that, the model card's object rules apply (:mod:`.objects`): a region
+of interest outside which nothing is predicted (given by the caller, or
+found automatically, e.g. a fundus photograph's field of view); the object
+size — with ``diameter="auto"`` (the default) a first pass measures the
+median object diameter and, if it differs from the one the network was
+trained on, the image is resampled so that they match; and instance labels
+(0 = background, 1..N objects) when asked for or when the card says so.
+
+Progress is counted in tiles (one unit per tile per flip), and the cancel
+token is checked before every batch of tiles.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
 
-from ..data.resize import resize_image, working_size
+from ..data.input_spec import InputSpec, canonical
 from ..models.base import SegmentationModel, class_probabilities
-from ..models.persistence import card_of
+from ..models.card import ModelCard
+from ..models.registry import model_from_config
 from ..progress import CancelToken, ProgressCallback, check, report
-from .device import autocast_dtype, resolve_device
+from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
+from .objects import (
+    automatic_roi,
+    best_measurement,
+    check_diameter,
+    instance_recipe,
+    make_instances,
+    measuring_zooms,
+    trained_diameter,
+    uses_diameter,
+    zoom_for,
+)
 
 #: flips averaged by test-time augmentation (dims of an (N, C, H, W) tensor)
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 MIN_TILE = 64
+Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class InferenceSettings:
     device: str = "auto"
-    #: images larger than this (after ``input_scale``) are tiled; None = never tile
+    #: images larger than this (after the working scale) are tiled; None = never tile
     tile_size: int | None = 512
     overlap: float = 0.25
     #: tiles per forward pass
@@ -56,25 +84,51 @@ class InferenceSettings:
     #: foreground threshold for binary models; None = the card's
     threshold: float | None = None
     blend: str = "gaussian"
+    #: the objects' diameter in pixels, "auto" (measured on a first pass) or None (predict at
+    #: the card's scale as trained); used by models whose card records an object size
+    diameter: float | str | None = "auto"
+    #: instance labels: True, False, or None for the card's choice
+    instances: bool | None = None
+    #: "auto": the card's automatic region of interest (if any); "none": the whole image
+    roi: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.tile_size is not None and self.tile_size < 16:
-            raise ValueError(f"tile_size must be >= 16 pixels, got {self.tile_size}")
+        if self.tile_size is not None and (isinstance(self.tile_size, bool) or self.tile_size < 16):
+            raise ValueError(f"tile size must be at least 16 pixels, got {self.tile_size}")
         if not 0.0 <= self.overlap < 1.0:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
         if self.blend not in ("gaussian", "constant"):
             raise ValueError(f"blend must be 'gaussian' or 'constant', got {self.blend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(
+                f"threshold must be a probability between 0 and 1, got {self.threshold:g}"
+            )
+        self.diameter = check_diameter(self.diameter)
+        if self.roi not in ("auto", "none"):
+            raise ValueError(f"roi must be 'auto' or 'none', got {self.roi!r}")
 
 
 @dataclass
 class Prediction:
-    """Class probabilities (``(K, H, W)``, or ``(Z, K, H, W)`` for a stack) and labels."""
+    """Class probabilities ``(*stack, K, H, W)`` and labels ``(*stack, H, W)`` of one image."""
 
     probabilities: np.ndarray
     labels: np.ndarray
     messages: list[str] = field(default_factory=list)
+    #: instance labels ``(*stack, H, W)`` (0 = background, 1..N objects), when made
+    instances: np.ndarray | None = None
+    #: where the model was applied ``(*stack, H, W)`` (None: everywhere)
+    roi: np.ndarray | None = None
+    #: the object diameter (pixels of the image) the prediction assumed, if the card has one
+    diameter: float | None = None
+    #: the extra resampling applied to match the training object size (1: none)
+    zoom: float = 1.0
 
     @property
     def foreground(self) -> np.ndarray:
@@ -82,12 +136,16 @@ class Prediction:
         return 1.0 - self.probabilities[..., 0, :, :]
 
 
-def is_rgb(image: np.ndarray) -> bool:
-    """Guess napari's ``rgb`` flag: a trailing axis of 3 or 4 on a 3D array."""
-    return image.ndim == 3 and image.shape[-1] in (3, 4)
+def index_label(index: tuple[int, ...]) -> str:
+    return ",".join(str(i + 1) for i in index)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(int(s)) for s in shape)
 
 
 def _windows(size: int, tile: int, overlap: float) -> int:
+    """How many windows MONAI's sliding window puts along one side."""
     if size <= tile:
         return 1
     step = max(1, int(tile * (1.0 - overlap)))
@@ -95,11 +153,14 @@ def _windows(size: int, tile: int, overlap: float) -> int:
 
 
 class Predictor:
-    """Run a segmentation model on numpy images as its model card prescribes."""
+    """Segment numpy images with any model, as its model card prescribes.
+
+    >>> predictor = Predictor(tile_size=256, tta=True)
+    >>> prediction = predictor.predict(model, image)   # (H, W), (H, W, 3), (Z, H, W), …
+    """
 
     def __init__(
         self,
-        model: SegmentationModel,
         settings: InferenceSettings | None = None,
         *,
         on_message: Callable[[str], None] | None = None,
@@ -107,184 +168,278 @@ class Predictor:
     ) -> None:
         self.settings = replace(settings or InferenceSettings(), **overrides)
         self.device = resolve_device(self.settings.device)
-        self.model = model.to(self.device).eval()
-        self.card = card_of(model)
+        self.precision = resolve_precision(self.device, self.settings.precision)
         self.on_message = on_message
-        self.messages: list[str] = []
 
-    # -- public API ---------------------------------------------------------
-    @property
-    def threshold(self) -> float:
-        t = self.settings.threshold
-        return self.card.threshold if t is None else t
+    def threshold(self, model: SegmentationModel) -> float:
+        """The foreground threshold for ``model``: the settings', else its card's."""
+        if self.settings.threshold is not None:
+            return self.settings.threshold
+        return model.card.threshold if model.card is not None else 0.5
 
     def predict(
         self,
+        model: SegmentationModel,
         image: np.ndarray,
         *,
         rgb: bool | None = None,
+        channel_axis: int | None = None,
+        roi: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> Prediction:
-        """Segment one 2D image: (H, W) grey or (H, W, 3|4) RGB(A)."""
-        image = np.asarray(image)
-        rgb = is_rgb(image) if rgb is None else rgb
-        if image.ndim != (3 if rgb else 2):
-            raise ValueError(
-                f"expected a 2D {'RGB ' if rgb else ''}image, got shape {image.shape}; "
-                "use predict_stack for a stack of slices"
-            )
-        probs = self.probabilities(self.prepare(image, rgb), progress=progress, cancel=cancel)
-        return Prediction(probs, self.labels(probs), list(self.messages))
+        """Segment an image or a stack, plane by plane.
 
-    def predict_stack(
-        self,
-        stack: np.ndarray,
-        *,
-        rgb: bool | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Prediction:
-        """Segment a (Z, H, W) or (Z, H, W, 3|4) stack slice by slice."""
-        stack = np.asarray(stack)
-        rgb = (stack.ndim == 4 and stack.shape[-1] in (3, 4)) if rgb is None else rgb
-        if stack.ndim != (4 if rgb else 3):
-            raise ValueError(
-                f"expected a stack of 2D {'RGB ' if rgb else ''}slices, got {stack.shape}"
+        ``image`` is ``(H, W)`` grey, ``(H, W, 3|4)`` RGB(A), or a stack of
+        them with any leading axes (``(Z, H, W)``, ``(T, Z, H, W, 3)``, …);
+        ``channel_axis`` names a channel axis that is not trailing colour (a
+        ``(2, H, W)`` two-channel image is a stack of two planes otherwise).
+        ``roi`` (nonzero = inside, ``(H, W)`` or shaped like the stack) limits
+        the prediction to a region and overrides the card's automatic one.
+        Probabilities come back ``(*stack, K, H, W)``, labels ``(*stack, H, W)``.
+        """
+        canon, layout = canonical(np.asarray(image), rgb=rgb, channel_axis=channel_axis)
+        spec = InputSpec.of(model)
+        card = model.card or ModelCard(name=model.name)
+        run = Run(self, model)
+        planes = list(np.ndindex(*layout.stack_shape))
+        regions = self._regions(card, canon, layout, planes, roi)
+        measuring = self.settings.diameter == "auto" and uses_diameter(card)
+        total = len(planes) + (measuring and len(measuring_zooms(spec, layout.spatial_shape[-2:])))
+        step = 0
+
+        def plane_progress(text):
+            def inner(done, n, message=""):
+                report(progress, step * n + done, total * n, text or message)
+
+            return inner
+
+        def probabilities(index, zoom):
+            prepared = spec.prepare(canon[index], rgb=layout.rgb, zoom=zoom)
+            label = f"plane {index_label(index)} of {len(planes)}" if len(planes) > 1 else ""
+            out = run.probabilities(prepared.tensor, plane_progress(label), cancel)
+            return spec.restore(out, prepared.size)[0].numpy(), prepared.nonfinite
+
+        zoom, diameter, first = 1.0, trained_diameter(card, spec), {}
+        if isinstance(self.settings.diameter, float) and uses_diameter(card):
+            diameter = self.settings.diameter
+            zoom = zoom_for(card, spec, diameter)
+        elif self.settings.diameter == "auto" and uses_diameter(card):
+            reference = planes[len(planes) // 2]
+            passes = {}
+            for candidate in measuring_zooms(spec, layout.spatial_shape[-2:]):
+                passes[candidate] = probabilities(reference, candidate)
+                step += 1
+            measured, at = best_measurement(
+                card, spec, {z: 1.0 - out[0][0] for z, out in passes.items()}
             )
-        n = stack.shape[0]
-        probs = []
-        for z in range(n):
+            if measured is None:
+                run.notify("too few objects to measure their size: predicted at the trained scale")
+                first[reference] = passes[1.0]
+            else:
+                diameter, zoom = measured, zoom_for(card, spec, measured)
+                if zoom in passes:
+                    first[reference] = passes[zoom]
+                if zoom != 1.0:
+                    run.notify(
+                        f"objects measured {measured:.1f} px across, trained on "
+                        f"{trained_diameter(card, spec):.1f} px: image resampled ×{zoom:.2f}"
+                    )
+        probs, replaced = [], 0
+        for index in planes:
             check(cancel)
-
-            def inner(done, total, message="", z=z):
-                report(progress, z * total + done, n * total, f"slice {z + 1}/{n}")
-
-            probs.append(
-                self.probabilities(self.prepare(stack[z], rgb), progress=inner, cancel=cancel)
+            out, nonfinite = first.get(index) or probabilities(index, zoom)
+            replaced += nonfinite
+            step += 1
+            if regions is not None:
+                outside = ~regions[index]
+                out[0][outside] = 1.0
+                out[1:, outside] = 0.0
+            probs.append(out)
+        if replaced:
+            run.notify(
+                f"{replaced} NaN/Inf pixel value(s) were replaced by their channel's median"
             )
-        report(progress, n, n, "done")
-        probs = np.stack(probs)
-        return Prediction(probs, self.labels(probs), list(self.messages))
+        probabilities_ = np.stack(probs).reshape(*layout.stack_shape, *probs[0].shape)
+        labels = self.labels(model, probabilities_)
+        instances = None
+        wanted = self.settings.instances
+        if wanted or (wanted is None and instance_recipe(card) is not None):
+            if probabilities_.shape[-3] != 2:
+                raise ValueError("instance labels need a binary (foreground/background) model")
+            report(progress, total, total, "numbering objects")
+            instances = make_instances(
+                card,
+                probabilities_[..., 1, :, :],
+                threshold=self.threshold(model),
+                diameter=diameter,
+                cancel=cancel,
+            )
+        report(progress, 1, 1, "done")
+        return Prediction(
+            probabilities_, labels, run.messages, instances, regions, diameter, zoom
+        )
 
-    def labels(self, probs: np.ndarray) -> np.ndarray:
+    def _regions(self, card, canon, layout, planes, roi) -> np.ndarray | None:
+        """Where to predict, ``(*stack, H, W)`` bool: the caller's ROI, the card's, or None."""
+        spatial = layout.spatial_shape
+        if roi is not None:
+            roi = np.asarray(roi) != 0
+            if roi.shape not in (spatial, spatial[-2:]):
+                raise ValueError(
+                    f"the region of interest is {_shape(roi.shape)} but the image is "
+                    f"{_shape(spatial)}"
+                )
+            return np.broadcast_to(roi, spatial)
+        if self.settings.roi == "none" or not card.roi:
+            return None
+        regions = np.zeros(spatial, dtype=bool)
+        for index in planes:
+            regions[index] = automatic_roi(card, np.asarray(canon[index]), rgb=layout.rgb)
+        return regions
+
+    def labels(self, model: SegmentationModel, probs: np.ndarray) -> np.ndarray:
         """Threshold (binary) or arg-max (multi-class) probabilities over the class axis."""
         k = probs.shape[-3]
         if k == 2:
-            return (probs[..., 1, :, :] >= self.threshold).astype(np.uint8)
+            return (probs[..., 1, :, :] >= self.threshold(model)).astype(np.uint8)
         dtype = np.uint8 if k <= 256 else np.uint16
         return probs.argmax(axis=-3).astype(dtype)
 
-    @torch.inference_mode()
     def probabilities(
         self,
-        x: np.ndarray | torch.Tensor,
+        model: SegmentationModel,
+        x: torch.Tensor,
         *,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
-    ) -> np.ndarray:
-        """(K, H, W) probabilities of a prepared (C, H, W) image, float32 on the CPU."""
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if x.ndim == 3:
-            x = x[None]
-        height, width = x.shape[-2:]
-        x = self.to_working_size(x)
-        resized = tuple(x.shape[-2:]) != (height, width)
-        while True:
-            try:
-                probs = self._run(x, progress, cancel)
-                break
-            except torch.cuda.OutOfMemoryError:
-                self._recover_from_oom()
-        if resized:
-            probs = F.interpolate(probs, size=(height, width), mode="bilinear", align_corners=False)
-        return probs[0].float().numpy()
+    ) -> torch.Tensor:
+        """``(N, K, h, w)`` float32 CPU probabilities of a prepared ``(N, C, h, w)`` input."""
+        return Run(self, model).probabilities(x, progress, cancel)
 
-    def to_working_size(self, x: torch.Tensor) -> torch.Tensor:
-        """Resample a prepared (N, C, H, W) input to the size the model works at."""
-        return resize_image(x, self.working_size(*x.shape[-2:]))
 
-    def working_size(self, height: int, width: int) -> tuple[int, int]:
-        """Size an image is resized to for the network (card ``input_size``/``input_scale``)."""
-        return working_size(height, width, scale=self.card.input_scale, size=self.card.input_size)
+class Run:
+    """The state of one call: its own network handle, device, tile size and messages."""
 
-    # -- internals ----------------------------------------------------------
-    def prepare(self, image: np.ndarray, rgb: bool) -> np.ndarray:
-        """Channels and normalisation as the model card prescribes: (C, H, W) float32."""
-        from ..data.normalization import prepare_image
+    def __init__(self, predictor: Predictor, model: SegmentationModel) -> None:
+        self.settings = predictor.settings
+        self.precision = predictor.precision
+        self.device = predictor.device
+        self.on_message = predictor.on_message
+        self.model = model
+        self.network = _usable_on(model, self.device)
+        self.tile = self.settings.tile_size
+        self.batch = self.settings.batch_size
+        self.messages: list[str] = []
 
-        return prepare_image(image, self.model.in_channels, self.card.normalization, rgb=rgb)
-
-    def _notify(self, message: str) -> None:
+    def notify(self, message: str) -> None:
         self.messages.append(message)
         if self.on_message is not None:
             self.on_message(message)
 
-    def _recover_from_oom(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-        tile = self.settings.tile_size
-        if tile is not None and tile // 2 >= MIN_TILE and self.device.type != "cpu":
-            self.settings = replace(self.settings, tile_size=tile // 2, batch_size=1)
-            self._notify(f"out of GPU memory: retrying with {tile // 2}px tiles")
-        elif self.device.type != "cpu":
-            self.device = torch.device("cpu")
-            self.model.to(self.device)
-            self._notify("out of GPU memory: continuing on the CPU")
-        else:
-            raise MemoryError("out of memory on the CPU; try a smaller tile size")
+    @torch.inference_mode()
+    def probabilities(self, x: torch.Tensor, progress, cancel) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float32)
+        while True:
+            try:
+                return self.tiled(self.forward, x, progress, cancel)
+            except torch.cuda.OutOfMemoryError:
+                self.recover_from_oom()
 
-    def _run(self, x: torch.Tensor, progress, cancel) -> torch.Tensor:
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Class probabilities of a batch, at the run's precision."""
+        batch = batch.to(self.device)
+        dtype = autocast_dtype(self.device, self.precision)
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            logits = self.network(batch)
+        return class_probabilities(logits).float()
+
+    def tiled(
+        self, forward: Forward, x: torch.Tensor, progress, cancel
+    ) -> torch.Tensor:
+        """``forward`` over ``x`` (N, C, h, w): whole, or in blended tiles; flips for TTA."""
         flips = TTA_FLIPS if self.settings.tta else ((),)
-        tile = self.settings.tile_size
+        tile = self.tile
         tiled = tile is not None and max(x.shape[-2:]) > tile
         per_flip = (
-            math.ceil(
-                _windows(x.shape[-2], tile, self.settings.overlap)
-                * _windows(x.shape[-1], tile, self.settings.overlap)
-                / self.settings.batch_size
-            )
+            _windows(x.shape[-2], tile, self.settings.overlap)
+            * _windows(x.shape[-1], tile, self.settings.overlap)
             if tiled
             else 1
-        )
+        ) * x.shape[0]
         total = per_flip * len(flips)
         done = 0
 
-        def forward(batch: torch.Tensor) -> torch.Tensor:
+        def counted(batch: torch.Tensor) -> torch.Tensor:
             nonlocal done
             check(cancel)
-            batch = batch.to(self.device)
-            dtype = autocast_dtype(self.device, self.settings.precision)
-            with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
-                probs = class_probabilities(self.model(batch))
-            done += 1
+            out = forward(batch)
+            done += batch.shape[0]
             report(progress, min(done, total), total, "predicting")
-            return probs.float()
+            return out
 
         result = None
         for dims in flips:
             xf = torch.flip(x, dims) if dims else x
             if tiled:
-                from monai.inferers import sliding_window_inference
-
-                probs = sliding_window_inference(
+                out = sliding_window_inference(
                     xf,
                     roi_size=(tile, tile),
-                    sw_batch_size=self.settings.batch_size,
-                    predictor=forward,
+                    sw_batch_size=self.batch,
+                    predictor=counted,
                     overlap=self.settings.overlap,
                     mode=self.settings.blend,
                     sw_device=self.device,
                     device=torch.device("cpu"),
                 )
-                probs = torch.as_tensor(probs)  # MetaTensor -> Tensor
+                out = torch.as_tensor(out)  # MetaTensor -> Tensor
             else:
-                probs = forward(xf).cpu()
-            probs = torch.flip(probs, dims) if dims else probs
-            result = probs if result is None else result + probs
+                out = counted(xf).cpu()
+            out = torch.flip(out, dims) if dims else out
+            result = out if result is None else result + out
         return result / len(flips)
+
+    def recover_from_oom(self) -> None:
+        """Out of GPU memory: smaller tiles for this call, then a CPU copy of the model."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        tile = self.tile
+        if tile is not None and tile // 2 >= MIN_TILE and self.device.type != "cpu":
+            self.tile, self.batch = tile // 2, 1
+            self.notify(f"out of GPU memory: retrying with {tile // 2}px tiles")
+        elif self.device.type != "cpu":
+            self.device = torch.device("cpu")
+            self.network = _cpu_copy(self.model)
+            self.notify("out of GPU memory: continuing on the CPU")
+        else:
+            raise MemoryError("out of memory on the CPU; try a smaller tile size")
+
+
+def _parameters_on(model: torch.nn.Module, device: torch.device) -> bool:
+    tensors = [*model.parameters(), *model.buffers()]
+    target = device.type, device.index
+    return all((t.device.type, t.device.index or 0) == (target[0], target[1] or 0) for t in tensors)
+
+
+def _usable_on(model: SegmentationModel, device: torch.device) -> torch.nn.Module:
+    """``model`` itself when it is on ``device`` in eval mode, else a private eval copy there."""
+    if not model.training and _parameters_on(model, device):
+        return model
+    return copy.deepcopy(model).to(device).eval()
+
+
+def _cpu_copy(model: SegmentationModel) -> torch.nn.Module:
+    """A CPU copy that never allocates on the (full) GPU: rebuilt from config + CPU tensors."""
+    state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    if model.config:
+        clone = model_from_config(model.config)
+        clone.load_state_dict(state)
+        clone.card = model.card
+        return clone.eval()
+    clone = copy.deepcopy(model).to("cpu")  # pragma: no cover - every built-in model has a config
+    return clone.eval()
 
 
 def predict_image(model: SegmentationModel, image: np.ndarray, **settings) -> Prediction:
-    """One-call convenience: ``Predictor(model, **settings).predict(image)``."""
-    return Predictor(model, **settings).predict(image)
+    """One-call convenience: ``Predictor(**settings).predict(model, image)``."""
+    return Predictor(**settings).predict(model, image)

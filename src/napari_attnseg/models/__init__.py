@@ -10,6 +10,7 @@ This package never imports napari or Qt.
 from . import architectures  # noqa: F401  (registers the built-in architectures)
 from .base import SegmentationModel, class_probabilities
 from .blocks import AttentionModule, FocalLayer, Passthrough, clamp_focal_weights
+from .card import ModelCard
 from .cost import ModelCost, count_parameters, model_cost
 from .introspection import (
     PRUNE_THRESHOLD,
@@ -20,7 +21,7 @@ from .introspection import (
     focal_weights,
     prune,
 )
-from .persistence import ModelCard, ModelFileError, load_model, read_card, save_model
+from .persistence import ModelFileError, load_model, read_card, save_model
 from .registry import (
     compact_architectures,
     compact_options,

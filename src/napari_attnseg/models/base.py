@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .card import ModelCard
+
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Logits (N, C, H, W) -> probabilities (N, K, H, W), K = max(2, C), channel 0 = background.
@@ -58,6 +60,9 @@ class SegmentationModel(nn.Module):
         self.n_classes = n_classes
         #: JSON-serialisable description; ``create_model(**config)`` rebuilds the model
         self.config: dict[str, Any] = {}
+        #: how to use the model (input handling, classes, provenance); set when it is
+        #: loaded or trained, ``models.persistence.card_of`` fills in a default
+        self.card: ModelCard | None = None
 
     # -- to implement -------------------------------------------------------
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,11 +75,17 @@ class SegmentationModel(nn.Module):
         return self.config.get("name", type(self).__name__)
 
     def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """(left, right, top, bottom) padding that makes H, W multiples of ``size_multiple``."""
+        """(left, right, top, bottom) padding that makes H, W multiples of ``size_multiple``.
+
+        Sides are padded to at least twice ``size_multiple``, so the coarsest
+        feature map has 2×2 pixels: instance norm (and batch norm on one
+        image) cannot normalise a single pixel, and a tiny image is then padded
+        and cropped back rather than refused.
+        """
         m = self.size_multiple
 
         def split(n: int) -> tuple[int, int]:
-            total = max(m, math.ceil(n / m) * m) - n
+            total = max(2 * m, math.ceil(n / m) * m) - n
             return total // 2, total - total // 2
 
         top, bottom = split(height)

@@ -82,26 +82,35 @@ def _to_input_grid(a: torch.Tensor, model: nn.Module, height: int, width: int) -
 def capture(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[AttentionMap]]:
     """Run ``model(x)`` in eval mode and return ``(logits, maps)``.
 
-    Spatial maps with several channels (FocusNet's per-channel sigma(D)
-    gates) are averaged over channels to one map. The model's train/eval
-    mode is restored afterwards.
+    A forward hook on every attention module's ``tap`` sees its coefficients
+    during this one pass; the hooks are removed afterwards, so the model holds
+    no recording state (a module must not be used by another thread meanwhile:
+    that thread's pass would be recorded too). Spatial maps with several
+    channels (FocusNet's per-channel sigma(D) gates) are averaged over
+    channels to one map. The model's train/eval mode is restored afterwards.
     """
     modules = list(iter_attention(model))
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook_for(name: str, module: nn.Module):
+        def hook(_tap: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            seen[name] = module.as_map(output.detach())
+
+        return hook
+
+    handles = [m.tap.register_forward_hook(hook_for(n, m)) for n, m in modules]
     was_training = model.training
     model.eval()
-    for _, module in modules:
-        module.record, module.last_map = True, None
     try:
         logits = model(x)
     finally:
-        for _, module in modules:
-            module.record = False
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     height, width = x.shape[-2:]
     maps = []
     for name, module in modules:
-        a = module.last_map
-        module.last_map = None
+        a = seen.get(name)
         if a is None:  # module not reached in this forward pass
             continue
         if module.kind == "channel":
@@ -151,6 +160,5 @@ def prune(model: SegmentationModel, threshold: float = PRUNE_THRESHOLD) -> Segme
         raise RuntimeError(f"pruned model has parameters the original lacks: {missing[:5]}")
     pruned.load_state_dict({k: state[k] for k in target})
     pruned.to(next(model.parameters()).device)
-    if hasattr(model, "card"):
-        pruned.card = model.card
+    pruned.card = model.card
     return pruned

@@ -15,17 +15,18 @@ anything: safetensors holds raw tensors and the card is JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from .._files import atomic_write
 from .base import SegmentationModel
+from .card import ModelCard
 from .registry import model_from_config
 
 CARD_FORMAT = "napari-attnseg-model"
@@ -37,56 +38,11 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable or inconsistent (the message says which)."""
 
 
-@dataclass
-class ModelCard:
-    """Everything needed to use a model besides its weights.
-
-    ``normalization`` says how inference must normalise an image, e.g.
-    ``{"mode": "zscore"}`` (per image), ``{"mode": "dataset", "mean": [...],
-    "std": [...]}`` or ``{"mode": "percentile", "low": 1, "high": 99.8}``,
-    optionally with ``"clahe": true``. ``input_scale`` is the factor by which
-    images are resized before inference (the scale the model was trained at);
-    ``input_size`` (``[H, W]``), when set, instead resizes every image to that
-    fixed size (models trained on whole frames resized to one size, such as
-    the polyp models), and the prediction is resized back.
-    """
-
-    name: str = ""
-    description: str = ""
-    class_names: list[str] = field(default_factory=list)
-    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "zscore"})
-    input_scale: float = 1.0
-    input_size: list[int] | None = None
-    threshold: float = 0.5
-    tile_size: int | None = None
-    license: str = ""
-    base_model: str | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        known = {f.name for f in dataclasses.fields(cls)}
-        card = cls(**{k: v for k, v in data.items() if k in known})
-        extra = {k: v for k, v in data.items() if k not in known and k not in _ENVELOPE}
-        card.metadata = {**extra, **card.metadata}
-        return card
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
-
-
 def card_of(model: SegmentationModel) -> ModelCard:
     """The model's card (a default one if it has none yet)."""
-    card = getattr(model, "card", None)
-    if card is None:
-        card = ModelCard(name=model.name)
-        model.card = card
-    return card
+    if model.card is None:
+        model.card = ModelCard(name=model.name)
+    return model.card
 
 
 def _card_document(model: SegmentationModel, card: ModelCard, dtype: str) -> dict[str, Any]:
@@ -103,9 +59,24 @@ def _card_document(model: SegmentationModel, card: ModelCard, dtype: str) -> dic
     }
 
 
-def card_path(weights_path: str | os.PathLike) -> Path:
+def weights_path(path: str | os.PathLike) -> Path:
+    """The ``.safetensors`` file a model path names, as :func:`save_model` names it.
+
+    ``m.safetensors`` is itself, ``m.json`` (the card) names the weights beside
+    it, and any other name gets ``.safetensors`` appended — so ``load_model("m")``
+    finds what ``save_model(model, "m")`` wrote.
+    """
+    path = Path(path)
+    if path.suffix == ".json":
+        return path.with_suffix(".safetensors")
+    if path.suffix != ".safetensors":
+        return path.with_name(path.name + ".safetensors")
+    return path
+
+
+def card_path(weights: str | os.PathLike) -> Path:
     """The JSON card that belongs to a weights file."""
-    return Path(weights_path).with_suffix(".json")
+    return Path(weights).with_suffix(".json")
 
 
 def save_model(
@@ -120,11 +91,7 @@ def save_model(
     ``card`` defaults to ``model.card``; ``half=True`` stores floating-point
     weights as fp16 (the zoo does, to stay small). Returns the weights path.
     """
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors")
+    path = weights_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if card is None:
         card = card_of(model)
@@ -148,9 +115,7 @@ def save_model(
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
     """The card document of a saved model (the JSON beside it, else the embedded copy)."""
-    path = Path(path)
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
+    path = weights_path(path)
     if not path.exists():
         raise ModelFileError(f"model file not found: {path}")
     beside = card_path(path)
@@ -158,8 +123,6 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
         if beside.exists():
             document = json.loads(beside.read_text(encoding="utf-8"))
         else:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             if _METADATA_KEY not in meta:
@@ -184,11 +147,7 @@ def read_card(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Rebuild a saved model (float32, eval mode) with its card as ``model.card``."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
+    path = weights_path(path)
     document = read_card(path)
     try:
         model = model_from_config(document["config"])
@@ -215,5 +174,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> S
         state[key] = tensor.to(expected[key].dtype)
     model.load_state_dict(state)
     model.card = ModelCard.from_dict(document)
-    model.source_path = path
     return model.to(device).eval()

@@ -4,9 +4,11 @@ from .config import TrainConfig, default_patch_size
 from .interactive import (
     AnnotatedImage,
     build_samples,
+    class_warnings,
     finetune_config,
     hold_out_tiles,
     samples_for_model,
+    validation_kind,
 )
 from .optim import build_optimizer, build_scheduler, parameter_groups
 from .recipe import (
@@ -41,6 +43,7 @@ __all__ = [
     "build_optimizer",
     "build_samples",
     "build_scheduler",
+    "class_warnings",
     "default_patch_size",
     "default_run_dir",
     "finetune",
@@ -55,4 +58,5 @@ __all__ = [
     "seed_everything",
     "start_run",
     "train_new",
+    "validation_kind",
 ]

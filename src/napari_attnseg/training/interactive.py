@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from ..data.datasets import IGNORE, Sample, labels_from_annotation
-from ..data.normalization import prepare_image
+from ..data.annotations import IGNORE, labels_from_annotation
+from ..data.input_spec import InputSpec, canonical
+from ..data.samples import Sample
 from ..data.splits import split_indices
+from ..models.base import SegmentationModel
 from .config import TrainConfig
 
 #: side of the validation grid's tiles (in working-resolution pixels) for a single pair
@@ -37,38 +38,31 @@ SPARSE_EPSILON = 0.0
 
 @dataclass
 class AnnotatedImage:
-    """One image and the labels painted on it (napari conventions: (H, W) or (H, W, 3|4))."""
+    """One 2D image and the labels painted on it (napari conventions, see ``data.input_spec``)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     rgb: bool | None = None
-
-    def spatial_shape(self) -> tuple[int, ...]:
-        image = np.asarray(self.image)
-        rgb = self.rgb if self.rgb is not None else (image.ndim == 3 and image.shape[-1] in (3, 4))
-        return tuple(image.shape[:-1] if rgb else image.shape)
+    channel_axis: int | None = None
 
 
 def build_samples(
     pairs: Sequence[AnnotatedImage],
+    spec: InputSpec,
     *,
-    in_channels: int,
     n_classes: int,
-    normalization: dict[str, Any] | None,
     mode: str = "dense",
     val_fraction: float = 0.2,
     seed: int = 0,
-    input_scale: float = 1.0,
-    input_size: Sequence[int] | None = None,
     val_tile: int = VAL_TILE,
 ) -> tuple[list[Sample], list[Sample]]:
     """``(train, validation)`` samples from in-memory annotated images.
 
     ``mode`` is "dense" (labels are the full truth) or "sparse" (0 unlabelled,
-    1 background, 2… classes); see :func:`~napari_attnseg.data.datasets.labels_from_annotation`.
-    Images are normalised as the model card says and resized to the size the
-    predictor would feed the model (``input_size``, else ``input_scale``).
+    1 background, 2… classes); see :func:`~napari_attnseg.data.labels_from_annotation`.
+    Each image is prepared by ``spec`` exactly as the predictor prepares it
+    (channels, normalisation, working size); labels are resampled with it.
     """
     if not pairs:
         raise ValueError("no (image, labels) pairs given")
@@ -76,20 +70,25 @@ def build_samples(
         raise ValueError(f"validation fraction must be in [0, 1), got {val_fraction}")
     samples = []
     for pair in pairs:
-        shape = pair.spatial_shape()
+        plane, layout = canonical(
+            np.asarray(pair.image), rgb=pair.rgb, channel_axis=pair.channel_axis
+        )
+        if layout.stack_shape:
+            raise ValueError(
+                f"{pair.name!r} is a stack of shape {layout.shape}; give one 2D slice at a time"
+            )
         labels = np.asarray(pair.labels)
-        if labels.shape != shape:
+        if labels.shape != layout.spatial_shape:
             raise ValueError(
                 f"labels for {pair.name!r} are {_shape(labels.shape)} "
-                f"but the image is {_shape(shape)}"
+                f"but the image is {_shape(layout.spatial_shape)}"
             )
         try:
             mask = labels_from_annotation(labels, mode, n_classes)
         except ValueError as exc:
             raise ValueError(f"labels for {pair.name!r}: {exc}") from exc
-        image = prepare_image(pair.image, in_channels, normalization, rgb=pair.rgb)
+        image, mask, _, _ = spec.training_arrays(plane, mask, rgb=layout.rgb)
         samples.append(Sample(pair.name, image, mask))
-    samples = [_to_working_size(s, input_scale, input_size) for s in samples]
     if val_fraction == 0.0:
         return samples, []
     if len(samples) >= 2:
@@ -100,28 +99,54 @@ def build_samples(
 
 
 def samples_for_model(
-    model,
+    model: SegmentationModel,
     pairs: Sequence[AnnotatedImage],
     *,
     mode: str = "dense",
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> tuple[list[Sample], list[Sample]]:
-    """:func:`build_samples` with channels, classes, normalisation, scale from ``model``'s card."""
-    from ..models.persistence import card_of
-
-    card = card_of(model)
+    """:func:`build_samples` with the input handling and classes of ``model``'s card."""
     return build_samples(
         pairs,
-        in_channels=model.in_channels,
+        InputSpec.of(model),
         n_classes=model.n_classes,
-        normalization=card.normalization,
         mode=mode,
         val_fraction=val_fraction,
         seed=seed,
-        input_scale=card.input_scale,
-        input_size=card.input_size,
     )
+
+
+def class_warnings(samples: Sequence[Sample], n_classes: int) -> list[str]:
+    """Messages for labels that cannot teach a model to tell classes apart.
+
+    Training on a single class (all foreground, or scribbles without any
+    background) only teaches the model to predict that class everywhere.
+    """
+    classes = max(2, n_classes)
+    present = set()
+    for sample in samples:
+        present |= {int(c) for c in np.unique(sample.mask) if c >= 0}
+    if not present:
+        return ["no labelled pixels: paint some objects and some background first"]
+    missing = sorted(set(range(classes)) - present)
+    if not missing:
+        return []
+    names = ", ".join("background" if c == 0 else f"class {c}" for c in missing)
+    return [
+        f"the labels hold no {names}: the model would only learn to predict "
+        f"{'background' if present == {0} else 'objects'} everywhere"
+    ]
+
+
+def validation_kind(n_pairs: int, val: Sequence[Sample], mode: str) -> str:
+    """What a round's validation Dice is measured on (see :func:`build_samples`), in words."""
+    if not val:
+        return "no validation (too few labelled pixels to hold any out)"
+    held = "scribbled pixels" if mode == "sparse" else "labels"
+    if n_pairs == 1:
+        return f"held-out {held} in {len(val)} tile(s) of the image (not trained on)"
+    return f"held-out {held} of {len(val)} image(s) (not trained on)"
 
 
 def hold_out_tiles(
@@ -217,13 +242,3 @@ def finetune_config(
 # -- helpers -----------------------------------------------------------------
 def _shape(shape: Sequence[int]) -> str:
     return "×".join(str(int(s)) for s in shape)
-
-
-def _to_working_size(sample: Sample, scale: float, size: Sequence[int] | None) -> Sample:
-    """Resize like the predictor: to the card's fixed ``input_size``, else by ``input_scale``."""
-    from ..data.resize import resize_arrays, working_size
-
-    target = working_size(*sample.mask.shape, scale=scale, size=size)
-    if target == sample.mask.shape:
-        return sample
-    return Sample(sample.name, *resize_arrays(sample.image, sample.mask, sample.roi, target))

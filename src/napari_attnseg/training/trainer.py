@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from .._files import atomic_write
 from ..data.augmentation import Augmenter
-from ..data.datasets import PatchDataset
+from ..data.patches import PatchDataset
 from ..inference.device import autocast_dtype, resolve_device
 from ..losses import build_loss, distance_penalty_map, loss_needs_dpt
 from ..metrics import MetricAccumulator, multiclass_metrics

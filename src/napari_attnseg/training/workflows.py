@@ -13,13 +13,18 @@ from __future__ import annotations
 import copy
 import platform
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data.input_spec import InputSpec, canonical
+from ..data.io import read_image
+from ..data.normalization import dataset_statistics
+from ..data.pairing import pair_folder
+from ..data.samples import load_samples
+from ..data.splits import split_indices
 from ..models import PRUNE_THRESHOLD, ModelCard, create_model, focal_weights, prune, save_model
 from ..models.base import SegmentationModel
 from ..progress import CancelToken, ProgressCallback
@@ -75,10 +80,9 @@ def load_folder_data(
     Without explicit validation folders, a seeded ``val_fraction`` of the pairs
     is held out. ``{"mode": "dataset"}`` normalisation gets its mean/std from the
     training images, and the returned spec (with those numbers) belongs in the card.
+    Every image is prepared by the :class:`~napari_attnseg.data.InputSpec` the
+    card will hold, so the model is trained on what prediction will feed it.
     """
-    from ..data.datasets import load_samples, pair_folder
-    from ..data.splits import split_indices
-
     pairs = pair_folder(images, masks, fov_dir=fov)
     if val_images is not None:
         if val_masks is None:
@@ -89,28 +93,14 @@ def load_folder_data(
         train_pairs = [pairs[i] for i in train_idx]
         val_pairs = [pairs[i] for i in val_idx]
     normalization = dataset_normalization(train_pairs, spec)
-    kwargs = dict(
-        in_channels=spec.in_channels,
-        normalization=normalization,
-        n_classes=spec.n_classes,
-        scale=spec.scale,
+    input_spec = InputSpec(
+        spec.in_channels,
+        normalization,
+        spec.scale,
+        tuple(spec.input_size) if spec.input_size else None,
     )
-    if spec.input_size:  # resize each image as it is read: full-size frames can be large
-
-        def load(pairs, progress=None):
-            out = []
-            for i, pair in enumerate(pairs):
-                out += resize_samples(load_samples([pair], **kwargs), spec.input_size)
-                if progress is not None:
-                    progress(i + 1, len(pairs), "loading")
-            return out
-    else:
-
-        def load(pairs, progress=None):
-            return load_samples(pairs, progress=progress, **kwargs)
-
-    train = load(train_pairs, progress)
-    val = load(val_pairs) if val_pairs else []
+    train = load_samples(train_pairs, input_spec, n_classes=spec.n_classes, progress=progress)
+    val = load_samples(val_pairs, input_spec, n_classes=spec.n_classes) if val_pairs else []
     return train, val, normalization
 
 
@@ -118,19 +108,13 @@ def dataset_normalization(pairs, spec: DataSpec) -> dict[str, Any]:
     """Fill in dataset mean/std for ``{"mode": "dataset"}`` from the training images."""
     normalization = dict(spec.normalization)
     if normalization.get("mode") == "dataset" and "mean" not in normalization:
-        from ..data.io import read_image
-        from ..data.normalization import dataset_statistics, to_channels_first
-
-        images = [to_channels_first(read_image(p[0]), spec.in_channels) for p in pairs]
+        channels = InputSpec(spec.in_channels, {"mode": "none"})
+        images = []
+        for image_path, *_ in pairs:
+            plane, layout = canonical(read_image(image_path))
+            images.append(channels.channels(plane, rgb=layout.rgb))
         normalization.update(dataset_statistics(images, normalization))
     return normalization
-
-
-def resize_samples(samples: list, size: Sequence[int]) -> list:
-    """The samples resized to a fixed (H, W), resampled as the predictor resamples."""
-    from ..data.resize import resize_arrays
-
-    return [type(s)(s.name, *resize_arrays(s.image, s.mask, s.roi, size)) for s in samples]
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -219,7 +203,7 @@ def finetune(
     :class:`~napari_attnseg.progress.Cancelled` and leaves ``model`` as it was.
     """
     tuned = copy.deepcopy(model)
-    card = copy.deepcopy(getattr(model, "card", None) or ModelCard(name=model.name))
+    card = copy.deepcopy(model.card or ModelCard(name=model.name))
     trainer = Trainer(tuned, config, train_samples, val_samples, on_epoch=on_epoch)
     started = time.time()
     history = trainer.fit(progress=progress, cancel=cancel)

@@ -136,7 +136,6 @@ class ModelSession(QObject):
                 self._cache.move_to_end(key)
                 return self._cache[key]
         model = load_model(path)
-        model.source_name = choice.name
         with self._lock:
             self._cache[key] = model
             while len(self._cache) > self.CACHE_SIZE:

@@ -12,7 +12,6 @@ fine-tuning), or the channel weights of a chosen channel-attention (SE) module.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..models.introspection import PRUNE_THRESHOLD
+from ..training.trainer import History
 from ._jobs import JobContext, JobPanel
 from ._layers import (
     METADATA_KEY,
@@ -79,13 +79,7 @@ class AttentionResult:
 def focal_history(card) -> dict[str, list[float]]:
     """Per-epoch Focal ``w`` recorded in a model card (fine-tuning first, then training)."""
     records = (card.metadata.get("finetune") or {}).get("history") or card.training.get("history")
-    series: dict[str, list[float]] = {}
-    for epoch in records or []:
-        for name in epoch.get("focal", {}):
-            series.setdefault(name, [])
-    for name, values in series.items():
-        values.extend(float(e.get("focal", {}).get(name, math.nan)) for e in records)
-    return series
+    return History(epochs=list(records or [])).focal_series()
 
 
 def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult:
@@ -96,8 +90,8 @@ def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult
     model = session().load(request.choice)
     ctx.progress(0, 1, "computing attention maps")
     image = np.asarray(request.data[request.index])
-    maps = attention_maps(model, image, rgb=request.rgb, device=request.device)
-    ctx.cancel.raise_if_cancelled()
+    maps = attention_maps(model, image, rgb=request.rgb, device=request.device,
+                          progress=ctx.progress, cancel=ctx.cancel)
     ctx.progress(1, 1, "done")
     return AttentionResult(
         request, attention_modules(model), focal_weights(model), maps, most_informative(maps),

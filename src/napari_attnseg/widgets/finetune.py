@@ -151,14 +151,14 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
         base, train, val, config, base_name=request.choice.name,
         progress=ctx.progress, cancel=ctx.cancel, on_epoch=ctx.update,
     )
-    predictor = Predictor(tuned, device=request.device, on_message=ctx.message)
+    predictor = Predictor(device=request.device, on_message=ctx.message)
     outputs, done = [], 0
     for pair in request.pairs:
         labels = []
         for index, _ in pair.slices:
             ctx.progress(done, len(images), "re-segmenting with the fine-tuned model")
             image = np.asarray(pair.data[index])
-            labels.append(predictor.predict(image, rgb=pair.rgb, cancel=ctx.cancel).labels)
+            labels.append(predictor.predict(tuned, image, rgb=pair.rgb, cancel=ctx.cancel).labels)
             done += 1
         outputs.append(labels)
     tuned.eval()

@@ -76,21 +76,11 @@ def run_segmentation(request: SegmentRequest, ctx: JobContext) -> SegmentResult:
     from ..inference import InferenceSettings, Predictor
 
     model = session().load(request.choice)
-    predictor = Predictor(model, InferenceSettings(**request.settings), on_message=ctx.message)
-    height, width = request.shape[-2:]
-    lead = request.shape[:-2]
-    if request.index is not None or not lead:
-        image = np.asarray(request.data[request.index or ()])
-        prediction = predictor.predict(image, rgb=request.rgb, progress=ctx.progress,
-                                       cancel=ctx.cancel)
-        labels, foreground = prediction.labels, prediction.foreground
-    else:
-        stack = np.asarray(request.data)
-        flat = stack.reshape((-1, height, width) + stack.shape[len(request.shape):])
-        prediction = predictor.predict_stack(flat, rgb=request.rgb, progress=ctx.progress,
-                                             cancel=ctx.cancel)
-        labels = prediction.labels.reshape(request.shape)
-        foreground = prediction.foreground.reshape(request.shape)
+    predictor = Predictor(InferenceSettings(**request.settings), on_message=ctx.message)
+    image = np.asarray(request.data[request.index or ()])
+    prediction = predictor.predict(model, image, rgb=request.rgb, progress=ctx.progress,
+                                   cancel=ctx.cancel)
+    labels, foreground = prediction.labels, prediction.foreground
     if request.split_objects:
         labels = split_objects(labels, ctx)
     probability = foreground.astype(np.float32) if request.probability else None

@@ -2,14 +2,18 @@
 
 Everywhere a MODEL is accepted (command line, widgets, Python) it may be
 
-* a path to a saved model (``.safetensors``, or its ``.json`` card);
+* a path to a saved model (``.safetensors``, or its ``.json`` card), or the
+  path ``save_model`` was given without the ``.safetensors`` suffix;
 * a zoo name ``<arch>.<task>``, e.g. ``focal_use_net.nuclei``;
 * a bare task name, e.g. ``nuclei``, meaning that task's default model
   (chosen by validation Dice; see ``weights/index.json``);
 * the name of a model in the user model folder (saved by the Fine-tune
   widget or ``attnseg finetune``);
 * ``https://…/name.safetensors#sha256=<hex>``: fetched once into the user
-  cache and verified against the pinned hash (``remote.py``).
+  cache and verified against the pinned hash (``remote.py``);
+* a bioimage.io package (``.zip`` or unpacked folder) exported by
+  ``attnseg export --format bioimageio``: its attached napari-attnseg model
+  is extracted into the user cache (``export/package.py``).
 
 Shipped weights live in this package (``weights/``) and load with no
 network. The user model folder is the platform's user-data directory
@@ -21,14 +25,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from ..models.persistence import load_model, read_card
+import torch
+from platformdirs import user_data_dir
+
+from ..models.base import SegmentationModel
+from ..models.persistence import load_model, read_card, weights_path
 from .remote import fetch, is_url, split_pinned_url
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-RECIPES_DIR = Path(__file__).parent / "recipes"
 MODEL_DIR_ENV = "NAPARI_ATTNSEG_MODEL_DIR"
 
 
@@ -51,16 +57,14 @@ def user_model_dir(create: bool = False) -> Path:
     if override:
         path = Path(override).expanduser()
     else:
-        from platformdirs import user_data_dir
-
         path = Path(user_data_dir("napari-attnseg", appauthor=False)) / "models"
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-@lru_cache(maxsize=1)
 def _index() -> dict:
+    """``weights/index.json``, read on each call (tiny; tests swap the weights folder)."""
     path = WEIGHTS_DIR / "index.json"
     if not path.exists():
         return {"defaults": {}}
@@ -118,12 +122,24 @@ def resolve(spec: str | os.PathLike) -> Path:
     if is_url(text):
         return fetch(*split_pinned_url(text))
     path = Path(text).expanduser()
-    if path.suffix in (".safetensors", ".json") or path.exists():
-        if path.suffix == ".json":
-            path = path.with_suffix(".safetensors")
-        if not path.exists():
-            raise FileNotFoundError(f"model file not found: {path}")
-        return path
+    # imported here: the export package imports this one (zoo.remote) and MONAI (slow)
+    from ..export.package import extract_model, is_package
+
+    if is_package(path):
+        return extract_model(path)
+    if path.is_dir():
+        found = ", ".join(p.name for p in sorted(path.glob("*.safetensors"))[:5])
+        raise ValueError(
+            f"{path} is a folder, not a model file; give a .safetensors file"
+            + (f" (this folder holds {found})" if found else "")
+        )
+    weights = weights_path(path)  # also the name save_model gave a suffix-less path
+    if weights.is_file():
+        return weights
+    if path.is_file():
+        raise ValueError(f"{path} is not a napari-attnseg model: expected a .safetensors file")
+    if path.suffix in (".safetensors", ".json"):
+        raise FileNotFoundError(f"model file not found: {weights}")
     name = task_defaults().get(text, text)
     for folder in (WEIGHTS_DIR, user_model_dir()):
         candidate = folder / f"{name}.safetensors"
@@ -136,11 +152,9 @@ def resolve(spec: str | os.PathLike) -> Path:
     )
 
 
-def load(spec: str | os.PathLike, device: str = "cpu"):
+def load(spec: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
     """Load the model a MODEL argument names (float32, eval mode, ``model.card`` set)."""
-    model = load_model(resolve(spec), device=device)
-    model.source_name = str(spec)
-    return model
+    return load_model(resolve(spec), device=device)
 
 
 def unique_user_path(name: str) -> Path:

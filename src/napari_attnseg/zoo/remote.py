@@ -14,6 +14,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pooch
+from platformdirs import user_cache_dir
+
 CACHE_ENV = "NAPARI_ATTNSEG_CACHE_DIR"
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -22,8 +25,6 @@ def cache_dir() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()
-    from platformdirs import user_cache_dir
-
     return Path(user_cache_dir("napari-attnseg", appauthor=False)) / "models"
 
 
@@ -47,8 +48,6 @@ def fetch(url: str, sha256: str, *, progress: bool = False) -> Path:
 
     A download whose hash differs from ``sha256`` is deleted and raises ``ValueError``.
     """
-    import pooch
-
     if not _SHA256.match(sha256):
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     name = Path(urlsplit(url).path).name or "model.safetensors"

@@ -21,6 +21,16 @@ Contract for subclasses
 
 A module that is not a multiplicative gate (self-attention, whose output is an
 additive term) overrides :meth:`forward` and sets ``prunable = False``.
+
+Seeing the coefficients
+-----------------------
+Every module sends its (Focal-modulated) coefficients through ``self.tap``,
+an :class:`~torch.nn.Identity`. A forward hook on the tap sees them, so
+``models.introspection.capture`` registers hooks for one forward pass and
+removes them afterwards: the module itself holds no recording state, and a
+network that is not being inspected pays nothing. A module whose tapped value
+is not yet a map in [0, 1] (self-attention taps its additive term) converts it
+in :meth:`AttentionModule.as_map`.
 """
 
 from __future__ import annotations
@@ -45,10 +55,8 @@ class AttentionModule(nn.Module):
     def __init__(self, focal: float | None = None) -> None:
         super().__init__()
         self.focal = None if focal is None else FocalLayer(focal)
-        #: set by ``capture_attention``; when true, ``last_map`` keeps the
-        #: coefficients of the latest forward pass (detached).
-        self.record = False
-        self.last_map: torch.Tensor | None = None
+        #: the coefficients pass through here; hook it to see them (see module docstring)
+        self.tap = nn.Identity()
 
     # -- to implement -------------------------------------------------------
     def coefficients(self, x: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
@@ -59,12 +67,14 @@ class AttentionModule(nn.Module):
 
     # -- shared behaviour ---------------------------------------------------
     def modulate(self, a: torch.Tensor) -> torch.Tensor:
-        """Apply the Focal layer (if any) and record the result."""
+        """Apply the Focal layer (if any) and pass the result through the tap."""
         if self.focal is not None:
             a = self.focal(a)
-        if self.record:
-            self.last_map = a.detach()
-        return a
+        return self.tap(a)
+
+    def as_map(self, tapped: torch.Tensor) -> torch.Tensor:
+        """The coefficients in [0, 1] from what passed through the tap (here: itself)."""
+        return tapped
 
     def forward(self, x: torch.Tensor, *context: torch.Tensor) -> torch.Tensor:
         return self.recalibrate(x, self.modulate(self.coefficients(x, *context)))

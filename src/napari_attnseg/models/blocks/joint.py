@@ -132,11 +132,12 @@ class SelfAttention(AttentionModule):
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
         return self.response_map(self.term(x))
 
+    def as_map(self, tapped: torch.Tensor) -> torch.Tensor:
+        return self.response_map(tapped)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.term(x)
-        if self.record:
-            self.last_map = self.response_map(s)
-        return s
+        # the additive term is tapped; its response map is computed only when someone looks
+        return self.tap(self.term(x))
 
 
 class JointAttention(nn.Module):

@@ -1,0 +1,176 @@
+"""What the model card says about objects: region of interest, object size, instance labels.
+
+The predictor asks this module three questions about a model and an image;
+the answers come from the card's ``roi``, ``object_diameter`` and
+``instances`` fields and the functions of :mod:`napari_attnseg.objects`:
+
+* **Where to predict** (:func:`automatic_roi`): a card with
+  ``roi = {"method": "fundus"}`` finds the field of view of a fundus
+  photograph (:func:`~napari_attnseg.objects.field_of_view`); nothing is
+  predicted outside it.
+* **At what scale** (:func:`zoom_for`): a card records the median object
+  diameter the network was trained on (pixels at its working scale). Given
+  the objects' diameter in the user's image — in pixels, or ``"auto"``:
+  measured on first passes at a few scales (:func:`best_measurement`) — the image is
+  resampled so that its objects match the training size (Cellpose's idea,
+  done with the model we have), through the one
+  :class:`~napari_attnseg.data.InputSpec`, and the outputs are mapped back.
+* **Which objects** (:func:`make_instances`): a card with
+  ``instances = {"method": "watershed"}`` (countable blobs such as nuclei) or
+  ``{"source": "cells", ...}`` (cells enclosed by membranes) turns the
+  prediction into instance labels (0 = background, 1..N objects).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..data.input_spec import InputSpec
+from ..models.card import ModelCard
+from ..objects import (
+    cells_from_membranes,
+    field_of_view,
+    instances_from_foreground,
+    median_diameter,
+)
+from ..progress import CancelToken
+
+ROI_METHODS = {"fundus": field_of_view}
+#: how far an image may be resampled to match the training object size
+MAX_ZOOM = 8.0
+#: zoom factors this close to 1 are not worth resampling for
+ZOOM_TOLERANCE = 1.2
+DIAMETER_CHOICES = ("auto",)
+
+
+def check_diameter(value: Any) -> float | str | None:
+    """``None`` (the card's scale as trained), ``"auto"`` or a positive number of pixels."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(
+                f"object diameter must be 'auto' or a number of pixels, got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"object diameter must be 'auto' or a number of pixels > 0, got {value!r}")
+    return float(value)
+
+
+def automatic_roi(card: ModelCard, plane: np.ndarray, *, rgb: bool) -> np.ndarray | None:
+    """The card's automatic region of interest of one ``(H, W, C)`` plane (None: everywhere)."""
+    if not card.roi:
+        return None
+    method = card.roi.get("method")
+    if method not in ROI_METHODS:
+        raise ValueError(
+            f"the model card asks for an unknown region-of-interest method {method!r}; "
+            f"known: {', '.join(ROI_METHODS)}"
+        )
+    image = plane if rgb else plane[..., 0]
+    return ROI_METHODS[method](np.asarray(image))
+
+
+def uses_diameter(card: ModelCard) -> bool:
+    """Whether the card records an object size to match (and the input is not a fixed size)."""
+    return bool(card.object_diameter) and not card.input_size
+
+
+def zoom_for(card: ModelCard, spec: InputSpec, diameter: float) -> float:
+    """The extra resampling factor that brings objects of ``diameter`` px to the trained size."""
+    zoom = float(card.object_diameter) / (float(diameter) * spec.scale)
+    zoom = float(np.clip(zoom, 1.0 / MAX_ZOOM, MAX_ZOOM))
+    return 1.0 if 1.0 / ZOOM_TOLERANCE < zoom < ZOOM_TOLERANCE else zoom
+
+
+def trained_diameter(card: ModelCard, spec: InputSpec) -> float | None:
+    """The object diameter (pixels of the user's image) the network sees unresampled."""
+    if not uses_diameter(card):
+        return None
+    return float(card.object_diameter) / spec.scale
+
+
+def measured_diameter(foreground: np.ndarray) -> float | None:
+    """Median object diameter (pixels) of a foreground probability map, None if too few."""
+    return median_diameter(np.asarray(foreground) >= 0.5)
+
+
+#: the scales of the measuring passes: a network shown objects several times larger than
+#: it was trained on fails outright (a nuclei model's native-size pass on 4× larger nuclei
+#: found fragments 2.5 px across), so one pass at the trained scale cannot be trusted
+MEASURING_ZOOMS = (1.0, 0.5, 0.25, 0.125)
+#: the smallest side worth a measuring pass (pixels at the working scale)
+MIN_MEASURING_SIDE = 48
+
+
+def measuring_zooms(spec: InputSpec, size: tuple[int, int]) -> list[float]:
+    """The zooms of the measuring passes for an image of ``size`` (the trained scale first)."""
+    side = min(size) * spec.scale
+    return [z for z in MEASURING_ZOOMS if z == 1.0 or side * z >= MIN_MEASURING_SIDE]
+
+
+def best_measurement(
+    card: ModelCard, spec: InputSpec, foregrounds: dict[float, np.ndarray]
+) -> tuple[float | None, float | None]:
+    """The objects' diameter (image pixels) from the pass that saw them at the trained size.
+
+    ``foregrounds`` maps each measuring zoom to its foreground probability on
+    the image's grid. Each pass measures the median diameter; the one whose
+    objects, as the network saw them (diameter × scale × zoom), came closest to
+    the trained diameter is believed. Returns ``(diameter, zoom)`` or
+    ``(None, None)`` when no pass found enough objects.
+    """
+    best, best_error = (None, None), math.inf
+    for zoom, foreground in foregrounds.items():
+        measured = measured_diameter(foreground)
+        if measured is None:
+            continue
+        error = abs(math.log(measured * spec.scale * zoom / float(card.object_diameter)))
+        if error < best_error:
+            best, best_error = (measured, zoom), error
+    return best
+
+
+def instance_recipe(card: ModelCard) -> dict[str, Any] | None:
+    """How the card makes instances (``None``: a semantic model)."""
+    return dict(card.instances) if card.instances else None
+
+
+def make_instances(
+    card: ModelCard,
+    foreground: np.ndarray,
+    *,
+    threshold: float,
+    diameter: float | None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """Instance labels ``(*stack, H, W)`` of a foreground probability map, as the card says.
+
+    A card without an ``instances`` recipe splits the foreground by seeded
+    watershed — what a user asking for instances of any binary model means.
+    """
+    recipe = instance_recipe(card) or {"method": "watershed"}
+    flat = foreground.reshape(-1, *foreground.shape[-2:])
+    if recipe.get("source") == "cells":
+        labels = cells_from_membranes(
+            flat,
+            foreground=recipe.get("foreground", "interior"),
+            threshold=threshold,
+            method=recipe.get("method", "components"),
+            diameter=diameter,
+            cancel=cancel,
+        )
+    else:
+        labels = instances_from_foreground(
+            flat,
+            threshold=threshold,
+            diameter=diameter,
+            method=recipe.get("method", "watershed"),
+            cancel=cancel,
+        )
+    return labels.reshape(foreground.shape)

@@ -1,0 +1,67 @@
+"""The model card: everything needed to use a model besides its weights (plain data).
+
+It lives below :mod:`.base` so that every :class:`~.base.SegmentationModel`
+can declare its ``card``; :mod:`.persistence` writes it as JSON beside the
+weights and embeds it in the safetensors header.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+#: keys of a saved card document that describe the file, not the card
+ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
+
+
+@dataclass
+class ModelCard:
+    """Everything needed to use a model besides its weights.
+
+    ``normalization`` says how inference must normalise an image, e.g.
+    ``{"mode": "zscore"}`` (per image), ``{"mode": "dataset", "mean": [...],
+    "std": [...]}`` or ``{"mode": "percentile", "low": 1, "high": 99.8}``,
+    optionally with ``"clahe": true``. ``input_scale`` is the factor by which
+    images are resized before inference (the scale the model was trained at);
+    ``input_size`` (``[H, W]``), when set, instead resizes every image to that
+    fixed size (models trained on whole frames resized to one size, such as
+    the polyp models), and the prediction is resized back.
+    """
+
+    name: str = ""
+    description: str = ""
+    class_names: list[str] = field(default_factory=list)
+    normalization: dict[str, Any] = field(default_factory=lambda: {"mode": "zscore"})
+    input_scale: float = 1.0
+    input_size: list[int] | None = None
+    threshold: float = 0.5
+    tile_size: int | None = None
+    license: str = ""
+    #: median object diameter in pixels at the scale the network works at (the
+    #: training scale), measured on the training masks; ``None``: not an object model
+    object_diameter: float | None = None
+    #: how countable objects are made from the prediction (``objects.instances``),
+    #: e.g. ``{"method": "watershed"}``; ``None``: a semantic model (masks only)
+    instances: dict[str, Any] | None = None
+    #: how to find the region of interest automatically (``objects.fov``), e.g.
+    #: ``{"method": "fundus"}``; ``None``: the whole image
+    roi: dict[str, Any] | None = None
+    base_model: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        card = cls(**{k: v for k, v in data.items() if k in known})
+        extra = {k: v for k, v in data.items() if k not in known and k not in ENVELOPE}
+        card.metadata = {**extra, **card.metadata}
+        return card
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")

@@ -1,0 +1,162 @@
+"""The card's object rules in the predictor: object size (auto diameter), ROI, instances."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_attnseg.inference import Predictor
+from napari_attnseg.models import ModelCard, SegmentationModel
+
+
+class Bright(SegmentationModel):
+    """Foreground = brighter than half the image's range (min-max input > 0.5), at any scale."""
+
+    size_multiple = 1
+
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__(in_channels, 1)
+        self.seen: list[tuple[int, int]] = []
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape[-2:]))
+        return 20.0 * (x.mean(dim=1, keepdim=True) - 0.5)
+
+
+SIX = ((40, 40), (40, 100), (40, 160), (150, 60), (140, 140), (100, 100))
+
+
+def discs(size=200, radius=15, centres=SIX):
+    yy, xx = np.mgrid[:size, :size]
+    image = np.zeros((size, size), np.float32)
+    for cy, cx in centres:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 1.0
+    return image
+
+
+def model(**card):
+    m = Bright()
+    m.card = ModelCard(normalization={"mode": "minmax"}, **card)
+    return m.eval()
+
+
+def P(**settings):
+    return Predictor(device="cpu", precision="fp32", **settings)
+
+
+def test_auto_diameter_resamples_objects_to_the_trained_size():
+    net = model(object_diameter=10.0)
+    result = P().predict(net, discs())  # discs ~30 px across, trained on 10 px
+    assert result.diameter == pytest.approx(30, abs=1.5)
+    assert result.zoom == pytest.approx(10 / result.diameter, rel=1e-6)
+    # measuring passes at the trained scale, ½ and ¼ (⅛ would be under 48 px) …
+    assert net.seen[:3] == [(200, 200), (100, 100), (50, 50)]
+    assert net.seen[3:] == [(round(200 * result.zoom),) * 2]  # … then the resampled one
+    assert result.labels.shape == (200, 200)
+    # mapped back onto the image: every disc found where it is
+    truth, found = discs() > 0, result.labels > 0
+    assert (truth & found).sum() / (truth | found).sum() > 0.9
+    assert all(found[cy, cx] for cy, cx in SIX) and not found[0, 0]
+    assert any("resampled ×0.33" in m for m in result.messages)
+
+
+def test_a_given_diameter_skips_the_measuring_pass_and_none_keeps_the_scale():
+    net = model(object_diameter=10.0)
+    result = P(diameter=20).predict(net, discs())
+    assert net.seen == [(100, 100)] and result.zoom == 0.5 and result.diameter == 20
+    net = model(object_diameter=10.0)
+    assert P(diameter=None).predict(net, discs()).zoom == 1.0 and net.seen == [(200, 200)]
+
+
+def test_too_few_objects_to_measure_keep_the_trained_scale():
+    net = model(object_diameter=10.0)
+    result = P().predict(net, discs(centres=SIX[:2]))
+    assert result.zoom == 1.0 and net.seen == [(200, 200), (100, 100), (50, 50)]
+    assert any("too few objects" in m for m in result.messages)
+
+
+def test_objects_near_the_trained_size_are_not_resampled():
+    net = model(object_diameter=29.0)
+    result = P().predict(net, discs())
+    # the measuring pass at the trained scale is the result: no pass after the three
+    assert result.zoom == 1.0 and net.seen == [(200, 200), (100, 100), (50, 50)]
+
+
+def test_models_without_an_object_size_are_unaffected():
+    net = model()
+    result = P().predict(net, discs())
+    assert net.seen == [(200, 200)] and result.diameter is None and result.zoom == 1.0
+
+
+@pytest.mark.parametrize("bad", [0, -3, "big", True])
+def test_bad_diameters_name_the_allowed_values(bad):
+    with pytest.raises(ValueError, match="diameter must be 'auto' or a number of pixels"):
+        P(diameter=bad)
+
+
+def test_a_region_of_interest_limits_the_prediction():
+    roi = np.zeros((200, 200), bool)
+    roi[:, :100] = True
+    result = P().predict(model(), discs(), roi=roi)
+    assert not result.labels[:, 100:].any() and result.labels[:, :100].any()
+    assert np.all(result.probabilities[0][:, 100:] == 1.0)
+    with pytest.raises(ValueError, match="region of interest is 10×10 but the image is 200×200"):
+        P().predict(model(), discs(), roi=np.ones((10, 10)))
+
+
+def test_the_card_s_fundus_field_of_view_is_found_automatically():
+    from skimage.data import retina
+    from skimage.transform import resize
+
+    image = (resize(retina(), (128, 128)) * 255).astype(np.uint8)
+    net = Bright(in_channels=3)
+    net.card = ModelCard(roi={"method": "fundus"})
+    result = P().predict(net, image)
+    assert result.roi is not None and result.roi[64, 64] and not result.roi[0, 0]
+    assert not result.labels[~result.roi].any()
+    assert P(roi="none").predict(net, image).roi is None
+
+
+def test_instances_split_touching_objects_when_the_card_says_so():
+    touching = discs(centres=((100, 80), (100, 108)), radius=15)
+    plain = P().predict(model(), touching)
+    assert plain.instances is None
+    result = P().predict(model(instances={"method": "watershed"}), touching)
+    assert result.instances.max() == 2
+    assert np.array_equal(result.instances > 0, result.labels > 0)
+    assert P(instances=True).predict(model(), touching).instances.max() == 2
+    assert (
+        P(instances=False).predict(model(instances={"method": "watershed"}), touching).instances
+        is None
+    )
+
+
+def test_cells_from_membranes_for_a_cells_card():
+    image = np.ones((60, 60), np.float32)
+    image[30, :] = 0  # a membrane across the image: two cells
+    result = P(instances=True).predict(model(instances={"source": "cells"}), image)
+    assert result.instances.max() == 2
+
+
+def test_stacks_get_instances_per_plane():
+    stack = np.stack([discs(), discs(centres=((100, 100),))])
+    result = P(instances=True).predict(model(), stack)
+    assert result.instances.shape == (2, 200, 200)
+    assert len(np.unique(result.instances[0])) - 1 == 6
+    assert len(np.unique(result.instances[1])) - 1 == 1
+
+
+def test_the_measuring_pass_that_saw_objects_at_the_trained_size_is_believed():
+    from napari_attnseg.data import InputSpec
+    from napari_attnseg.inference.objects import best_measurement
+
+    card = ModelCard(object_diameter=6.0)
+    spec = InputSpec(1)
+    # objects 24 px across: at full size the network fails and finds 3-px fragments;
+    # at ¼ it sees them at 6 px and measures them right (24 px on the image's grid)
+    fragments = np.zeros((200, 200))
+    fragments[5::20, 5::20] = 1
+    fragments = np.maximum(fragments, np.roll(fragments, 1, 0))
+    foregrounds = {1.0: fragments, 0.25: discs(radius=12), 0.5: discs(radius=13)}
+    measured, zoom = best_measurement(card, spec, foregrounds)
+    assert zoom == 0.25 and measured == pytest.approx(24, abs=1)
+    assert best_measurement(card, spec, {1.0: np.zeros((50, 50))}) == (None, None)
