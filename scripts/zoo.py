@@ -480,16 +480,16 @@ def package(max_mb: float, names: list[str] | None) -> None:
 def object_rules(task: str, scale: float = 1.0) -> dict:
     """The card fields that say how a task's objects are handled (ROI, size, instances).
 
-    ``object_diameter`` is the median nucleus diameter of the task's training
-    masks at the model's working scale (``objects.training_diameter``).
+    ``object_diameter`` (and its range) is the median nucleus diameter of the
+    task's training masks at the model's working scale (``objects.diameter_summary``).
     """
-    from napari_attnseg.objects import training_diameter
+    from napari_attnseg.objects import diameter_summary
 
     t = TASKS[task]
     rules = {key: t["card"].get(key) for key in ("instances", "roi")}
     if t.get("object_size"):
         masks = sorted((DATA / task / "train" / "masks").iterdir())
-        rules["object_diameter"] = round(training_diameter(masks) * scale, 3)
+        rules.update(diameter_summary(masks, scale=scale))
     return rules
 
 

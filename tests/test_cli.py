@@ -230,6 +230,9 @@ def test_train_prune_workflow_and_recipe(folders, tmp_path):
     assert model.card.metadata["pruning"]["threshold"] == 5
 
 
-def test_bad_input_is_a_clear_error(tmp_path, capsys):
-    assert main(["predict", "--model", "no-such-model", str(tmp_path), "--out", str(tmp_path)]) == 1
-    assert "error" in capsys.readouterr().err
+def test_bad_input_is_a_clear_error(folders, tmp_path, capsys):
+    out = tmp_path / "never"
+    code = main(["predict", "--model", "no-such-model", str(folders["images"]), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("attnseg predict: error: unknown model 'no-such-model'")
+    assert err.count("\n") == 1 and not out.exists()

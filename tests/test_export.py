@@ -19,9 +19,9 @@ from napari_attnseg.export import (
     export_bioimageio,
 )
 from napari_attnseg.export.bioimageio import FOCAL_ATTENTION, U_NET, preprocessing_steps
-from napari_attnseg.export.package import CARD_NAME, WEIGHTS_NAME
 from napari_attnseg.inference import Predictor
 from napari_attnseg.models import ModelCard, ModelFileError, create_model, save_model
+from napari_attnseg.zoo.bioimageio import CARD_NAME, WEIGHTS_NAME
 
 spec = pytest.importorskip("bioimageio.spec")
 core = pytest.importorskip("bioimageio.core")
@@ -184,7 +184,9 @@ def test_cli_reports_a_foreign_package(exported, tmp_path, capsys):
     import tifffile
 
     tifffile.imwrite(image, np.zeros((20, 20), np.uint8))
-    assert main(["predict", "--model", str(foreign), str(image), "--out", str(tmp_path)]) == 1
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(foreign), str(image), "--out", str(out)]) == 1
+    assert not out.exists()
     assert "did not export" in capsys.readouterr().err
 
 

@@ -160,3 +160,11 @@ def test_the_measuring_pass_that_saw_objects_at_the_trained_size_is_believed():
     measured, zoom = best_measurement(card, spec, foregrounds)
     assert zoom == 0.25 and measured == pytest.approx(24, abs=1)
     assert best_measurement(card, spec, {1.0: np.zeros((50, 50))}) == (None, None)
+
+
+def test_objects_within_the_training_size_range_are_left_alone():
+    net = model(object_diameter=10.0, object_diameter_range=[6.0, 32.0])
+    result = P().predict(net, discs())  # 30 px: a size the network saw in training
+    assert result.zoom == 1.0 and result.diameter == pytest.approx(30, abs=1.5)
+    net = model(object_diameter=10.0, object_diameter_range=[6.0, 20.0])
+    assert P().predict(net, discs()).zoom == pytest.approx(1 / 3, rel=0.05)

@@ -245,11 +245,38 @@ def test_dpt_is_computed_once_and_moves_with_the_sample():
         assert agree.float().mean() > 0.9
 
 
-def test_real_distance_penalty_map_if_available():
-    losses = pytest.importorskip("napari_attnseg.losses")
+def _distance_penalty_by_definition(mask: np.ndarray, n_classes: int) -> np.ndarray:
+    """``W_c = 1 / d_c`` inside class ``c``, 0 outside, by brute force from the definition.
+
+    ``d_c`` is the Euclidean distance from a pixel of class ``c`` to the nearest
+    pixel of any other class (losses.py); a class that fills the image gets 1,
+    an absent one 0. No distance transform library is used.
+    """
+    coords = np.stack(np.indices(mask.shape), axis=-1).reshape(-1, 2).astype(np.float64)
+    flat = mask.reshape(-1)
+    weights = np.zeros((n_classes, mask.size))
+    for c in range(n_classes):
+        inside, outside = flat == c, flat != c
+        if inside.all():
+            weights[c] = 1.0
+        elif inside.any():
+            gaps = coords[inside][:, None, :] - coords[outside][None, :, :]
+            weights[c, inside] = 1.0 / np.sqrt((gaps**2).sum(-1)).min(axis=1)
+    return weights.reshape(n_classes, *mask.shape)
+
+
+@pytest.mark.parametrize("n_classes", [1, 3])
+def test_patch_dataset_distance_penalty_map_matches_its_definition(n_classes):
     sample = _disc_sample()
-    item = PatchDataset([sample], patch_size=None, augment=None, n_classes=1, with_dpt=True)[0]
-    np.testing.assert_allclose(item["dpt"].numpy(), losses.distance_penalty_map(sample.mask, 2))
+    if n_classes == 3:
+        sample.mask = sample.mask.copy()
+        sample.mask[:, :6] = 2  # a third class touching the image border
+    item = PatchDataset(
+        [sample], patch_size=None, augment=None, n_classes=n_classes, with_dpt=True
+    )[0]
+    expected = _distance_penalty_by_definition(sample.mask, max(2, n_classes))
+    assert expected[1].max() == 1.0 and 0 < expected[1][expected[1] > 0].min() < 0.3
+    np.testing.assert_allclose(item["dpt"].numpy(), expected, rtol=1e-6)
 
 
 def test_seeded_datasets_repeat_and_loader_workers_differ():

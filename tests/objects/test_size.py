@@ -62,3 +62,20 @@ def test_training_diameter_is_the_median_of_per_image_medians(tmp_path):
     assert training_diameter(paths) == pytest.approx(expected)
     assert training_diameter(images) == pytest.approx(expected)
     assert training_diameter([np.zeros((8, 8), np.uint8)]) is None
+
+
+def test_diameter_summary_records_the_median_and_the_range_at_the_working_scale():
+    from napari_attnseg.objects import diameter_summary
+
+    masks = []
+    for radius in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11):
+        mask = np.zeros((64, 64), np.uint8)
+        mask[32 - radius : 32 + radius, 32 - radius : 32 + radius] = 1
+        masks.append(mask)
+    summary = diameter_summary(masks, scale=0.5)
+    sides = np.array([2 * r for r in range(2, 12)]) * 2 / np.sqrt(np.pi) * 0.5
+    assert summary["object_diameter"] == pytest.approx(np.median(sides), abs=1e-3)
+    low, high = summary["object_diameter_range"]
+    assert low == pytest.approx(np.percentile(sides, 10), abs=1e-3)
+    assert high == pytest.approx(np.percentile(sides, 90), abs=1e-3)
+    assert diameter_summary([np.zeros((8, 8), np.uint8)]) == {}

@@ -1,7 +1,8 @@
 """``attnseg demo``: segment the bundled nuclei sample with the default nuclei model.
 
-Writes the mask (TIFF) and an overlay (PNG) to ``--out`` and prints the Dice
-score against the sample's bundled ground truth. Runs offline on the CPU.
+Writes the mask (TIFF) and an overlay (PNG) to ``--out`` (created when they are
+written, each file atomically) and prints the Dice score against the sample's
+bundled ground truth. Runs offline on the CPU.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._common import ProgressBar, add_device
+from ._common import ProgressBar, add_device, files_in, refuse_overwrite
 
 
 def add_parser(sub) -> None:
@@ -25,12 +26,17 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .._sample_data import load_sample
+    from .._sample_data import SAMPLES, load_sample
     from ..data.io import write_mask
     from ..inference import Predictor
     from ..metrics import binary_metrics
     from ..zoo import load
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    targets = [out / "nuclei_mask.tif", out / "nuclei_overlay.png"]
+    refuse_overwrite(targets, files_in(SAMPLES), what="--out folder")
     image, truth = load_sample("nuclei")
     t0 = time.perf_counter()
     predictor = Predictor(device=args.device)
@@ -38,10 +44,8 @@ def run(args: argparse.Namespace) -> int:
     with ProgressBar("segmenting", unit="tile") as bar:
         prediction = predictor.predict(model, image, progress=bar)
     seconds = time.perf_counter() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_mask(out / "nuclei_mask.tif", prediction.labels)
-    _overlay(image, prediction.labels, out / "nuclei_overlay.png")
+    write_mask(targets[0], prediction.labels)
+    _overlay(image, prediction.labels, targets[1])
     scores = binary_metrics(prediction.foreground, truth > 0)
     print(
         f"model {args.model} ({model.config['name']}) on {predictor.device}: "
@@ -56,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _overlay(image, labels, path: Path) -> None:
-    import imageio.v3 as iio
     import numpy as np
     from skimage.segmentation import find_boundaries
+
+    from ..data.io import write_image
 
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     rgb = rgb[..., :3].astype(np.float32)
     rgb = (255 * (rgb - rgb.min()) / max(1e-6, float(np.ptp(rgb)))).astype(np.uint8)
     edges = find_boundaries(labels > 0, mode="outer")
     rgb[edges] = (255, 200, 0)
-    iio.imwrite(path, rgb)
+    write_image(path, rgb)

@@ -10,7 +10,8 @@ import argparse
 import json
 
 from ..models import PRUNE_THRESHOLD
-from ._common import parse_options
+from ..models.cost import MAX_SIDE
+from ._common import check_architecture_options, integer, parse_options
 
 
 def add_parser(sub) -> None:
@@ -21,18 +22,23 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--size",
         nargs=2,
-        type=int,
+        type=integer(1, MAX_SIDE),
         metavar=("H", "W"),
         default=None,
-        help="input size for the FLOP count (default 256 256)",
+        help=f"input size for the FLOP count, 1 to {MAX_SIDE} pixels a side (default 256 256)",
     )
     p.add_argument(
         "--in-channels",
-        type=int,
+        type=integer(1),
         default=None,
-        help="for an architecture name: input channels (default 3)",
+        help="for an architecture name: input channels, at least 1 (default 3)",
     )
-    p.add_argument("--n-classes", type=int, default=1, help="for an architecture name")
+    p.add_argument(
+        "--n-classes",
+        type=integer(1),
+        default=None,
+        help="for an architecture name: 1 (binary) or the number of classes >= 2 (default 1)",
+    )
     p.add_argument(
         "--option",
         action="append",
@@ -52,14 +58,26 @@ def build(args: argparse.Namespace):
         try:
             return load(args.model)  # a user model may shadow an architecture name
         except ValueError:
+            pass
+        options = parse_options(args.option)
+        check_architecture_options(args.model, options)
+        try:
             return create_model(
                 args.model,
-                in_channels=args.in_channels or 3,
-                n_classes=args.n_classes,
-                **parse_options(args.option),
+                in_channels=3 if args.in_channels is None else args.in_channels,
+                n_classes=1 if args.n_classes is None else args.n_classes,
+                **options,
             )
-    if args.option or args.in_channels:
-        raise ValueError("--option/--in-channels apply to architecture names only")
+        except (TypeError, ValueError) as exc:
+            given = " ".join(f"--option {item}" for item in args.option)
+            raise ValueError(
+                f"cannot build {args.model}" + (f" with {given}" if given else "") + f": {exc}"
+            ) from exc
+    if args.option or args.in_channels is not None or args.n_classes is not None:
+        raise ValueError(
+            "--option/--in-channels/--n-classes apply to architecture names only "
+            f"({args.model!r} is a saved or zoo model)"
+        )
     return load(args.model)
 
 

@@ -1,9 +1,16 @@
-"""``attnseg models``: list the zoo and the user's models."""
+"""``attnseg models``: list the zoo and the user's models.
+
+Files in the user model folder that are not readable models (a truncated
+download, a pickle renamed ``.safetensors``, a card of a newer format) are
+not listed; a ``note:`` on stderr names each with the reason. A model that
+disappears while the list is made is left out the same way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_parser(sub) -> None:
@@ -13,12 +20,18 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import read_card
+    from ..models import ModelFileError, read_card
     from ..zoo import available_models, task_defaults, user_model_dir
 
     rows = []
+    listed = set()
     for info in available_models():
-        card = read_card(info.path)
+        try:
+            card = read_card(info.path)
+        except ModelFileError as exc:  # changed or removed since it was listed
+            print(f"note: skipped {info.path}: {exc}", file=sys.stderr)
+            continue
+        listed.add(info.path)
         dice = card.get("metrics", {}).get("validation", {}).get("mean", {}).get("dice")
         rows.append(
             {
@@ -31,6 +44,13 @@ def run(args: argparse.Namespace) -> int:
                 "path": str(info.path),
             }
         )
+    folder = user_model_dir()
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        if path not in listed:
+            try:
+                read_card(path)
+            except ModelFileError as exc:
+                print(f"note: skipped {path.name}: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps({"models": rows, "defaults": task_defaults()}, indent=2))
         return 0

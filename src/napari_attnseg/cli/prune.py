@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..models import PRUNE_THRESHOLD
+from ._common import number
 
 
 def add_parser(sub) -> None:
@@ -17,12 +18,17 @@ def add_parser(sub) -> None:
         "prune", help="drop Focal attention modules with w below a threshold", description=__doc__
     )
     p.add_argument("--model", required=True, metavar="MODEL")
-    p.add_argument("--out", required=True, metavar="PATH", help="where to save the pruned model")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="where to save the pruned model (never the model it was pruned from)",
+    )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=number(0),
         default=PRUNE_THRESHOLD,
-        help=f"prune modules with w < this (default {PRUNE_THRESHOLD:g})",
+        help=f"prune modules with w < this, at least 0 (default {PRUNE_THRESHOLD:g})",
     )
     p.set_defaults(run=run)
 

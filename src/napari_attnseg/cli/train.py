@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import PRUNE_THRESHOLD
-from ._common import ProgressBar, add_device, add_quiet, parse_options
+from ._common import ProgressBar, add_device, add_quiet, integer, number, parse_options
 
 TRAIN_HELP = """\
 Build an architecture and train it on an image folder and a mask folder paired
@@ -84,21 +84,29 @@ def _add_common(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     p.add_argument("--val-masks", metavar="DIR", help="validation masks")
     p.add_argument("--val-fov", metavar="DIR", help="validation ROI masks")
     p.add_argument(
-        "--val-fraction", type=float, default=None, help="held-out fraction (default 0.2)"
+        "--val-fraction",
+        type=number(0, 1, below_high=True),
+        default=None,
+        help="held-out fraction, at least 0 and below 1 (default 0.2)",
     )
     p.add_argument(
         "--out", required=required, metavar="PATH", help="where to save the trained model"
     )
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="default 8")
+    p.add_argument("--epochs", type=integer(1), default=None, help="at least 1")
+    p.add_argument("--batch-size", type=integer(1), default=None, help="at least 1 (default 8)")
     p.add_argument(
         "--patch-size",
-        type=int,
+        type=integer(0),
         default=None,
-        help="random patch edge (0: whole images; default: the largest power of two "
-        "that fits the smallest image, at most 256)",
+        help="random patch edge, at least 16 (0: whole images; default: the largest power "
+        "of two that fits the smallest image, at most 256)",
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument(
+        "--lr",
+        type=number(0, 1, below_high=True),
+        default=None,
+        help="learning rate, above 0 and below 1",
+    )
     p.add_argument(
         "--loss", default=None, help="dice, dice_ce, ce, tversky, focal_tversky, unified_focal"
     )
@@ -116,8 +124,10 @@ def _add_common(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         metavar="KEY=VALUE",
         help="any training option (see TrainConfig), e.g. --set optimizer=sgd",
     )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--time-budget", type=float, default=None, help="seconds per sitting")
+    p.add_argument("--seed", type=integer(0), default=None, help="at least 0")
+    p.add_argument(
+        "--time-budget", type=number(0), default=None, help="seconds per sitting, at least 0"
+    )
     p.add_argument(
         "--precision",
         default=None,
@@ -145,16 +155,29 @@ def add_parser(sub) -> None:
         help="architecture option, e.g. --option width=16 (repeatable)",
     )
     p.add_argument(
-        "--in-channels", type=int, default=None, help="1 grey, 3 RGB (default: recipe or 3)"
+        "--in-channels",
+        type=integer(1),
+        default=None,
+        help="1 grey, 3 RGB, at least 1 (default: recipe or 3)",
     )
-    p.add_argument("--n-classes", type=int, default=None, help="1 binary (default), >= 2 classes")
+    p.add_argument(
+        "--n-classes",
+        type=integer(1),
+        default=None,
+        help="1 binary (default), >= 2 classes",
+    )
     p.add_argument(
         "--normalization",
         type=_normalization,
         default=None,
         help="zscore, dataset, percentile, minmax or none (or a JSON object)",
     )
-    p.add_argument("--scale", type=float, default=None, help="resize factor applied to every image")
+    p.add_argument(
+        "--scale",
+        type=number(0),
+        default=None,
+        help="resize factor applied to every image, above 0",
+    )
     p.add_argument(
         "--prune-workflow",
         action="store_true",
@@ -162,7 +185,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--prune-threshold",
-        type=float,
+        type=number(0),
         default=None,
         help=f"prune Focal modules with w below this (default {PRUNE_THRESHOLD:g})",
     )

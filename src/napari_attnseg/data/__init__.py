@@ -19,6 +19,7 @@ from .augmentation import Augmenter
 from .input_spec import InputSpec, Layout, canonical, is_colour, layout_of
 from .io import (
     IMAGE_SUFFIXES,
+    ImageFileError,
     is_image_file,
     read_image,
     read_mask,
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_NORMALIZATION",
     "IGNORE",
     "IMAGE_SUFFIXES",
+    "ImageFileError",
     "NORMALIZATION_MODES",
     "Augmenter",
     "InputSpec",

@@ -7,20 +7,30 @@ guess: an image is ``(H, W)`` grey or ``(H, W, C)`` with ``C`` in {3, 4}
 (RGB/RGBA), or a stack of those (``(Z, H, W)``, ``(Z, H, W, C)``; TIFF only),
 in its native dtype; a mask is ``(H, W)`` integers.
 
+Anything that cannot be read as an image — a missing file, a folder, an empty,
+truncated or garbage file, an unsupported suffix or pixel type (complex,
+text, …), a layout that is not an image — raises :class:`ImageFileError`
+(a ``ValueError``) whose message names the file and the problem; whatever
+the decoding library raised is chained as its cause. Nothing else escapes
+the readers.
+
 Writers go through a temporary file in the target folder and ``os.replace``,
 so a cancelled or failed job never leaves a half-written file behind.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import tifffile
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .._files import atomic_write
 from .input_spec import is_colour
@@ -29,6 +39,14 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 #: file suffixes (lower case) that :func:`read_image` and :func:`read_mask` accept
 IMAGE_SUFFIXES = (*TIFF_SUFFIXES, ".png", ".jpg", ".jpeg", ".bmp")
 _WRITE_SUFFIXES = (*TIFF_SUFFIXES, ".png")
+
+
+class ImageFileError(ValueError):
+    """An image or mask file cannot be read (the message names the file and says why)."""
+
+
+class ImageFileNotFoundError(ImageFileError, FileNotFoundError):
+    """The image file does not exist (also a ``FileNotFoundError``)."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -43,8 +61,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     The dtype is the file's own. Singleton axes are dropped, a grey+alpha PNG
     becomes grey, and the colour samples of an RGB TIFF stored planar
     (``(3, H, W)`` on disk) are moved last. Other layouts raise a
-    ``ValueError`` naming the file and its shape. Use
-    :func:`~.input_spec.layout_of` to tell a single image from a stack.
+    :class:`ImageFileError` naming the file and its shape, as does any file
+    that cannot be read. Use :func:`~.input_spec.layout_of` to tell a single
+    image from a stack.
     """
     path = Path(path)
     raw = _read_raw(path, keep_palette=False)
@@ -55,7 +74,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         array = array[..., 0]  # grey + alpha
     if array.ndim in (2, 3) or (array.ndim == 4 and is_colour(array.shape)):
         return np.ascontiguousarray(array)
-    raise ValueError(
+    raise ImageFileError(
         f"{path} has shape {raw.shape}; expected a grey (H, W) or RGB(A) (H, W, 3|4) image, "
         "or a stack of them"
     )
@@ -77,16 +96,19 @@ def read_mask(path: str | os.PathLike, *, binary: bool = True) -> np.ndarray:
     if array.ndim == 3 and array.shape[-1] in (2, 3, 4):
         colour = array[..., :3] if is_colour(array.shape) else array[..., :1]
         if not all(np.array_equal(colour[..., 0], colour[..., c]) for c in range(colour.shape[-1])):
-            raise ValueError(
+            raise ImageFileError(
                 f"{path} is a colour image whose channels differ; a mask must be a grey "
                 "or label image (one value per pixel)"
             )
         array = colour[..., 0]
     if array.ndim != 2:
-        raise ValueError(f"{path} has shape {array.shape}; a mask must be 2D (H, W)")
-    if binary:
-        return (array != 0).astype(np.uint8)
-    return _as_labels(array, path)
+        raise ImageFileError(f"{path} has shape {array.shape}; a mask must be 2D (H, W)")
+    try:
+        if binary:
+            return (array != 0).astype(np.uint8)
+        return _as_labels(array, path)
+    except ValueError as exc:
+        raise ImageFileError(str(exc)) from exc
 
 
 def write_mask(path: str | os.PathLike, labels: np.ndarray) -> Path:
@@ -120,23 +142,99 @@ def write_image(path: str | os.PathLike, array: np.ndarray) -> Path:
 
 # -- internals ---------------------------------------------------------------
 def _read_raw(path: Path, *, keep_palette: bool) -> np.ndarray:
+    """The file's pixels as the decoder gives them; :class:`ImageFileError` otherwise."""
+    if path.is_dir():
+        raise ImageFileError(f"{path} is a folder, not an image file")
     if not path.exists():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise ImageFileNotFoundError(f"image file not found: {path}")
     if not path.is_file():
-        raise ValueError(f"{path} is not a file")
+        raise ImageFileError(f"{path} is not a regular file")
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use one of {IMAGE_SUFFIXES}")
+        raise ImageFileError(
+            f"{path}: unsupported file type {suffix or '(no suffix)'!r}; "
+            f"use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     try:
-        if suffix in TIFF_SUFFIXES:
-            return _read_tiff(path)
-        if keep_palette:
-            with Image.open(path) as image:
-                if image.mode == "P":
-                    return np.asarray(image)
-        return np.asarray(iio.imread(path, plugin="pillow"))
-    except (OSError, ValueError, SyntaxError, tifffile.TiffFileError) as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from exc
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise ImageFileError(f"{path} is an empty file (0 bytes)")
+    try:
+        with _tifffile_log_held():
+            array = _decode(path, suffix, keep_palette=keep_palette)
+    except ImageFileError:
+        raise
+    except MemoryError as exc:
+        raise ImageFileError(f"{path} is too large to read into memory") from exc
+    except Exception as exc:  # every decoder error (PIL, tifffile, imageio, struct, ...)
+        raise ImageFileError(f"cannot read {path}: {_reason(exc)}") from exc
+    return _checked_pixels(array, path)
+
+
+def _decode(path: Path, suffix: str, *, keep_palette: bool) -> np.ndarray:
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(path)
+    if keep_palette:
+        with Image.open(path) as image:
+            if image.mode == "P":
+                return np.asarray(image)
+    return np.asarray(iio.imread(path, plugin="pillow"))
+
+
+@contextmanager
+def _tifffile_log_held() -> Iterator[None]:
+    """Hold what tifffile logs while this thread reads a file; pass it on only on success.
+
+    A damaged TIFF makes tifffile log a line per broken tag before it fails;
+    the :class:`ImageFileError` raised then says what is wrong in one line.
+    """
+    logger = logging.getLogger("tifffile")
+    thread = threading.get_ident()
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread != thread:
+            return True
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield
+    finally:
+        logger.removeFilter(hold)
+    for record in held:  # reached only when the read succeeded
+        logger.handle(record)
+
+
+def _reason(exc: BaseException) -> str:
+    """A readable reason from a decoder exception (its text, else its type)."""
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    if isinstance(exc, UnidentifiedImageError) or "can not handle the given uri" in text:
+        return "the content is not an image in a format this reader knows (PNG, JPEG, BMP, TIFF)"
+    if "failed to read" in text or "truncated" in text:
+        return f"the file is truncated or corrupt ({text})"
+    if len(text) < 4:  # e.g. KeyError(5), IndexError(), struct.error('')
+        detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return f"the file is corrupt or not a valid image ({detail})"
+    return text
+
+
+def _checked_pixels(array: np.ndarray, path: Path) -> np.ndarray:
+    """Numeric, non-empty pixel data, or :class:`ImageFileError`."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":  # bool, signed, unsigned, float
+        raise ImageFileError(
+            f"{path}: unsupported pixel type {array.dtype}; images must hold integer "
+            "or floating-point values"
+        )
+    if array.size == 0 or array.ndim < 2:
+        raise ImageFileError(f"{path} holds no image data (shape {array.shape})")
+    return array
 
 
 def _read_tiff(path: Path) -> np.ndarray:

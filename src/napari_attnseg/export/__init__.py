@@ -10,8 +10,8 @@
 Like the rest of the engine, this package never imports napari or Qt.
 """
 
+from ..zoo.bioimageio import ForeignPackageError, extract_model, is_package
 from .bioimageio import ExportError, ExportReport, citations_for, export_bioimageio
-from .package import ForeignPackageError, extract_model, is_package
 from .wrapper import ExportedModel, build_model, to_torchscript, wrap
 
 __all__ = [

@@ -63,7 +63,7 @@ from ..inference.predictor import Predictor
 from ..models.base import SegmentationModel
 from ..models.persistence import card_of, save_model
 from ..models.registry import get_entry
-from .package import CARD_NAME, WEIGHTS_NAME
+from ..zoo.bioimageio import CARD_NAME, WEIGHTS_NAME
 from .wrapper import to_torchscript, wrap
 
 INSTALL_HINT = 'pip install "napari-attnseg[bioimageio]"'

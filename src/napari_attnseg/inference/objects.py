@@ -82,10 +82,21 @@ def uses_diameter(card: ModelCard) -> bool:
 
 
 def zoom_for(card: ModelCard, spec: InputSpec, diameter: float) -> float:
-    """The extra resampling factor that brings objects of ``diameter`` px to the trained size."""
-    zoom = float(card.object_diameter) / (float(diameter) * spec.scale)
-    zoom = float(np.clip(zoom, 1.0 / MAX_ZOOM, MAX_ZOOM))
-    return 1.0 if 1.0 / ZOOM_TOLERANCE < zoom < ZOOM_TOLERANCE else zoom
+    """The extra resampling factor that brings objects of ``diameter`` px to the trained size.
+
+    Objects whose size (as the network would see them) lies within the range of
+    the training images' sizes (``object_diameter_range``; else within
+    ``ZOOM_TOLERANCE`` of the median) are left alone: the network has seen such
+    sizes. Others are resampled to the median training size.
+    """
+    working = float(diameter) * spec.scale
+    low, high = card.object_diameter_range or (
+        card.object_diameter / ZOOM_TOLERANCE,
+        card.object_diameter * ZOOM_TOLERANCE,
+    )
+    if low <= working <= high:
+        return 1.0
+    return float(np.clip(float(card.object_diameter) / working, 1.0 / MAX_ZOOM, MAX_ZOOM))
 
 
 def trained_diameter(card: ModelCard, spec: InputSpec) -> float | None:

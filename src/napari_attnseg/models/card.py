@@ -41,6 +41,9 @@ class ModelCard:
     #: median object diameter in pixels at the scale the network works at (the
     #: training scale), measured on the training masks; ``None``: not an object model
     object_diameter: float | None = None
+    #: the 10th–90th percentile of the training images' median object diameters (working
+    #: pixels): objects of a size in this range are not resampled (the network saw such sizes)
+    object_diameter_range: list[float] | None = None
     #: how countable objects are made from the prediction (``objects.instances``),
     #: e.g. ``{"method": "watershed"}``; ``None``: a semantic model (masks only)
     instances: dict[str, Any] | None = None

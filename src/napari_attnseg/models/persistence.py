@@ -16,6 +16,7 @@ anything: safetensors holds raw tensors and the card is JSON.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -114,64 +115,286 @@ def save_model(
 
 
 def read_card(path: str | os.PathLike) -> dict[str, Any]:
-    """The card document of a saved model (the JSON beside it, else the embedded copy)."""
-    path = weights_path(path)
-    if not path.exists():
-        raise ModelFileError(f"model file not found: {path}")
+    """The card document of a saved model (the JSON beside it, else the embedded copy).
+
+    Raises :class:`ModelFileError` naming the file and the problem for
+    anything that is not a readable napari-attnseg model: a missing file or a
+    folder, an empty or truncated file, a pickle or other non-safetensors
+    file, a card that is not UTF-8 JSON, of another format or of a newer
+    format version, or whose fields have the wrong types.
+    """
+    path = _existing_weights(path)
     beside = card_path(path)
-    try:
-        if beside.exists():
-            document = json.loads(beside.read_text(encoding="utf-8"))
-        else:
+    if beside.exists():
+        document = _parse_json(_read_text(beside), f"the model card {beside}")
+        source = str(beside)
+    else:
+        try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-            if _METADATA_KEY not in meta:
-                raise ModelFileError(
-                    f"{path} has no model card: expected {beside.name} beside it "
-                    "or a card embedded by napari-attnseg"
-                )
-            document = json.loads(meta[_METADATA_KEY])
-    except ModelFileError:
-        raise
-    except Exception as exc:  # unreadable JSON or not a safetensors file
-        raise ModelFileError(f"cannot read the model card of {path}: {exc}") from exc
-    if not isinstance(document, dict) or document.get("format") != CARD_FORMAT:
-        raise ModelFileError(f"{path}: not a napari-attnseg model card")
-    if document.get("format_version", 0) > CARD_VERSION:
-        raise ModelFileError(
-            f"{path}: card format {document['format_version']} is newer than this "
-            f"napari-attnseg understands ({CARD_VERSION}); please upgrade"
-        )
+        except Exception as exc:
+            raise _weights_error(path, exc) from exc
+        if _METADATA_KEY not in meta:
+            raise ModelFileError(
+                f"{path} has no model card: expected {beside.name} beside it "
+                "or a card embedded by napari-attnseg"
+            )
+        document = _parse_json(meta[_METADATA_KEY], f"the card embedded in {path}")
+        source = f"the card embedded in {path}"
+    _check_document(document, source)
     return document
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> SegmentationModel:
-    """Rebuild a saved model (float32, eval mode) with its card as ``model.card``."""
-    path = weights_path(path)
+    """Rebuild a saved model (float32, eval mode) with its card as ``model.card``.
+
+    Every way a model file can be broken — see :func:`read_card`, plus weights
+    that are truncated, not safetensors, non-finite, or of another
+    architecture than the card describes — raises :class:`ModelFileError`.
+    Nothing is ever unpickled.
+    """
+    path = _existing_weights(path)
     document = read_card(path)
+    config = document["config"]
+    arch = _describe_config(config)
     try:
-        model = model_from_config(document["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid architecture config in the card: {exc}") from exc
+        model = model_from_config(config)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path}: the card describes an architecture this napari-attnseg cannot build "
+            f"({arch}): {exc}"
+        ) from exc
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:
-        raise ModelFileError(f"cannot read weights from {path}: {exc}") from exc
+        raise _weights_error(path, exc) from exc
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ModelFileError(
-            f"{path}: weights do not match the card's architecture "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"{path}: the weights do not fit the architecture its card describes ({arch}): "
+            f"{len(missing)} tensor(s) missing {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]}"
         )
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
             raise ModelFileError(
-                f"{path}: tensor {key} has shape {tuple(tensor.shape)}, "
-                f"expected {tuple(expected[key].shape)}"
+                f"{path}: the weights do not fit the architecture its card describes ({arch}): "
+                f"tensor {key} has shape {tuple(tensor.shape)}, expected "
+                f"{tuple(expected[key].shape)}"
             )
+        if tensor.is_complex():
+            raise ModelFileError(f"{path}: tensor {key} holds complex numbers")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{path}: tensor {key} holds NaN or infinite weights")
         state[key] = tensor.to(expected[key].dtype)
-    model.load_state_dict(state)
-    model.card = ModelCard.from_dict(document)
+    try:
+        model.load_state_dict(state)
+        model.card = ModelCard.from_dict(document)
+    except Exception as exc:  # pragma: no cover - shapes and names were checked above
+        raise ModelFileError(f"{path}: cannot load the weights: {exc}") from exc
     return model.to(device).eval()
+
+
+# -- error paths ----------------------------------------------------------------------
+#: first bytes of files that are not safetensors but are often renamed to it
+_FOREIGN_FORMATS = (
+    (b"PK\x03\x04", "a zip archive (PyTorch's torch.save format)"),
+    (b"\x80", "a Python pickle (torch.save's legacy format)"),
+    (b"\x89HDF", "an HDF5 file (Keras)"),
+    (b"\x08", "a protocol buffer (ONNX or TensorFlow)"),
+)
+
+
+def _existing_weights(path: str | os.PathLike) -> Path:
+    """The weights file ``path`` names, checked to be a non-empty regular file."""
+    given = Path(path)
+    if given.is_dir():
+        raise ModelFileError(f"{given} is a folder, not a model file; give a .safetensors file")
+    weights = weights_path(given)
+    if weights.is_dir():
+        raise ModelFileError(f"{weights} is a folder, not a model file")
+    if not weights.exists():
+        raise ModelFileError(f"model file not found: {weights}")
+    if not weights.is_file():
+        raise ModelFileError(f"{weights} is not a regular file")
+    try:
+        size = weights.stat().st_size
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {weights}: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise ModelFileError(f"{weights} is an empty file (0 bytes)")
+    return weights
+
+
+def _weights_error(path: Path, exc: BaseException) -> ModelFileError:
+    """A :class:`ModelFileError` that says what is wrong with a weights file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as error:
+        return ModelFileError(f"cannot read {path}: {error.strerror or error}")
+    for magic, what in _FOREIGN_FORMATS:
+        if head.startswith(magic):
+            return ModelFileError(
+                f"{path} is {what}, not a safetensors file; napari-attnseg never unpickles "
+                "model files (it could run arbitrary code): load it in its own framework and "
+                "save it with napari_attnseg.models.save_model"
+            )
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return ModelFileError(f"cannot read {path}: {exc.strerror}")
+    if _truncated(path) or any(w in text for w in ("incomplete", "too small", "not fully covered")):
+        return ModelFileError(f"{path} is truncated or corrupt ({text})")
+    return ModelFileError(f"{path} is not a valid safetensors file ({text or type(exc).__name__})")
+
+
+def _truncated(path: Path) -> bool:
+    """Whether ``path`` starts like a safetensors file but ends before its data does."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return True
+            length = int.from_bytes(head, "little")
+            if length > 100 * 2**20 or f.read(1) != b"{":
+                return False  # no safetensors header
+            if 8 + length > size:
+                return True
+            f.seek(8)
+            header = json.loads(f.read(length))
+        ends = [
+            int(entry["data_offsets"][1])
+            for entry in header.values()
+            if isinstance(entry, dict) and "data_offsets" in entry
+        ]
+        return 8 + length + max(ends, default=0) > size
+    except Exception:
+        return False
+
+
+def _read_text(path: Path) -> str:
+    if path.is_dir():
+        raise ModelFileError(f"the model card {path} is a folder, not a JSON file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model card {path}: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(
+            f"the model card {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+            f"{exc.start}); it must be JSON as written by save_model"
+        ) from exc
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(
+            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # e.g. nesting too deep
+        raise ModelFileError(f"{what} is not valid JSON: {exc}") from exc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: card fields and the check each value must pass (``None`` always passes where allowed)
+_FIELD_CHECKS: dict[str, tuple[str, Any]] = {
+    "name": ("a string", lambda v: isinstance(v, str)),
+    "description": ("a string", lambda v: isinstance(v, str)),
+    "license": ("a string", lambda v: isinstance(v, str)),
+    "class_names": (
+        "a list of strings",
+        lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v),
+    ),
+    "normalization": ('an object such as {"mode": "zscore"}', lambda v: isinstance(v, dict)),
+    "input_scale": ("a positive number", lambda v: _is_number(v) and 0 < v < math.inf),
+    "input_size": (
+        "null or [H, W] with positive sides",
+        lambda v: (
+            v is None
+            or (isinstance(v, list) and len(v) == 2 and all(_is_int(n) and n > 0 for n in v))
+        ),
+    ),
+    "threshold": ("a number between 0 and 1", lambda v: _is_number(v) and 0 <= v <= 1),
+    "tile_size": ("null or an integer >= 16", lambda v: v is None or (_is_int(v) and v >= 16)),
+    "object_diameter": (
+        "null or a positive number",
+        lambda v: v is None or (_is_number(v) and v > 0),
+    ),
+    "instances": ("null or an object", lambda v: v is None or isinstance(v, dict)),
+    "roi": ("null or an object", lambda v: v is None or isinstance(v, dict)),
+    "base_model": ("null or a string", lambda v: v is None or isinstance(v, str)),
+    "training": ("an object", lambda v: isinstance(v, dict)),
+    "metrics": ("an object", lambda v: isinstance(v, dict)),
+    "metadata": ("an object", lambda v: isinstance(v, dict)),
+}
+
+
+def _check_document(document: Any, source: str) -> None:
+    """Raise :class:`ModelFileError` unless ``document`` is a card this version can use."""
+    if not isinstance(document, dict) or document.get("format") != CARD_FORMAT:
+        raise ModelFileError(f"{source} is not a napari-attnseg model card")
+    version = document.get("format_version", 0)
+    if not _is_int(version):
+        raise ModelFileError(f"{source}: format_version must be an integer, got {version!r}")
+    if version > CARD_VERSION:
+        raise ModelFileError(
+            f"{source}: card format {version} is newer than this napari-attnseg understands "
+            f"({CARD_VERSION}); please upgrade napari-attnseg"
+        )
+    config = document.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+        raise ModelFileError(
+            f"{source}: 'config' must be an object naming the architecture, got {config!r:.80}"
+        )
+    for key in ("in_channels", "n_classes"):
+        for where, value in (("card", document.get(key)), ("config", config.get(key))):
+            if value is not None and not (_is_int(value) and value >= 1):
+                raise ModelFileError(
+                    f"{source}: {where} {key} must be a positive integer, got {value!r:.40}"
+                )
+    for key, (wanted, ok) in _FIELD_CHECKS.items():
+        if key in document and not ok(document[key]):
+            raise ModelFileError(f"{source}: {key} must be {wanted}, got {document[key]!r:.60}")
+    _check_normalization(document.get("normalization") or {"mode": "zscore"}, source)
+
+
+def _check_normalization(spec: dict[str, Any], source: str) -> None:
+    from ..data.normalization import check_spec  # data imports models: import on use
+
+    try:
+        spec = check_spec(spec)
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{source}: invalid normalization: {exc}") from exc
+    if spec["mode"] == "dataset":
+        for key in ("mean", "std"):
+            values = spec.get(key)
+            values = values if isinstance(values, list) else [values]
+            if not values or not all(_is_number(v) and math.isfinite(v) for v in values):
+                raise ModelFileError(
+                    f"{source}: dataset normalization needs {key!r}: a number or a list of "
+                    f"numbers (one per channel), got {spec.get(key)!r:.60}"
+                )
+
+
+def _describe_config(config: dict[str, Any]) -> str:
+    """``"unet, width 4, depth 2"``: a config's architecture in a few words."""
+    shown = [
+        f"{k} {v}"
+        for k, v in config.items()
+        if k in ("width", "depth") and (_is_int(v) or isinstance(v, str))
+    ]
+    return ", ".join([str(config.get("name")), *shown])

@@ -45,7 +45,14 @@ from .matching import (
     match_pairs,
     overlap,
 )
-from .size import MIN_OBJECTS, median_diameter, object_diameters, training_diameter
+from .size import (
+    MIN_OBJECTS,
+    diameter_summary,
+    median_diameter,
+    object_diameters,
+    training_diameter,
+    training_diameters,
+)
 from .table import SHAPE_COLUMNS, object_table, write_table_csv
 
 __all__ = [
@@ -63,6 +70,7 @@ __all__ = [
     "Overlap",
     "cells_from_membranes",
     "default_min_size",
+    "diameter_summary",
     "field_of_view",
     "format_instance_table",
     "instance_metrics",
@@ -78,5 +86,6 @@ __all__ = [
     "relabel_raster",
     "smallest_unsigned",
     "training_diameter",
+    "training_diameters",
     "write_table_csv",
 ]

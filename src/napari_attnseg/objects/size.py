@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.io import read_mask
 from .instances import instances_from_foreground
 
 #: fewer objects than this give no typical diameter (``None``)
@@ -93,11 +94,25 @@ def median_diameter(
 
 def _read(item: Any) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
-        # imported here: napari_attnseg.data pulls in torch, which nothing else here needs
-        from ..data.io import read_mask
-
         return read_mask(item, binary=False)
     return np.asarray(item)
+
+
+def training_diameters(
+    masks: Iterable[str | os.PathLike | np.ndarray], *, min_objects: int = 1
+) -> np.ndarray:
+    """The median object diameter (pixels) of each training image that has objects.
+
+    ``masks``: mask or instance label files (read with
+    ``napari_attnseg.data.io.read_mask``) or arrays. Images with fewer than
+    ``min_objects`` objects are skipped.
+    """
+    medians = []
+    for item in masks:
+        value = median_diameter(_read(item), min_objects=min_objects)
+        if value is not None:
+            medians.append(value)
+    return np.asarray(medians, dtype=np.float64)
 
 
 def training_diameter(
@@ -105,18 +120,36 @@ def training_diameter(
 ) -> float | None:
     """Typical object diameter (pixels) of a training set: the median of per-image medians.
 
-    ``masks``: mask or instance label files (read with
-    ``napari_attnseg.data.io.read_mask``) or arrays. Images with fewer than
-    ``min_objects`` objects are skipped; ``None`` if no image is left.
+    ``None`` if no image has objects (see :func:`training_diameters`).
     """
-    medians = []
-    for item in masks:
-        value = median_diameter(_read(item), min_objects=min_objects)
-        if value is not None:
-            medians.append(value)
-    if not medians:
-        return None
-    return float(np.median(medians))
+    medians = training_diameters(masks, min_objects=min_objects)
+    return float(np.median(medians)) if medians.size else None
 
 
-__all__ = ["MIN_OBJECTS", "median_diameter", "object_diameters", "training_diameter"]
+def diameter_summary(
+    masks: Iterable[str | os.PathLike | np.ndarray], *, scale: float = 1.0
+) -> dict[str, Any]:
+    """What a model card records about its training objects' size, in working pixels.
+
+    ``{"object_diameter": median, "object_diameter_range": [10th, 90th percentile]}``
+    of the per-image median diameters, times ``scale`` (the working scale); empty
+    when the masks hold no objects.
+    """
+    medians = training_diameters(masks) * float(scale)
+    if not medians.size:
+        return {}
+    low, mid, high = np.percentile(medians, [10, 50, 90])
+    return {
+        "object_diameter": round(float(mid), 3),
+        "object_diameter_range": [round(float(low), 3), round(float(high), 3)],
+    }
+
+
+__all__ = [
+    "MIN_OBJECTS",
+    "diameter_summary",
+    "median_diameter",
+    "object_diameters",
+    "training_diameter",
+    "training_diameters",
+]

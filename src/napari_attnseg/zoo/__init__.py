@@ -13,7 +13,7 @@ Everywhere a MODEL is accepted (command line, widgets, Python) it may be
   cache and verified against the pinned hash (``remote.py``);
 * a bioimage.io package (``.zip`` or unpacked folder) exported by
   ``attnseg export --format bioimageio``: its attached napari-attnseg model
-  is extracted into the user cache (``export/package.py``).
+  is extracted into the user cache (``zoo/bioimageio.py``).
 
 Shipped weights live in this package (``weights/``) and load with no
 network. The user model folder is the platform's user-data directory
@@ -32,6 +32,7 @@ from platformdirs import user_data_dir
 
 from ..models.base import SegmentationModel
 from ..models.persistence import load_model, read_card, weights_path
+from .bioimageio import extract_model, is_package
 from .remote import fetch, is_url, split_pinned_url
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -122,9 +123,6 @@ def resolve(spec: str | os.PathLike) -> Path:
     if is_url(text):
         return fetch(*split_pinned_url(text))
     path = Path(text).expanduser()
-    # imported here: the export package imports this one (zoo.remote) and MONAI (slow)
-    from ..export.package import extract_model, is_package
-
     if is_package(path):
         return extract_model(path)
     if path.is_dir():

@@ -1,6 +1,6 @@
-"""Loading back a bioimage.io package that napari-attnseg exported.
+"""Loading back a bioimage.io package that napari-attnseg exported (a MODEL may be one).
 
-Every package written by :func:`~napari_attnseg.export.export_bioimageio`
+Every package written by ``napari_attnseg.export.export_bioimageio``
 carries our own model as two attachments, :data:`WEIGHTS_NAME` (safetensors)
 and :data:`CARD_NAME` (the JSON model card). Loading a package extracts
 those two files into the user cache (once per content) and loads them like
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .._files import atomic_write
 from ..models.persistence import CARD_FORMAT, ModelFileError
-from ..zoo.remote import cache_dir
+from .remote import cache_dir
 
 #: our safetensors weights inside a package (an attachment)
 WEIGHTS_NAME = "napari_attnseg_model.safetensors"
