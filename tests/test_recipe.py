@@ -208,7 +208,7 @@ def test_resume_takes_no_other_settings(folders, tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path), "--quiet"]) == 1
     assert "not a run folder" in capsys.readouterr().err
     # more epochs are allowed: the run continues where it ended
-    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--quiet"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--quiet", "--debug"]) == 0
     assert load_model(out).card.training["epochs_run"] == 2
 
 

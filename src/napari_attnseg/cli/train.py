@@ -262,7 +262,7 @@ def _resumed_spec(args: argparse.Namespace):
     given = [
         key
         for key, value in vars(args).items()
-        if key not in (*RESUME_FLAGS, "resume", "quiet", "run", "command")
+        if key not in (*RESUME_FLAGS, "resume", "quiet", "debug", "run", "command")
         and value not in (None, False, [])
     ]
     if given:
