@@ -40,6 +40,7 @@ def config(**kw):
         loss_params={},
         augment=None,
         device="cpu",
+        precision="fp32",  # the same numbers on every CPU; precision has its own tests
         early_stopping=None,
         schedule="none",
     )

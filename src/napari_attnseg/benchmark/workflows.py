@@ -98,7 +98,7 @@ def measure_finetune(
     config = TrainConfig(
         epochs=1, batch_size=settings.finetune_batch, patch_size=settings.finetune_patch_size,
         samples_per_epoch=settings.finetune_patches, schedule="none", early_stopping=None,
-        device=str(device), amp=settings.precision != "fp32", seed=settings.seed,
+        device=str(device), precision=settings.precision, seed=settings.seed,
     )
     fresh = [replace(s, dpt=None) for s in samples]  # distance maps are part of the round
     log(f"fine-tune round {arch}")

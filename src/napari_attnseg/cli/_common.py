@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands: progress bars, argument types, output paths, overlays."""
+"""Helpers shared by the subcommands: progress bars, argument types, KEY=VALUE options,
+output paths and overlays."""
 
 from __future__ import annotations
 
@@ -41,10 +42,30 @@ class ProgressBar:
         self.close()
 
 
-def add_device(parser: argparse.ArgumentParser) -> None:
+def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument(
-        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu"
+        "--device",
+        default=default,
+        help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu",
     )
+
+
+def parse_options(items: list[str], flag: str = "--option") -> dict[str, Any]:
+    """``["width=16", "pruned=[\"a\"]"]`` -> ``{"width": 16, "pruned": ["a"]}``.
+
+    Each value is read as JSON (numbers, true/false/null, lists, objects) and
+    kept as a string when it is not valid JSON; ``flag`` names the option in errors.
+    """
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ import json
 
 from ..models import PRUNE_THRESHOLD
 from ..models.cost import MAX_SIDE
-from ._common import check_architecture_options, integer
+from ._common import check_architecture_options, integer, parse_options
 
 
 def add_parser(sub) -> None:
@@ -48,19 +48,6 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=run)
-
-
-def parse_options(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
 
 
 def build(args: argparse.Namespace):

@@ -1,29 +1,80 @@
 """``attnseg train`` and ``attnseg finetune``.
 
-``train`` builds an architecture and trains it on an image folder and a mask
-folder paired by file stem; ``--config`` takes a JSON recipe
-(``{"arch", "options", "data", "train", "card"}``; the zoo's recipes are
-examples) and command-line flags override it. ``--prune-workflow`` runs
-Yeung et al.'s Focal pruning in one go: train with every Focal w initialised
-to 0, prune the modules with w < ``--prune-threshold``, retrain.
-
-``finetune`` continues training a saved or zoo model on new data, keeping its
-normalisation; both write a model every other subcommand accepts.
+The engine (``napari_attnseg.training``, which imports MONAI) is imported when
+a command runs, not when the command line starts, like the other subcommands.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from ..models import PRUNE_THRESHOLD
-from ._common import ProgressBar, add_device, add_quiet
+from ._common import ProgressBar, add_device, add_quiet, integer, number, parse_options
+
+TRAIN_HELP = """\
+Build an architecture and train it on an image folder and a mask folder paired
+by file stem. With no other flag, the settings fit the data and the machine:
+random patches of the largest power of two that fits the smallest image (at
+most 256 px), batch 8, the architecture's compact width on a CPU (its
+registered width on a GPU) and precision auto (bf16 autocast on CPUs with
+native bf16 and on CUDA GPUs that support it, fp16 on other CUDA GPUs, fp32
+elsewhere; weights, losses and metrics stay fp32).
+
+--config takes a JSON recipe ({"arch", "options", "data", "train", "card", ...};
+the zoo's recipes/*.json are examples) and command-line flags override it.
+--prune-workflow runs Yeung et al.'s Focal pruning in one go: train with every
+Focal w initialised to 0, prune the modules with w < --prune-threshold, retrain.
+
+Every run has a run folder (--run-dir; default: beside --out, named after it,
+e.g. m.safetensors -> m.run/) holding run.json (the recipe with every override
+applied, the data folders, the output path), best.safetensors (the best
+weights so far) and last.ckpt (model, optimiser and schedule, written
+atomically after every epoch). An interrupted run (Ctrl-C, a crash, a closed
+session) continues where its last epoch ended with
+
+    attnseg train --resume RUN
+
+and no other flag; --epochs (to train longer), --time-budget (seconds per
+sitting), --device and --precision may be given with --resume. A resumed run
+ends with the weights an uninterrupted one would have. Starting a new run in a
+folder that holds an unfinished one is refused.
+"""
+
+FINETUNE_HELP = """\
+Continue training a saved or zoo MODEL on new image/mask folders (paired by
+file stem). The model keeps its own input handling (channels, normalisation,
+scale, input size); training starts from lr 1e-4 for 20 epochs with early
+stopping after 10 epochs without improvement, and flags override any of it.
+The result is a new model file (the original is never changed) whose card
+names the model it was tuned from; every other subcommand accepts it.
+"""
+
+#: flags a resumed run may take; everything else comes from RUN/run.json
+RESUME_FLAGS = ("epochs", "time_budget", "device", "precision")
+#: flags whose values are TrainConfig fields of the same name
+TRAIN_FLAGS = ("epochs", "batch_size", "lr", "loss", "seed", "time_budget", "device", "precision")
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", required=True, metavar="DIR", help="training images")
-    p.add_argument("--masks", required=True, metavar="DIR", help="masks, paired by file stem")
+def _normalization(text: str) -> dict[str, Any]:
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise argparse.ArgumentTypeError(f"not a JSON object: {exc}") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("not a JSON object")
+        return value
+    return {"mode": text}
+
+
+def _add_common(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--images", required=required, metavar="DIR", help="training images")
+    p.add_argument("--masks", required=required, metavar="DIR", help="masks, paired by file stem")
     p.add_argument(
         "--fov", metavar="DIR", help="region-of-interest masks (loss and metrics inside)"
     )
@@ -33,15 +84,29 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-masks", metavar="DIR", help="validation masks")
     p.add_argument("--val-fov", metavar="DIR", help="validation ROI masks")
     p.add_argument(
-        "--val-fraction", type=float, default=None, help="held-out fraction (default 0.2)"
+        "--val-fraction",
+        type=number(0, 1, below_high=True),
+        default=None,
+        help="held-out fraction, at least 0 and below 1 (default 0.2)",
     )
-    p.add_argument("--out", required=True, metavar="PATH", help="where to save the trained model")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
     p.add_argument(
-        "--patch-size", type=int, default=None, help="random patch edge (0: whole images)"
+        "--out", required=required, metavar="PATH", help="where to save the trained model"
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate")
+    p.add_argument("--epochs", type=integer(1), default=None, help="at least 1")
+    p.add_argument("--batch-size", type=integer(1), default=None, help="at least 1 (default 8)")
+    p.add_argument(
+        "--patch-size",
+        type=integer(0),
+        default=None,
+        help="random patch edge, at least 16 (0: whole images; default: the largest power "
+        "of two that fits the smallest image, at most 256)",
+    )
+    p.add_argument(
+        "--lr",
+        type=number(0, 1, below_high=True),
+        default=None,
+        help="learning rate, above 0 and below 1",
+    )
     p.add_argument(
         "--loss", default=None, help="dice, dice_ce, ce, tversky, focal_tversky, unified_focal"
     )
@@ -59,15 +124,26 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="any training option (see TrainConfig), e.g. --set optimizer=sgd",
     )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--time-budget", type=float, default=None, help="seconds")
-    add_device(p)
+    p.add_argument("--seed", type=integer(0), default=None, help="at least 0")
+    p.add_argument(
+        "--time-budget", type=number(0), default=None, help="seconds per sitting, at least 0"
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="auto, fp32, bf16 or fp16: autocast precision of the forward pass (default "
+        "auto: bf16 where the CPU or GPU supports it, fp16 on other CUDA GPUs, else fp32)",
+    )
+    add_device(p, default=None)
     add_quiet(p)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "train", help="train an architecture on image/mask folders", description=__doc__
+        "train",
+        help="train an architecture on image/mask folders",
+        description=TRAIN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--arch", default=None, help="architecture name (see `attnseg info`)")
     p.add_argument("--config", metavar="FILE", help="JSON recipe")
@@ -79,15 +155,29 @@ def add_parser(sub) -> None:
         help="architecture option, e.g. --option width=16 (repeatable)",
     )
     p.add_argument(
-        "--in-channels", type=int, default=None, help="1 grey, 3 RGB (default: recipe or 3)"
+        "--in-channels",
+        type=integer(1),
+        default=None,
+        help="1 grey, 3 RGB, at least 1 (default: recipe or 3)",
     )
-    p.add_argument("--n-classes", type=int, default=None, help="1 binary (default), >= 2 classes")
+    p.add_argument(
+        "--n-classes",
+        type=integer(1),
+        default=None,
+        help="1 binary (default), >= 2 classes",
+    )
     p.add_argument(
         "--normalization",
+        type=_normalization,
         default=None,
         help="zscore, dataset, percentile, minmax or none (or a JSON object)",
     )
-    p.add_argument("--scale", type=float, default=None, help="resize factor applied to every image")
+    p.add_argument(
+        "--scale",
+        type=number(0),
+        default=None,
+        help="resize factor applied to every image, above 0",
+    )
     p.add_argument(
         "--prune-workflow",
         action="store_true",
@@ -95,113 +185,67 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--prune-threshold",
-        type=float,
-        default=PRUNE_THRESHOLD,
+        type=number(0),
+        default=None,
         help=f"prune Focal modules with w below this (default {PRUNE_THRESHOLD:g})",
     )
     p.add_argument(
+        "--run-dir",
         "--checkpoint-dir",
+        dest="run_dir",
         metavar="DIR",
         default=None,
-        help="keep best.safetensors and a resumable last.ckpt here",
+        help="the run folder (default: beside --out, e.g. m.safetensors -> m.run/)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.ckpt")
-    _add_common(p)
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        default=None,
+        help="continue the run in folder RUN from its last epoch (no other flag needed)",
+    )
+    _add_common(p, required=False)
     p.set_defaults(run=run_train)
 
     f = sub.add_parser(
-        "finetune", help="continue training a model on new data", description=__doc__
+        "finetune",
+        help="continue training a model on new data",
+        description=FINETUNE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    f.add_argument("--model", required=True, metavar="MODEL")
+    f.add_argument("--model", required=True, metavar="MODEL", help="saved or zoo model")
     _add_common(f)
     f.set_defaults(run=run_finetune)
 
 
-def _pairs(items: list[str], what: str) -> dict:
-    from .info import parse_options
-
-    try:
-        return parse_options(items)
-    except ValueError as exc:
-        raise ValueError(f"{what}: {exc}") from None
-
-
-def _train_config(base: dict, args: argparse.Namespace):
-    from ..training import TrainConfig
-
-    values = dict(base)
-    for key, attr in (
-        ("epochs", "epochs"),
-        ("batch_size", "batch_size"),
-        ("lr", "lr"),
-        ("loss", "loss"),
-        ("seed", "seed"),
-        ("time_budget", "time_budget"),
-        ("device", "device"),
-    ):
-        value = getattr(args, attr)
-        if value is not None and not (attr == "device" and value == "auto" and "device" in values):
-            values[key] = value
+# -- flags -> recipe changes ---------------------------------------------------
+def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
     if args.patch_size is not None:
-        values["patch_size"] = args.patch_size or None
-    if args.loss_param:
-        values["loss_params"] = {
-            **values.get("loss_params", {}),
-            **_pairs(args.loss_param, "--loss-param"),
-        }
-    values.update(_pairs(args.set, "--set"))
-    return TrainConfig.from_dict(values)
+        changes["patch_size"] = args.patch_size or None
+    changes.update(parse_options(args.set, "--set"))
+    return changes
 
 
-def _data_spec(recipe: dict, args: argparse.Namespace, defaults: dict | None = None):
+def _data_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """Every DataSpec field that has a flag of the same name and was given."""
     from ..training import DataSpec
 
-    data = {**(defaults or {}), **recipe.get("data", {})}
-    if getattr(args, "in_channels", None):
-        data["in_channels"] = args.in_channels
-    if getattr(args, "n_classes", None):
-        data["n_classes"] = args.n_classes
-    norm = getattr(args, "normalization", None)
-    if norm:
-        data["normalization"] = json.loads(norm) if norm.startswith("{") else {"mode": norm}
-    if getattr(args, "scale", None):
-        data["scale"] = args.scale
-    if args.val_fraction is not None:
-        data["val_fraction"] = args.val_fraction
-    if args.seed is not None:
-        data["seed"] = args.seed
-    known = {
-        "in_channels",
-        "n_classes",
-        "normalization",
-        "scale",
-        "input_size",
-        "val_fraction",
-        "seed",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"unknown data option(s) {sorted(unknown)}; valid: {sorted(known)}")
-    return DataSpec(**data)
+    names = (f.name for f in dataclasses.fields(DataSpec))
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
-def _load(args, spec):
-    from ..training import load_folder_data
-
-    with ProgressBar("loading", disable=args.quiet, unit="image") as bar:
-        return load_folder_data(
-            args.images,
-            args.masks,
-            spec,
-            fov=args.fov,
-            val_images=args.val_images,
-            val_masks=args.val_masks,
-            val_fov=args.val_fov,
-            progress=bar,
-        )
+def _override(recipe, args: argparse.Namespace):
+    return recipe.override(
+        arch=getattr(args, "arch", None),
+        options=parse_options(getattr(args, "option", []), "--option"),
+        data=_data_changes(args),
+        train=_train_changes(args),
+        loss_params=parse_options(args.loss_param, "--loss-param"),
+    )
 
 
-def _summary(model, history, out) -> None:
+# -- running -------------------------------------------------------------------
+def _summary(history, out) -> None:
     best = history.epochs[history.best_epoch] if history.best_epoch is not None else {}
     dice = best.get("val_dice")
     print(
@@ -212,85 +256,108 @@ def _summary(model, history, out) -> None:
     print(f"saved {out}")
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from ..training import prune_workflow, train_new
-    from ..training.config import read_json
+def _resumed_spec(args: argparse.Namespace):
+    from ..training import RunSpec
 
-    recipe = read_json(args.config) if args.config else {}
-    arch = args.arch or recipe.get("arch")
-    if not arch:
-        raise ValueError("give --arch or a --config recipe with an 'arch'")
-    options = {**recipe.get("options", {}), **_pairs(args.option, "--option")}
-    config = _train_config(recipe.get("train", {}), args)
-    spec = _data_spec(recipe, args)
-    train, val, normalization = _load(args, spec)
-    card = dict(recipe.get("card", {}))
-    card.setdefault("training", {})
-    card["training"] = {**card["training"], "images": str(args.images), "masks": str(args.masks)}
-    out = Path(args.out)
-    with ProgressBar("training", disable=args.quiet) as bar:
-        if args.prune_workflow:
-            result = prune_workflow(
-                arch,
-                options,
-                train,
-                val,
-                config,
-                data=spec,
-                normalization=normalization,
-                threshold=args.prune_threshold,
-                out=out,
-                card=card,
-                progress=bar,
+    given = [
+        key
+        for key, value in vars(args).items()
+        if key not in (*RESUME_FLAGS, "resume", "quiet", "debug", "run", "command")
+        and value not in (None, False, [])
+    ]
+    if given:
+        flags = ", ".join("--" + key.replace("_", "-") for key in sorted(given))
+        allowed = ", ".join("--" + key.replace("_", "-") for key in RESUME_FLAGS)
+        raise ValueError(
+            f"--resume takes the run's settings from {args.resume}/run.json; "
+            f"{flags} cannot change them (only {allowed} can)"
+        )
+    spec = RunSpec.load(args.resume)
+    changes = {k: getattr(args, k) for k in RESUME_FLAGS if getattr(args, k) is not None}
+    spec.recipe = spec.recipe.override(train=changes)
+    return spec
+
+
+def _new_spec(args: argparse.Namespace):
+    from ..inference.device import resolve_device
+    from ..training import Recipe, RunSpec
+
+    missing = [f"--{k}" for k in ("images", "masks", "out") if getattr(args, k) is None]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} required (or --resume RUN)")
+    recipe = Recipe.from_json(args.config) if args.config else Recipe()
+    recipe = _override(recipe, args)
+    recipe = recipe.for_device(resolve_device(recipe.train.device))
+    threshold = None
+    if args.prune_workflow:
+        threshold = PRUNE_THRESHOLD if args.prune_threshold is None else args.prune_threshold
+    elif args.prune_threshold is not None:
+        raise ValueError("--prune-threshold applies to --prune-workflow only")
+    return RunSpec(
+        recipe,
+        images=args.images,
+        masks=args.masks,
+        out=args.out,
+        fov=args.fov,
+        val_images=args.val_images,
+        val_masks=args.val_masks,
+        val_fov=args.val_fov,
+        prune_threshold=threshold,
+    )
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..training import default_run_dir, run_training, start_run
+
+    if args.resume:
+        spec, run_dir = _resumed_spec(args), Path(args.resume)
+    else:
+        spec = _new_spec(args)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.out)
+        start_run(spec, run_dir)
+    try:
+        with (
+            ProgressBar("loading", disable=args.quiet, unit="image") as loading,
+            ProgressBar("training", disable=args.quiet) as bar,
+        ):
+            result = run_training(
+                spec, run_dir, resume=bool(args.resume), progress=bar, load_progress=loading
             )
-            model, history = result.model, result.history
-            print(
-                "focal w after the w = 0 probe: "
-                + ", ".join(f"{n} {w:.3f}" for n, w in result.focal_weights.items())
-            )
-            print(f"pruned: {', '.join(result.pruned_modules) or 'nothing'}")
-        else:
-            model, history = train_new(
-                arch,
-                options,
-                train,
-                val,
-                config,
-                data=spec,
-                normalization=normalization,
-                out=out,
-                card=card,
-                checkpoint_dir=args.checkpoint_dir,
-                resume=args.resume,
-                progress=bar,
-            )
-    _summary(model, history, out)
+    except BaseException:
+        if spec.prune_threshold is None and (run_dir / "last.ckpt").exists():
+            print(f"continue this run with: attnseg train --resume {run_dir}", file=sys.stderr)
+        raise
+    if result.prune is not None:
+        print(
+            "focal w after the w = 0 probe: "
+            + ", ".join(f"{n} {w:.3f}" for n, w in result.prune.focal_weights.items())
+        )
+        print(f"pruned: {', '.join(result.prune.pruned_modules) or 'nothing'}")
+    _summary(result.history, spec.path("out"))
+    print(f"run folder {run_dir}")
     return 0
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from ..training import finetune
+    from ..training import finetune, finetune_recipe, load_folder_data
     from ..zoo import load
 
     model = load(args.model)
-    card = model.card
-    spec = _data_spec(
-        {},
-        args,
-        defaults={
-            "in_channels": model.in_channels,
-            "n_classes": model.n_classes,
-            "normalization": card.normalization,
-            "scale": card.input_scale,
-            "input_size": card.input_size,
-        },
-    )
-    base = {"lr": 1e-4, "epochs": 20, "early_stopping": 10, "plateau_patience": 5}
-    config = _train_config(base, args)
-    train, val, _ = _load(args, spec)
+    recipe = _override(finetune_recipe(model), args)
+    with ProgressBar("loading", disable=args.quiet, unit="image") as bar:
+        train, val, _ = load_folder_data(
+            args.images,
+            args.masks,
+            recipe.data,
+            fov=args.fov,
+            val_images=args.val_images,
+            val_masks=args.val_masks,
+            val_fov=args.val_fov,
+            progress=bar,
+        )
     with ProgressBar("fine-tuning", disable=args.quiet) as bar:
         tuned, history = finetune(
-            model, train, val, config, out=args.out, base_name=args.model, progress=bar
+            model, train, val, recipe.train, out=args.out, base_name=args.model, progress=bar
         )
-    _summary(tuned, history, args.out)
+    _summary(history, args.out)
     return 0

@@ -26,7 +26,7 @@ from ..data.input_spec import InputSpec, canonical
 from ..data.samples import Sample
 from ..data.splits import split_indices
 from ..models.base import SegmentationModel
-from .config import TrainConfig
+from .config import MAX_AUTO_PATCH, MIN_PATCH, TrainConfig
 
 #: side of the validation grid's tiles (in working-resolution pixels) for a single pair
 VAL_TILE = 128
@@ -204,11 +204,13 @@ def finetune_config(
     batch_size: int = 4,
     patches_per_epoch: int | None = None,
     seed: int = 0,
+    precision: str = "auto",
 ) -> TrainConfig:
     """Training settings for a few interactively annotated images.
 
     Patches are at most 256 px (never larger than the largest image, so small
-    images are not mostly padding); an epoch draws enough of them to cover the
+    images are not mostly padding, and never under the trainer's 16 px minimum:
+    smaller images are padded); an epoch draws enough of them to cover the
     images about once (8–64 patches); half are centred on foreground so sparse
     scribbles are found; no learning-rate schedule or early stopping, since
     the user sets the length and can cancel.
@@ -216,7 +218,7 @@ def finetune_config(
     if not train:
         raise ValueError("no training samples")
     largest = max(max(s.image.shape[-2:]) for s in train)
-    patch = min(256, largest)
+    patch = max(MIN_PATCH, min(MAX_AUTO_PATCH, largest))
     if patches_per_epoch is None:
         area = sum(s.image.shape[-2] * s.image.shape[-1] for s in train)
         patches_per_epoch = int(np.clip(math.ceil(area / patch**2), 8, 64))
@@ -236,6 +238,7 @@ def finetune_config(
         device=device,
         time_budget=time_budget,
         seed=seed,
+        precision=precision,
     )
 
 

@@ -3,18 +3,30 @@
 ``Trainer(model, config, train_samples, val_samples).fit(progress, cancel)``
 
 * samples random (augmented) patches every epoch, with the loss's distance
-  penalty maps computed once per sample and transformed with it;
+  penalty maps computed once per sample and transformed with it; the patch
+  edge is ``config.patch_size`` or, for ``"auto"``, the largest power of two
+  that fits the smallest training image (at most 256);
 * optimises with Adam/SGD, weight decay that skips Focal ``w`` and norms,
-  poly or plateau schedules, optional mixed precision on CUDA;
+  poly or plateau schedules;
+* runs the forward pass under autocast at ``config.precision`` (``auto``: bf16
+  on CPUs with native bf16 and on CUDA GPUs that support it, fp16 on other
+  CUDA GPUs, fp32 elsewhere); weights stay fp32, losses and metrics are
+  computed in fp32, and only fp16 on CUDA uses a gradient scaler;
 * projects every Focal ``w`` back onto ``w >= 0`` after each step;
-* validates on whole images every epoch, records a :class:`History`
-  (losses, validation metrics, learning rate, every Focal ``w``);
+* validates on whole images every epoch (same autocast), records a
+  :class:`History` (losses, validation metrics, learning rate, every Focal
+  ``w``); multi-class models are scored per class, and their ``val_dice`` is
+  the mean over the foreground classes;
 * keeps the best-validation weights in memory and, with a ``checkpoint_dir``,
   on disk (``best.safetensors`` + card) and a resumable ``last.ckpt``, both
   written atomically at epoch ends, so a cancelled or crashed run leaves the
-  last good checkpoint intact;
+  last good checkpoint intact; every epoch's randomness is derived from
+  ``(seed, epoch)``, so a resumed run ends with the weights of an
+  uninterrupted one;
 * checks the cancel token every step: on cancel the model is restored to its
-  best validated weights (or its initial ones) and :class:`Cancelled` is raised;
+  best validated weights (or its initial ones) and :class:`Cancelled` is
+  raised; on a stop request (:meth:`CancelToken.request_stop`) it finishes the
+  current epoch and returns normally with the best weights so far;
 * stops early after ``early_stopping`` epochs without improvement or when the
   time budget is spent.
 """
@@ -35,16 +47,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._files import atomic_write
-from ..inference.device import resolve_device
-from ..losses import build_loss, loss_needs_dpt
-from ..metrics import MetricAccumulator
+from ..data.augmentation import Augmenter
+from ..data.patches import PatchDataset
+from ..inference.device import autocast_dtype, resolve_device
+from ..losses import build_loss, distance_penalty_map, loss_needs_dpt
+from ..metrics import MetricAccumulator, multiclass_metrics
 from ..models import clamp_focal_weights, focal_weights, save_model
 from ..models.base import SegmentationModel, class_probabilities
-from ..progress import Cancelled, CancelToken, ProgressCallback, check, report
+from ..progress import Cancelled, CancelToken, ProgressCallback, check, report, stop_requested
 from .config import TrainConfig
 from .optim import build_optimizer, build_scheduler
 
 VAL_METRICS = ("dice", "jaccard", "precision", "sensitivity")
+#: settings a resumed run may change; any other difference from the checkpoint is an error
+RESUMABLE_CHANGES = ("epochs", "time_budget", "device", "precision", "num_workers")
 
 
 @dataclass
@@ -86,6 +102,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of the global random generators for ``epoch`` of a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 class Trainer:
     """Train ``model`` in place on ``train_samples``, validating on ``val_samples``."""
 
@@ -99,14 +120,18 @@ class Trainer:
         checkpoint_dir: str | Path | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        from ..data.augmentation import Augmenter
-        from ..data.patches import PatchDataset
-
         if not train_samples:
             raise ValueError("no training samples")
         self.model = model
         self.config = config
         self.device = resolve_device(config.device)
+        #: the autocast dtype of the forward pass (None: fp32) and its name
+        self.autocast_dtype = autocast_dtype(self.device, config.precision)
+        self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            self.autocast_dtype
+        ]
+        #: the patch edge in use (``config.patch_size`` with "auto" resolved)
+        self.patch_size = config.resolved_patch_size([s.image.shape for s in train_samples])
         self.loss_fn = build_loss(config.loss, **config.loss_params)
         self.with_dpt = loss_needs_dpt(self.loss_fn)
         self.n_classes = max(2, model.n_classes)
@@ -117,7 +142,7 @@ class Trainer:
         )
         self.train_data = PatchDataset(
             list(train_samples),
-            patch_size=config.patch_size,
+            patch_size=self.patch_size,
             augment=augment,
             n_classes=self.n_classes,
             with_dpt=self.with_dpt,
@@ -135,9 +160,17 @@ class Trainer:
         self.scheduler, self.per_step_schedule = build_scheduler(
             self.optimizer, config, config.epochs * self.steps_per_epoch
         )
-        self.amp = bool(config.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.precision == "fp16" and self.device.type == "cuda"
+        )
         self._best_state: dict[str, torch.Tensor] | None = None
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(
+            self.device.type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        )
 
     # -- checkpoints --------------------------------------------------------
     @property
@@ -156,20 +189,40 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "history": self.history.to_dict(),
             "best_state": self._best_state,
+            "scaler": self.scaler.state_dict(),
             "config": self.config.to_dict(),
         }
         atomic_write(self.last_path, lambda tmp: torch.save(state, tmp))
 
     def resume(self, path: str | Path | None = None) -> None:
-        """Continue from a ``last.ckpt`` written by an earlier run of the same setup."""
+        """Continue from a ``last.ckpt`` written by an earlier run of the same setup.
+
+        The checkpoint's training settings must equal this trainer's except
+        :data:`RESUMABLE_CHANGES` (more epochs, another time budget, device or
+        precision); anything else would not continue the same run.
+        """
         path = Path(path) if path else self.last_path
         if path is None or not path.exists():
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or foreign file: say which one
+            raise ValueError(f"cannot read the checkpoint {path}: {exc}") from exc
+        saved = TrainConfig.from_dict(state["config"]).to_dict()
+        mine = self.config.to_dict()
+        changed = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k])
+        if changed:
+            detail = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in changed)
+            raise ValueError(
+                f"{path} was written by a run with other training settings ({detail}); "
+                f"only {', '.join(RESUMABLE_CHANGES)} may change when resuming"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         self.history = History.from_dict(state["history"])
         self._best_state = state["best_state"]
         self.start_epoch = state["epoch"] + 1
@@ -204,12 +257,15 @@ class Trainer:
         for step, batch in enumerate(self._loader(epoch)):
             check(cancel)
             x = batch["image"].to(self.device, non_blocking=True)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with self._autocast():
                 logits = self.model(x)
             loss = self._loss(logits, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}; lower the learning rate"
+                    f"loss became {loss.item()} at epoch {epoch + 1} (learning rate "
+                    f"{self.optimizer.param_groups[0]['lr']:g}, precision {self.precision}); "
+                    "lower the learning rate (--lr)"
+                    + ("" if self.precision == "fp32" else " or train in fp32 (--precision fp32)")
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -232,12 +288,20 @@ class Trainer:
         return total / max(1, count)
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Loss and per-image-mean metrics on the validation images (whole images)."""
-        from ..losses import distance_penalty_map
+    def validate(self) -> dict[str, Any]:
+        """Loss and per-image-mean metrics on the validation images (whole images).
 
+        Binary models (one logit, or two classes) are scored on the foreground.
+        Models with K > 2 classes are scored per class with
+        :func:`~napari_attnseg.metrics.multiclass_metrics` on the arg-max labels:
+        ``val_dice`` (and the other ``val_*`` metrics) is the mean over the
+        foreground classes 1..K−1, and ``val_dice_per_class`` lists the Dice of
+        every class, background first, each averaged over the images.
+        """
         self.model.eval()
-        acc = MetricAccumulator()
+        multiclass = self.n_classes > 2
+        binary = MetricAccumulator()
+        per_image: list[dict[str, Any]] = []
         losses = []
         for sample in self.val_samples:
             x = torch.as_tensor(sample.image, dtype=torch.float32)[None].to(self.device)
@@ -245,21 +309,35 @@ class Trainer:
             valid = mask >= 0
             if sample.roi is not None:
                 valid &= np.asarray(sample.roi, bool)
-            target = torch.as_tensor(np.where(valid, mask, 0), dtype=torch.long)[None]
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            truth = np.where(valid, mask, 0)
+            target = torch.as_tensor(truth, dtype=torch.long)[None]
+            with self._autocast():
                 logits = self.model(x)
+            logits = logits.float()
             kwargs = {"valid": torch.as_tensor(valid)[None].to(self.device)}
             if self.with_dpt:
                 if getattr(sample, "dpt", None) is None:
-                    sample.dpt = distance_penalty_map(np.where(valid, mask, 0), self.n_classes)
+                    sample.dpt = distance_penalty_map(truth, self.n_classes)
                 kwargs["dpt"] = torch.as_tensor(sample.dpt)[None].to(self.device)
-            losses.append(float(self.loss_fn(logits.float(), target.to(self.device), **kwargs)))
+            losses.append(float(self.loss_fn(logits, target.to(self.device), **kwargs)))
             probs = class_probabilities(logits)[0].cpu().numpy()
-            acc.add(sample.name, 1.0 - probs[0], (np.where(valid, mask, 0) > 0), roi=valid)
-        summary = acc.summary()
-        result = {"val_loss": float(np.mean(losses))}
-        for key in VAL_METRICS:
-            result[f"val_{key}"] = float(summary["mean"][key])
+            if multiclass:
+                labels = probs.argmax(axis=0)
+                per_image.append(multiclass_metrics(labels, truth, self.n_classes, roi=valid))
+            else:
+                binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
+        result: dict[str, Any] = {"val_loss": float(np.mean(losses))}
+        if multiclass:
+            for key in VAL_METRICS:
+                result[f"val_{key}"] = _nanmean([m[key] for m in per_image])
+            result["val_dice_per_class"] = [
+                _nanmean([m["per_class"][c]["dice"] for m in per_image])
+                for c in range(self.n_classes)
+            ]
+        else:
+            summary = binary.summary()
+            for key in VAL_METRICS:
+                result[f"val_{key}"] = float(summary["mean"][key])
         return result
 
     def _score(self, record: dict[str, Any]) -> float:
@@ -273,17 +351,22 @@ class Trainer:
         cancel: CancelToken | None = None,
     ) -> History:
         cfg = self.config
-        seed_everything(cfg.seed + self.start_epoch)
         self.model.to(self.device)
         initial = copy.deepcopy(self.model.state_dict())
         if self.checkpoint_dir:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter() - self.history.seconds
+        sitting = time.perf_counter()
+        start = sitting - self.history.seconds
         stale = 0
         if self.history.best_epoch is not None:
             stale = len(self.history.epochs) - 1 - self.history.best_epoch
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
+                if cfg.early_stopping is not None and stale >= cfg.early_stopping:
+                    # a resumed run that had already stopped early
+                    self.history.stopped = f"early stopping after epoch {epoch}"
+                    break
+                seed_everything(epoch_seed(cfg.seed, epoch))
                 t0 = time.perf_counter()
                 record: dict[str, Any] = {"epoch": epoch + 1}
                 record["train_loss"] = self._train_epoch(epoch, progress, cancel)
@@ -315,10 +398,14 @@ class Trainer:
                     self._save_last(epoch)
                 if self.on_epoch is not None:
                     self.on_epoch(record)
+                if stop_requested(cancel):
+                    self.history.stopped = f"stopped by the user after epoch {epoch + 1}"
+                    break
                 if cfg.early_stopping is not None and stale >= cfg.early_stopping:
                     self.history.stopped = f"early stopping after epoch {epoch + 1}"
                     break
-                if cfg.time_budget is not None and self.history.seconds >= cfg.time_budget:
+                elapsed = time.perf_counter() - sitting
+                if cfg.time_budget is not None and elapsed >= cfg.time_budget:
                     self.history.stopped = f"time budget reached after epoch {epoch + 1}"
                     break
             else:
@@ -331,3 +418,10 @@ class Trainer:
         self.model.eval()
         report(progress, 1, 1, self.history.stopped)
         return self.history
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0 or np.isnan(array).all():
+        return math.nan
+    return float(np.nanmean(array))

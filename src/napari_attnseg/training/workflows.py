@@ -28,7 +28,7 @@ from ..data.splits import split_indices
 from ..models import PRUNE_THRESHOLD, ModelCard, create_model, focal_weights, prune, save_model
 from ..models.base import SegmentationModel
 from ..progress import CancelToken, ProgressCallback
-from .config import TrainConfig
+from .config import TrainConfig, _integer, _number
 from .trainer import History, Trainer
 
 
@@ -47,6 +47,21 @@ class DataSpec:
     def __post_init__(self) -> None:
         if self.normalization is None:
             self.normalization = {"mode": "zscore"}
+        _integer("in_channels", self.in_channels, 1)
+        _integer("n_classes", self.n_classes, 1)
+        if not isinstance(self.normalization, dict) or "mode" not in self.normalization:
+            raise ValueError(
+                f'normalization must be an object with a "mode", got {self.normalization!r}'
+            )
+        _number("scale", self.scale, 0.0, 64.0, closed=(False, True))
+        if self.input_size is not None:
+            size = self.input_size
+            if not isinstance(size, (list, tuple)) or len(size) != 2:
+                raise ValueError(f"input_size must be [height, width] or null, got {size!r}")
+            for side in size:
+                _integer("each input_size side", side, 1)
+        _number("val_fraction", self.val_fraction, 0.0, 1.0, closed=(True, False))
+        _integer("seed", self.seed, 0)
 
 
 def load_folder_data(
@@ -121,6 +136,8 @@ def training_record(trainer: Trainer, history: History, **extra: Any) -> dict[st
         "stopped": history.stopped,
         "wall_time_s": round(history.seconds, 1),
         "config": trainer.config.to_dict(),
+        "precision": trainer.precision,
+        "patch_size": trainer.patch_size,
         "n_train": len(trainer.train_data.samples),
         "n_val": len(trainer.val_samples),
         "environment": _environment(trainer.device),
