@@ -105,7 +105,7 @@ def test_override_replaces_fields_and_merges_options_and_loss_params():
     )
     assert changed.options == {"width": 16, "depth": 3}
     assert changed.data.in_channels == 1 and changed.data.normalization == {"mode": "zscore"}
-    assert changed.train.epochs == 2 and changed.train.patch_size == 96
+    assert changed.train.epochs == 2 and changed.train.patch_size == recipe.train.patch_size == 128
     assert changed.train.loss_params == {"delta": 0.6, "gamma": 0.2, "lam": 0.5, "epsilon": 0.5}
     assert recipe.train.epochs == 40  # the original is unchanged
     # a new loss keeps only the parameters it accepts

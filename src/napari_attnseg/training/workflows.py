@@ -27,9 +27,10 @@ from ..data.samples import load_samples
 from ..data.splits import split_indices
 from ..models import PRUNE_THRESHOLD, ModelCard, create_model, focal_weights, prune, save_model
 from ..models.base import SegmentationModel
+from ..objects import diameter_summary
 from ..progress import CancelToken, ProgressCallback
 from .config import TrainConfig, _integer, _number
-from .trainer import History, Trainer
+from .trainer import VAL_METRICS, History, Trainer
 
 
 @dataclass
@@ -174,6 +175,7 @@ def train_new(
             "input_size": data.input_size,
         }
     )
+    record_object_size(model.card, train_samples)
     trainer = Trainer(model, config, train_samples, val_samples, checkpoint_dir=checkpoint_dir)
     if resume:
         trainer.resume()
@@ -195,11 +197,16 @@ def finetune(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     on_epoch=None,
+    mode: str = "dense",
+    validation: str | None = None,
 ) -> tuple[SegmentationModel, History]:
     """Train a copy of ``model`` further; the original is never modified.
 
     The copy keeps the card's normalisation and scale; the card gains
-    ``base_model`` and a ``finetune`` record. A cancelled run raises
+    ``base_model``, a ``finetune`` record, a description of the round, and as
+    ``metrics`` the round's own validation (:func:`finetune_metrics`) — never
+    the base model's. ``validation`` says in words what the validation
+    samples are (``training.validation_kind``). A cancelled run raises
     :class:`~napari_attnseg.progress.Cancelled` and leaves ``model`` as it was.
     """
     tuned = copy.deepcopy(model)
@@ -208,6 +215,14 @@ def finetune(
     started = time.time()
     history = trainer.fit(progress=progress, cancel=cancel)
     card.base_model = base_name or card.base_model or card.name
+    measured_on = validation or f"{len(val_samples)} held-out image(s) (not trained on)"
+    card.metrics = finetune_metrics(history, len(val_samples), mode, measured_on)
+    card.description = (
+        f"{card.base_model} fine-tuned on {len(train_samples)} image(s) ({mode} labels); "
+        f"{len(history.epochs)} epoch(s), {history.stopped}; "
+        + (f"validation: {measured_on}" if card.metrics else "not evaluated")
+        + "."
+    )
     card.metadata = {
         **card.metadata,
         "finetune": training_record(
@@ -221,6 +236,51 @@ def finetune(
     if out is not None:
         save_model(tuned, out)
     return tuned, history
+
+
+def record_object_size(card: ModelCard, samples: list) -> None:
+    """Give a card that makes countable objects the size of its training objects.
+
+    Models whose card says how to make instances of foreground blobs (nuclei:
+    ``{"method": "watershed"}``) get ``object_diameter`` and
+    ``object_diameter_range`` measured on the training masks at the working
+    scale (``objects.diameter_summary``), which the predictor's automatic
+    diameter matches. Cards that already have one, fixed-size inputs and
+    cells-from-membranes models are left alone.
+    """
+    recipe = card.instances or {}
+    if not recipe or recipe.get("source") == "cells" or card.input_size:
+        return
+    if card.object_diameter is None:
+        for key, value in diameter_summary([s.mask > 0 for s in samples]).items():
+            setattr(card, key, value)
+
+
+def finetune_metrics(
+    history: History, n_val: int, mode: str = "dense", measured_on: str = ""
+) -> dict[str, Any]:
+    """A fine-tuned model's ``metrics``: its round's validation at the best epoch, or ``{}``.
+
+    Dense labels give ``{"validation": {"n_images", "measured_on", "epoch", "loss", "mean"}}``,
+    the form ``attnseg models`` lists. Scribbles (sparse labels) are scored only on
+    held-out scribbled pixels, which says little about whole objects: they go under
+    ``"scribble_validation"`` and are never listed as the model's Dice.
+    """
+    if history.best_epoch is None or not n_val:
+        return {}
+    best = history.epochs[history.best_epoch]
+    if "val_dice" not in best:
+        return {}
+    key = "scribble_validation" if mode == "sparse" else "validation"
+    return {
+        key: {
+            "n_images": n_val,
+            "measured_on": measured_on,
+            "epoch": best.get("epoch"),
+            "loss": best.get("val_loss"),
+            "mean": {k: best[f"val_{k}"] for k in VAL_METRICS if f"val_{k}" in best},
+        }
+    }
 
 
 @dataclass
