@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from ._common import ProgressBar, add_device, add_quiet, expand_inputs
+from ._distributed import add_distributed_options, run_distributed, wants_distributed
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -41,6 +42,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_inference_options(p)
     p.add_argument("--probabilities", action="store_true", help="also write probability maps")
+    add_distributed_options(p)
     p.set_defaults(run=run)
 
 
@@ -61,6 +63,8 @@ def make_predictor(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    if wants_distributed(args):
+        return run_distributed(args)
     from ..data.io import read_image, write_image, write_mask
 
     inputs = expand_inputs(args.inputs)
