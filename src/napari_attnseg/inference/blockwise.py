@@ -50,12 +50,13 @@ refused with a message.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -315,13 +316,17 @@ def _channels(block: np.ndarray, spec: InputSpec, rgb: bool) -> np.ndarray:
 
 
 def dask_statistics(
-    image: da.Array, layout: Layout, spec: InputSpec, normalization: dict[str, Any]
-) -> list[da.Array | dict]:
-    """Per-plane statistics of planes too large to read whole, as Dask reductions (lazy).
+    image: da.Array,
+    layout: Layout,
+    spec: InputSpec,
+    compute: Callable[[Any], Any],
+) -> list[dict[str, np.ndarray]]:
+    """Per-plane statistics of planes too large to read whole, by Dask reductions.
 
-    Returns one dict of lazy ``(*stack, C)`` arrays per statistic; mean, std,
-    minimum and maximum are exact up to rounding, percentiles (and the
-    median that fills NaN/Inf pixels) are Dask's approximate percentiles.
+    ``compute`` evaluates Dask collections (here, or on a cluster). Mean,
+    std, minimum and maximum are exact up to rounding; percentiles (and the
+    median that fills NaN/Inf pixels, computed in a second pass only where
+    there are any) are Dask's approximate percentiles.
     """
     canon = (
         image[..., None]
@@ -337,50 +342,47 @@ def dask_statistics(
         dtype=np.float32,
         chunks=(*canon.chunks[:-1], (spec.in_channels,)),
     )
+    normalization = spec.normalization
+    planes = [tuple(p) for p in np.ndindex(*layout.stack_shape)]
+    channels = range(spec.in_channels)
+
+    def finite(plane, c):
+        values = view[(*plane, Ellipsis, c)].ravel()
+        return values[~da.isnan(values)]
+
     axes = (-3, -2)
+    lazy: dict[str, Any] = {"bad": da.isnan(view).sum(axis=axes)}
     mode = normalization["mode"]
-    lazy: dict[str, Any] = {"bad": (~da.isfinite(view)).sum(axis=axes)}
     if mode == "zscore":
         lazy["mean"] = da.nanmean(view, axis=axes, dtype=np.float64)
         lazy["std"] = da.nanstd(view, axis=axes, dtype=np.float64)
     elif mode == "minmax":
         lazy["low"], lazy["high"] = da.nanmin(view, axis=axes), da.nanmax(view, axis=axes)
-    quantiles = {"percentile": [normalization.get("low", 1.0), normalization.get("high", 99.8)]}
-    if mode in quantiles:
-        per = []
-        for plane in np.ndindex(*layout.stack_shape):
-            for c in range(spec.in_channels):
-                values = view[(*plane, Ellipsis, c)].ravel()
-                per.append(da.percentile(values[~da.isnan(values)], quantiles[mode]))
-        lazy["quantiles"] = per
-    medians = []
-    for plane in np.ndindex(*layout.stack_shape):
-        for c in range(spec.in_channels):
-            values = view[(*plane, Ellipsis, c)].ravel()
-            medians.append(da.percentile(values[~da.isnan(values)], [50.0]))
-    lazy["medians"] = medians
-    return lazy
-
-
-def _unpack_dask_statistics(
-    computed: dict[str, Any], layout: Layout, spec: InputSpec, normalization: dict[str, Any]
-) -> list[dict[str, np.ndarray]]:
-    planes = list(np.ndindex(*layout.stack_shape))
-    channels = spec.in_channels
+    elif mode == "percentile":
+        q = [float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8))]
+        lazy["quantiles"] = [da.percentile(finite(p, c), q) for p in planes for c in channels]
+    done = compute(lazy)
+    bad = np.asarray(done["bad"])
+    where = [(p, c) for p in planes for c in channels if bad[p][c]]
+    medians = {}
+    if where:
+        found = compute([da.percentile(finite(*pc), [50.0]) for pc in where])
+        medians = dict(zip(where, found, strict=True))
     out = []
-    for p, plane in enumerate(planes):
-        bad = np.asarray(computed["bad"])[plane]
-        medians = [float(computed["medians"][p * channels + c][0]) for c in range(channels)]
-        stats: dict[str, np.ndarray] = {
-            "fill": np.array([m if b else 0.0 for m, b in zip(medians, bad, strict=True)])
+    for n, plane in enumerate(planes):
+        shape = (spec.in_channels, 1, 1)
+        stats = {
+            "fill": np.array(
+                [float(medians[plane, c][0]) if (plane, c) in medians else 0.0 for c in channels]
+            )
         }
         for name in ("mean", "std", "low", "high"):
-            if name in computed:
-                stats[name] = np.asarray(computed[name])[plane].reshape(channels, 1, 1)
-        if "quantiles" in computed:
-            pairs = computed["quantiles"][p * channels : (p + 1) * channels]
-            stats["low"] = np.array([q[0] for q in pairs], np.float64).reshape(channels, 1, 1)
-            stats["high"] = np.array([q[1] for q in pairs], np.float64).reshape(channels, 1, 1)
+            if name in done:
+                stats[name] = np.asarray(done[name])[plane].reshape(shape)
+        if "quantiles" in done:
+            pairs = done["quantiles"][n * len(channels) : (n + 1) * len(channels)]
+            stats["low"] = np.array([q[0] for q in pairs], np.float64).reshape(shape)
+            stats["high"] = np.array([q[1] for q in pairs], np.float64).reshape(shape)
         out.append(stats)
     return out
 
@@ -426,20 +428,14 @@ class BlockJob:
     torch_threads: int | None = None
 
 
-_OUTPUTS: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
-
-
-def _outputs(job: BlockJob) -> tuple[zarr.Array, zarr.Array | None, zarr.Array]:
+@functools.lru_cache(maxsize=8)
+def _outputs(out: str, run_id: str) -> tuple[zarr.Array, zarr.Array | None, zarr.Array]:
     """The output arrays, opened once per process and run."""
-    key = (job.out, job.run_id)
-    if key not in _OUTPUTS:
-        group = zarr.open_group(job.out, mode="r+")
-        if group.attrs.get(FORMAT, {}).get("run_id") != job.run_id:
-            raise ValueError(f"{job.out} was replaced by another run; start again")
-        names = set(group.array_keys())
-        probs = group["probabilities"] if "probabilities" in names else None
-        _OUTPUTS[key] = (group["labels"], probs, group["done"])
-    return _OUTPUTS[key]
+    group = zarr.open_group(out, mode="r+")
+    if group.attrs.get(FORMAT, {}).get("run_id") != run_id:
+        raise ValueError(f"{out} was replaced by another run; start again")
+    probs = group["probabilities"] if "probabilities" in set(group.array_keys()) else None
+    return group["labels"], probs, group["done"]
 
 
 def predict_block(
@@ -489,7 +485,7 @@ def predict_block(
             messages += prediction.messages
         probs = probs / len(block.passes)
     labels = predictor.labels(network, probs)
-    labels_out, probabilities, done = _outputs(job)
+    labels_out, probabilities, done = _outputs(job.out, job.run_id)
     labels_out[block.output] = labels
     if probabilities is not None:
         probabilities[block.output] = 1.0 - probs[0]
@@ -533,6 +529,7 @@ class BlockwisePrediction:
         self.statistics = statistics
         self.name = name
         self.messages: list[str] = []
+        self._plane_index = {p: i for i, p in enumerate(np.ndindex(*layout.stack_shape))}
 
     @property
     def path(self) -> Path:
@@ -552,8 +549,8 @@ class BlockwisePrediction:
         return [b for b in self.blocks if not done[b.flag]]
 
     def stats_for(self, block: Block) -> dict[str, Any]:
-        planes = list(np.ndindex(*self.layout.stack_shape))
-        return self.statistics[planes.index(block.plane)] if len(planes) > 1 else self.statistics[0]
+        """The packed normalisation statistics of the block's plane."""
+        return self.statistics[self._plane_index[block.plane]]
 
     def run(
         self,
@@ -809,12 +806,13 @@ def _statistics(
     else:
         chunks = _chunks_for(source.shape, layout)
         image = da.from_array(source, chunks=chunks, asarray=True)
-    lazy = dask_statistics(image, layout, spec, spec.normalization)
-    if client is None:
-        (computed,) = dask.compute(lazy, scheduler="threads")
-    else:
-        computed = client.compute(lazy, sync=True)
-    return [_pack(s) for s in _unpack_dask_statistics(computed, layout, spec, spec.normalization)]
+
+    def compute(collections):
+        if client is None:
+            return dask.compute(collections, scheduler="threads")[0]
+        return client.compute(collections, sync=True)
+
+    return [_pack(s) for s in dask_statistics(image, layout, spec, compute)]
 
 
 def _chunks_for(shape: Sequence[int], layout: Layout) -> tuple[int, ...]:
@@ -855,7 +853,7 @@ def _reopen(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> zarr.Gro
         if fingerprint.get(k) != meta.get("fingerprint", {}).get(k)
     )
     raise ValueError(
-        f"{out} holds a prediction made with another {', '.join(differ)}; "
+        f"{out} holds a prediction made with a different {', '.join(differ)}; "
         "use overwrite (--overwrite) to replace it or choose another output"
     )
 
