@@ -7,7 +7,9 @@ thread and one PyTorch thread each (``attnseg predict --workers N``):
 predicted with ``predict_files`` on 1, then 2, … workers. Each cluster is
 started and every worker loads the model *before* the clock starts (start-up
 is reported apart), so the times compare the prediction itself; the speed-up
-is the 1-worker time over the N-worker time, measured in one run.
+is the 1-worker time over the N-worker time, measured in one run. ``--baseline``
+also times the same work in N plain processes without Dask right after each
+run: on a shared machine, that ratio is what the hardware gave at that moment.
 
 ``blockwise``: one SIZE² uint16 image (the nuclei sample tiled) written to a
 zarr store chunk by chunk, then predicted block by block into a zarr output
@@ -71,6 +73,33 @@ def warm(ref: ModelRef, threads: int) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
+_POOL_MODEL = {}
+
+
+def _pool_start(ref: ModelRef) -> None:
+    torch.set_num_threads(1)
+    _POOL_MODEL["model"] = cached_model(ref, torch.device("cpu"))
+
+
+def _pool_predict(path: str) -> int:
+    from napari_attnseg.inference import Predictor
+
+    prediction = Predictor(device="cpu").predict(_POOL_MODEL["model"], read_image(path))
+    return int(prediction.labels.sum())
+
+
+def plain_processes(ref: ModelRef, files: list[Path], n: int) -> float:
+    """The same work in ``n`` plain processes without Dask: this machine's speed-up right now."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(n, initializer=_pool_start, initargs=(ref,)) as pool:
+        pool.map(_pool_predict, [str(files[0])] * n)  # start-up and model load off the clock
+        began = time.perf_counter()
+        pool.map(_pool_predict, [str(f) for f in files], chunksize=1)
+        return time.perf_counter() - began
+
+
 def peak_mb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
@@ -94,19 +123,24 @@ def bench_files(args, ref: ModelRef, settings: InferenceSettings, work: Path) ->
             )
             seconds = time.perf_counter() - began
         assert len(result.outputs) == len(files)
-        rows.append(
-            {
-                "workers": n,
-                "seconds": round(seconds, 2),
-                "images_per_s": round(len(files) / seconds, 3),
-                "startup_s": round(startup, 1),
-                "loadavg_after": loadavg(),
-            }
-        )
+        row = {
+            "workers": n,
+            "seconds": round(seconds, 2),
+            "images_per_s": round(len(files) / seconds, 3),
+            "startup_s": round(startup, 1),
+            "loadavg_after": loadavg(),
+        }
+        if args.baseline:
+            row["plain_processes_seconds"] = round(plain_processes(ref, files, n), 2)
+            row["loadavg_after_plain"] = loadavg()
+        rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["seconds"]
     for row in rows:
         row["speedup"] = round(base / row["seconds"], 2)
+        if args.baseline:
+            plain = rows[0]["plain_processes_seconds"] / row["plain_processes_seconds"]
+            row["plain_processes_speedup"] = round(plain, 2)
     return {"images": len(files), "size": args.size, "runs": rows}
 
 
@@ -170,6 +204,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--memory-limit", default="auto")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="files: also time the same work in plain processes without Dask (the machine's "
+        "own speed-up at that moment, to tell Dask's overhead from other load)",
+    )
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     ref = ModelRef.resolve(args.model)

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 
 try:
+    import dask
     from dask.distributed import Client, LocalCluster
     from dask.distributed import progress as dask_progress
     from dask.distributed import wait as dask_wait
@@ -58,7 +59,7 @@ from .._files import atomic_write
 from ..data.io import read_image, write_image, write_mask
 from ..models.base import SegmentationModel
 from ..models.card import ModelCard
-from ..models.persistence import load_model, read_card
+from ..models.persistence import card_path, load_model, read_card
 from ..progress import Cancelled, CancelToken, ProgressCallback, check, report
 from .predictor import InferenceSettings, Predictor
 
@@ -101,19 +102,28 @@ ModelSpec = str | os.PathLike | ModelRef | SegmentationModel
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a saved model: its weights file and the JSON card beside it (if any).
+
+    The card counts: it holds the threshold and normalisation the masks depend on.
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for part in (Path(path), card_path(path)):
+        if part.is_file():
+            with open(part, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()
 
 
 def model_sha256(model: SegmentationModel) -> str:
-    """A hash of a network in memory: its config and every tensor (for resume markers)."""
-    digest = hashlib.sha256(json.dumps(model.config, sort_keys=True, default=str).encode())
+    """A hash of a network in memory: config, card and every tensor (for resume markers)."""
+    card = model.card.to_dict() if model.card is not None else None
+    text = json.dumps([model.config, card], sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode())
     for key, tensor in model.state_dict().items():
         digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+        digest.update(raw.numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -154,8 +164,9 @@ def cached_model(ref: ModelRef, device: torch.device) -> SegmentationModel:
                 f"model {ref.name!r} ({ref.path}) is not readable on this worker; give workers "
                 "the model on a shared file system or use a zoo name"
             ) from exc
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size, str(device))
+    card = card_path(path)
+    stamps = [(p.stat().st_mtime_ns, p.stat().st_size) for p in (path, card) if p.is_file()]
+    key = (str(path), *stamps, str(device))
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
@@ -212,7 +223,12 @@ def local_client(
             f"need at least one worker and one thread per worker, got {workers} and "
             f"{threads_per_worker}"
         )
+    # Dask's nannies export MALLOC_TRIM_THRESHOLD_ to their workers, which turns off glibc's
+    # dynamic mmap threshold: every large PyTorch tensor is then mapped and zero-filled afresh,
+    # a large slowdown for convolutions on CPU (see mallopt(3), M_TRIM_THRESHOLD). Not here.
+    no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
     with (
+        dask.config.set(no_trim),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
