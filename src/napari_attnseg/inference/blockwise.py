@@ -853,7 +853,7 @@ def _reopen(out: Path, fingerprint: dict[str, Any], overwrite: bool) -> zarr.Gro
         if fingerprint.get(k) != meta.get("fingerprint", {}).get(k)
     )
     raise ValueError(
-        f"{out} holds a prediction made with a different {', '.join(differ)}; "
+        f"{out} holds a prediction made differently ({', '.join(differ)} differ); "
         "use overwrite (--overwrite) to replace it or choose another output"
     )
 
