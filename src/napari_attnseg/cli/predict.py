@@ -63,6 +63,7 @@ from ._common import (
     refuse_shared_stems,
     write_overlay,
 )
+from ._distributed import add_distributed_options, run_distributed, wants_distributed
 
 #: inputs smaller than this (bytes, all together) are read once and kept between check and use
 _KEEP_BYTES = 256 * 2**20
@@ -166,6 +167,7 @@ def add_parser(sub) -> None:
         action="store_true",
         help="also write the foreground probability (float32) to probabilities/<stem>.tif",
     )
+    add_distributed_options(p)
     p.set_defaults(run=run)
 
 
@@ -356,6 +358,8 @@ def write_outputs(targets: Outputs, image, prediction, args: argparse.Namespace)
 
 
 def run(args: argparse.Namespace) -> int:
+    if wants_distributed(args):
+        return run_distributed(args)
     from ..data.io import read_image, read_mask
 
     inputs = expand_inputs(args.inputs)
