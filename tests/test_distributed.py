@@ -386,3 +386,17 @@ def test_cli_on_a_running_cluster_matches_the_single_process_cli(
     for path in sorted(folder.glob("*.tif")):
         single = read_mask(tmp_path / "single" / path.name, binary=False)
         assert np.array_equal(read_mask(tmp_path / "dask" / path.name, binary=False), single)
+
+
+def test_the_dask_path_never_writes_onto_an_input(tmp_path, capsys):
+    from napari_attnseg.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    tifffile.imwrite(images / "x.tif", np.zeros((32, 32), np.uint8))
+    before = (images / "x.tif").read_bytes()
+    code = main(
+        ["predict", "--model", "nuclei", str(images), "--out", str(images), "--workers", "1"]
+    )
+    assert code == 1 and "refusing to overwrite input files" in capsys.readouterr().err
+    assert (images / "x.tif").read_bytes() == before

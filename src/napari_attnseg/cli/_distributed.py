@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..data.io import IMAGE_SUFFIXES
 from ..data.lazy import is_lazy_readable, is_zarr
-from ._common import ProgressBar
+from ._common import ProgressBar, refuse_overwrite, refuse_shared_stems
 
 DISTRIBUTED_HELP = """\
 Scale out (Dask). With --workers N the inputs are predicted on a local Dask cluster
@@ -137,6 +137,12 @@ def run_distributed(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     files, blocks = split_inputs(args.inputs, args.blockwise)
     out = Path(args.out)
+    # the single-process path's rules: no two outputs share a name, none lands on an input
+    refuse_shared_stems([*files, *blocks])
+    outputs = [out / f"{p.stem}.tif" for p in files] + [out / f"{_name(p)}.zarr" for p in blocks]
+    if args.probabilities:
+        outputs += [out / "probabilities" / f"{p.stem}.tif" for p in files]
+    refuse_overwrite(outputs, [*files, *blocks])
     settings = InferenceSettings(
         device=args.device,
         tta=args.tta,
