@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from napari_attnseg.inference import Predictor
+from napari_attnseg.widgets import _models
 
-from .conftest import blobs, disc_model, dock, errors, wait_done
+from .conftest import blobs, disc_model, dock, errors, tiny_model, wait_done
 
 NUCLEI = {"instances": {"method": "watershed"}, "object_diameter": 8.0}
 
@@ -97,6 +98,8 @@ def test_mask_for_a_semantic_model_and_switching_keeps_the_layer_undoable(
     assert set(np.unique(mask.data)) == {0, 1} and widget.objects.isHidden()
     before = mask.data.copy()
     widget.output.setCurrentText("instances")  # any binary model can be split into objects
+    _models.session().add_unsaved(tiny_model(), "another")  # the model list changes...
+    assert widget.output.currentText() == "instances"  # ...but the user's choice stays
     run(qtbot, widget)
     assert viewer.layers["cells [vessels]"] is mask and mask.data.max() == 3
     assert len(mask.features) == 3 and not widget.objects.isHidden()

@@ -22,7 +22,7 @@ PRECISION_HELP = (
 
 def advanced_section(form: QFormLayout, title: str = "Advanced") -> QCollapsible:
     """A collapsed section holding ``form``."""
-    box = QCollapsible(title)
+    box = QCollapsible(title, expandedIcon="▾", collapsedIcon="▸")
     box.setDuration(0)  # no animation: the dock resizes at once
     inner = QWidget()
     form.setContentsMargins(0, 0, 0, 0)

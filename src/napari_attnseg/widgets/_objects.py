@@ -41,6 +41,12 @@ from ._notifications import notify_error, notify_info
 
 #: how column values are shown (the CSV keeps full precision)
 _INTEGER_COLUMNS = ("label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x")
+#: short column headers (the full meaning is in the header's tooltip)
+HEADERS = {
+    "equivalent_diameter": "eq. diameter",
+    "bbox_min_y": "bbox y0", "bbox_min_x": "bbox x0",
+    "bbox_max_y": "bbox y1", "bbox_max_x": "bbox x1",
+}
 COLUMN_TIPS = {
     "label": "the object's value in the Labels layer",
     "z": "the slice (plane of the stack) the object lies in",
@@ -51,6 +57,9 @@ COLUMN_TIPS = {
     "perimeter": "boundary length (pixels)",
     "eccentricity": "of the ellipse with the same second moments: 0 = a disc, → 1 elongated",
     "solidity": "area / area of the convex hull (1 = convex)",
+    "bbox_min_y": "bounding box: first row", "bbox_min_x": "bounding box: first column",
+    "bbox_max_y": "bounding box: one past the last row",
+    "bbox_max_x": "bounding box: one past the last column",
 }
 
 
@@ -127,7 +136,7 @@ class _TableModel(QAbstractTableModel):
             return None
         name = self.columns[section]
         if role == Qt.ItemDataRole.DisplayRole:
-            return name.replace("_", " ")
+            return HEADERS.get(name, name.replace("_intensity", " int.").replace("_", " "))
         if role == Qt.ItemDataRole.ToolTipRole:
             return COLUMN_TIPS.get(name, name.replace("_", " "))
         return None
@@ -152,7 +161,7 @@ class ObjectTable(QWidget):
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.verticalHeader().setVisible(False)
-        self.view.horizontalHeader().setDefaultSectionSize(64)
+        self.view.horizontalHeader().setResizeContentsPrecision(100)  # fast for many rows
         self.view.setMinimumHeight(140)
         self.view.selectionModel().selectionChanged.connect(self._row_selected)
         self.title = QLabel("")
@@ -187,6 +196,7 @@ class ObjectTable(QWidget):
         self.layer, self.image_name, self.table = layer, image_name, table
         self._model.set_table(table)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # label order until clicked
+        self.view.resizeColumnsToContents()
         n = self._model.rows
         self.title.setText(
             f"{n} object{'s' * (n != 1)} in {layer.name} — click a row to select the object; "

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -158,7 +159,10 @@ class AttentionWidget(QWidget):
             self.table.horizontalHeader().setSectionResizeMode(
                 column, QHeaderView.ResizeMode.ResizeToContents
             )
-        self.table.setMinimumHeight(120)
+        self.table.setMinimumHeight(80)
+        self.table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
+        self.table.setMaximumHeight(260)  # long lists scroll; short ones leave no gap
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.explanation = QLabel(MAPS_HELP)

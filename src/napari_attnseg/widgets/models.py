@@ -66,7 +66,9 @@ def card_summary(choice: ModelChoice, details: ModelDetails) -> str:
     """The card as a small HTML table (what the model manager shows)."""
     card = details.card
     rows: list[tuple[str, str]] = [("source", KIND_NAMES[choice.kind])]
-    if choice.kind != "session":
+    if choice.kind == "zoo":
+        rows.append(("file", Path(choice.key).name + " (shipped with the plugin)"))
+    elif choice.kind != "session":
         rows.append(("file", choice.key))
     config = details.config
     shape = ", ".join(f"{k} {config[k]}" for k in ("width", "depth") if k in config)
@@ -163,6 +165,7 @@ class ModelManagerWidget(QWidget):
         self.import_button.clicked.connect(self.import_model)
         self.jobs = JobPanel(owner=self)
         self.jobs.finished.connect(self._update_buttons)
+        self.jobs.setVisible(False)  # shown from the first export on
         buttons = QGridLayout()
         buttons.addWidget(self.rename_button, 0, 0)
         buttons.addWidget(self.delete_button, 0, 1)
@@ -171,10 +174,9 @@ class ModelManagerWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("models (★ = a task's default)"))
         layout.addWidget(self.list)
-        layout.addWidget(self.card)
+        layout.addWidget(self.card, 1)
         layout.addLayout(buttons)
         layout.addWidget(self.jobs)
-        layout.addStretch(1)
         self._choices: list[ModelChoice] = []
         session().changed.connect(self.refresh)
         self.refresh()
@@ -314,6 +316,7 @@ class ModelManagerWidget(QWidget):
             self.jobs.status.setText(f"exported {choice.name} to {report.path}")
             notify_info(f"exported {choice.name} as a bioimage.io package: {report.path}{notes}")
 
+        self.jobs.setVisible(True)
         return self.jobs.start(job, on_success=done,
                                label=f"exporting {choice.name} for bioimage.io")
 

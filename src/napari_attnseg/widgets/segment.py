@@ -73,7 +73,7 @@ from ._layers import (
     spatial_shape,
     write_labels,
 )
-from ._models import ModelDetails, session
+from ._models import ModelChoice, ModelDetails, session
 from ._notifications import notify_error, notify_info, notify_warning
 from ._objects import ObjectTable, attach
 from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
@@ -123,6 +123,8 @@ class SegmentWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.details: ModelDetails | None = None
+        #: the model whose card last set the defaults (False: none yet)
+        self._defaults_for: ModelChoice | None | bool = False
         self.image_picker = LayerPicker(napari_viewer, Image)
         self.image_picker.setToolTip("the image to segment")
         self.channels = ChannelPicker()
@@ -391,7 +393,11 @@ class SegmentWidget(QWidget):
 
     # -- state -------------------------------------------------------------
     def _model_changed(self, *_: Any) -> None:
-        """Follow the selected model's card: instances or mask, diameter, its own region."""
+        """Follow the selected model's card: instances or mask, diameter, its own region.
+
+        The output choice is reset to the card's default only when another model
+        is selected (not when the session's list of models changes).
+        """
         choice = self.model_picker.current()
         try:
             self.details = session().details(choice) if choice is not None else None
@@ -399,8 +405,13 @@ class SegmentWidget(QWidget):
             self.details = None
         card = self.details.card if self.details is not None else None
         binary = self.details is None or self.details.binary
-        self.output.setCurrentText(INSTANCES if card is not None and card.instances and binary
-                                   else MASK)
+        if choice != self._defaults_for:
+            self._defaults_for = choice
+            self.output.setCurrentText(
+                INSTANCES if card is not None and card.instances and binary else MASK
+            )
+        elif not binary:
+            self.output.setCurrentText(MASK)
         self.output.model().item(0).setEnabled(binary)
         sized = card is not None and bool(card.object_diameter) and not card.input_size
         self.diameter.setEnabled(sized)
