@@ -1,15 +1,17 @@
-"""Screenshots of the three dock widgets in a real napari window, for the README.
+"""Screenshots of the dock widgets in a real napari window, for the README.
 
     xvfb-run -a python docs/make_screenshots.py            # headless (Linux)
     python docs/make_screenshots.py --model nuclei --epochs 10
 
 It does what a new user does: opens the nuclei sample (File ▸ Open Sample),
-segments it (Segment), shows where the network looked (Attention), uses the
-sample's ground truth as "corrected labels" to fine-tune the model (Fine-tune),
-and looks at the attention again — saving a PNG of the whole window after each
-step to ``docs/images/``. The model is ``--model`` (default: the zoo's
-``nuclei`` model); when that cannot be resolved (no zoo weights yet) a small
-fresh Focal Attention U-Net is used, so the script always runs.
+segments it into instances (Segment: object diameter auto, the object table
+with a row selected), shows where the network looked (Attention), uses the
+sample's ground truth as "corrected labels" to fine-tune the model
+(Fine-tune), looks at the attention again, and opens the model manager
+(Models) — saving a PNG of the whole window after each step to
+``docs/images/``. The model is ``--model`` (default: the zoo's ``nuclei``
+model); when that cannot be resolved (no zoo weights yet) a small fresh Focal
+Attention U-Net is used, so the script always runs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default="nuclei", help="zoo name, task, user model or file")
     parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNGs")
-    parser.add_argument("--size", type=int, nargs=2, default=(1500, 950), metavar=("W", "H"))
+    parser.add_argument("--size", type=int, nargs=2, default=(1500, 1000), metavar=("W", "H"))
+    parser.add_argument("--dock-width", type=int, default=470, help="dock width in pixels")
     return parser.parse_args(argv)
 
 
@@ -93,6 +96,16 @@ def pick_model(widget, spec: str) -> str:
     return widget.model_picker.add_model(model.eval(), "fresh-unet").name
 
 
+def open_dock(viewer, name: str, width: int):
+    """Open a plugin dock the way the Plugins menu does, at a readable width."""
+    from qtpy.QtCore import Qt
+
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    viewer.window._qt_window.resizeDocks([dock], [width], Qt.Orientation.Horizontal)
+    settle()
+    return dock, widget
+
+
 def shoot(viewer, name: str, out: Path) -> Path:
     settle()
     path = out / f"{name}.png"
@@ -115,18 +128,23 @@ def main(argv=None) -> int:
         if layer is not image:
             viewer.layers.remove(layer)  # the hidden ground truth would confuse the pickers
 
-    # 1. Segment
-    dock, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    width = args.dock_width
+
+    # 1. Segment: instances, object diameter auto, the object table
+    dock, segment = open_dock(viewer, "Segment", width)
     model = pick_model(segment, args.model)
     segment.image_picker.set_layer(image)
     segment.add_probability.setChecked(False)
     segment.segment()
     wait(segment)
+    if segment.objects.table:
+        segment.objects.view.selectRow(min(5, segment.objects._model.rowCount() - 1))
+    segment.batch.expand(animate=False)
     shoot(viewer, "segment", args.out)
     viewer.window.remove_dock_widget(dock)
 
     # 2. Attention
-    dock, attention = viewer.window.add_plugin_dock_widget(PLUGIN, "Attention")
+    dock, attention = open_dock(viewer, "Attention", width)
     attention.image_picker.set_layer(image)
     attention.model_picker.select(model)
     attention.show_attention()
@@ -144,7 +162,7 @@ def main(argv=None) -> int:
     )
     for layer in viewer.layers:
         layer.visible = layer is image or layer is corrected
-    dock, finetune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    dock, finetune = open_dock(viewer, "Fine-tune", width)
     finetune.rows[0].image_picker.set_layer(image)
     finetune.rows[0].labels_picker.set_layer(corrected)
     finetune.model_picker.select(model)
@@ -161,7 +179,7 @@ def main(argv=None) -> int:
     viewer.window.remove_dock_widget(dock)
 
     # 4. Attention of the fine-tuned model, with the Focal w history of its training
-    dock, attention = viewer.window.add_plugin_dock_widget(PLUGIN, "Attention")
+    dock, attention = open_dock(viewer, "Attention", width)
     attention.image_picker.set_layer(image)
     attention.model_picker.select(tuned)
     attention.show_attention()
@@ -170,6 +188,14 @@ def main(argv=None) -> int:
     if history >= 0:
         attention.plot_choice.setCurrentIndex(history)
     shoot(viewer, "attention_after_finetune", args.out)
+    viewer.window.remove_dock_widget(dock)
+
+    # 5. The model manager, on the model that was used
+    for layer in viewer.layers:
+        layer.visible = layer is image or layer.name == result
+    dock, models = open_dock(viewer, "Models", width)
+    models.select(model)
+    shoot(viewer, "models", args.out)
     viewer.close()
     return 0
 

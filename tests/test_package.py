@@ -16,7 +16,7 @@ def test_manifest_is_valid_and_points_at_real_objects():
     # the menus say what the README says: Plugins ▸ napari-attnseg ▸ Segment
     assert manifest.display_name == "napari-attnseg"
     titles = {w.display_name for w in manifest.contributions.widgets}
-    assert titles == {"Segment", "Attention", "Fine-tune"}
+    assert titles == {"Segment", "Attention", "Fine-tune", "Models"}
     keys = {s.key for s in manifest.contributions.sample_data}
     assert {"nuclei", "fundus"} <= keys
     for command in manifest.contributions.commands:

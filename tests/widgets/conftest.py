@@ -97,3 +97,77 @@ def blobs(shape=(64, 64), seed=0) -> tuple[np.ndarray, np.ndarray]:
         labels[(yy - cy * shape[0] / 64) ** 2 + (xx - cx * shape[1] / 64) ** 2 <= r * r] = 1
     image = (labels * 120 + rng.normal(60, 15, shape)).clip(0, 255).astype(np.uint8)
     return image, labels
+
+
+def disc_model(name: str = "discs", **card):
+    """A tiny model saved as a user model; with :func:`bright_is_foreground` it finds discs."""
+    path = model_folder(create=True) / f"{name}.safetensors"
+    return save_model(tiny_model(**card), path)
+
+
+@pytest.fixture
+def bright_is_foreground(monkeypatch):
+    """Every network answers "foreground" where the normalised image is bright.
+
+    The engine runs as it does (input preparation, zoom, tiling, region of
+    interest, instance labels) around a network whose output is known: the
+    discs of :func:`blobs` come out as three separate objects.
+    """
+    from napari_attnseg.inference.predictor import Run
+
+    def forward(self, batch):
+        foreground = torch.sigmoid((batch[:, :1].float() - 1.0) * 8)
+        return torch.cat([1 - foreground, foreground], dim=1)
+
+    monkeypatch.setattr(Run, "forward", forward)
+
+
+class Dialogs:
+    """Answers for the Qt dialogs, and what was asked (see the ``dialogs`` fixture)."""
+
+    def __init__(self) -> None:
+        self.save: object = None  # a path, or None = Cancel
+        self.open: object = None
+        self.folders: list = []  # answered in turn
+        self.confirm = True
+        self.text: str | None = None
+        self.asked: list[tuple[str, str]] = []  # (kind, title or question)
+
+
+@pytest.fixture
+def dialogs(monkeypatch):
+    """Replace the static QFileDialog / QMessageBox / QInputDialog calls with set answers."""
+    from qtpy.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+
+    answers = Dialogs()
+
+    def save(parent, title, start="", filters="", *args, **kwargs):
+        answers.asked.append(("save", title))
+        chosen = filters.split(";;")[0]
+        if answers.save is not None and str(answers.save).endswith(".zip"):
+            chosen = next((f for f in filters.split(";;") if ".zip" in f), chosen)
+        return (str(answers.save) if answers.save is not None else "", chosen)
+
+    def open_(parent, title, *args, **kwargs):
+        answers.asked.append(("open", title))
+        return (str(answers.open) if answers.open is not None else "", "")
+
+    def folder(parent, title, *args, **kwargs):
+        answers.asked.append(("folder", title))
+        return str(answers.folders.pop(0)) if answers.folders else ""
+
+    def question(parent, title, text, *args, **kwargs):
+        answers.asked.append(("confirm", text))
+        box = QMessageBox.StandardButton
+        return box.Yes if answers.confirm else box.No
+
+    def text(parent, title, label, *args, **kwargs):
+        answers.asked.append(("text", label))
+        return (answers.text or "", answers.text is not None)
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(open_))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(folder))
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(text))
+    return answers

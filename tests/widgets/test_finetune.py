@@ -72,8 +72,12 @@ def test_a_round_resegments_and_saves_a_model_with_its_own_card(
     assert errors(notifications) == []
     # live curve: one point per epoch
     assert len(widget.curve["train loss"]) == 2 and len(widget.curve["val Dice"]) == 2
-    assert widget.plot.data["kind"] == "lines"
-    assert len(widget.plot.data["series"]["train loss"]) == 2
+    # losses and Dice on separate axes (two stacked charts), never on one
+    assert widget.plot.data["kind"] == "panels"
+    loss, dice = widget.plot.data["panels"]
+    assert loss["ylabel"] == "loss" and set(loss["series"]) == {"train loss", "val loss"}
+    assert dice["ylabel"] == "Dice" and set(dice["series"]) == {"val Dice"}
+    assert len(loss["series"]["train loss"]) == 2 and len(widget.plot.all_axes) == 2
     # a new, unsaved model that every picker offers, selected and named on the button
     assert widget.model_picker.current().label == "tiny-ft1  (unsaved)"
     assert widget.run_button.text() == "Fine-tune tiny-ft1"

@@ -3,7 +3,9 @@
 :class:`PairRow` picks an image layer, the labels painted on it and (for a
 grey image whose first or last axis is short) its channel axis.
 :class:`SettingsForm` holds the training settings and turns them into a
-validated :class:`~._finetune_job.FinetuneSettings`.
+validated :class:`~._finetune_job.FinetuneSettings`; the expert ones (loss,
+FDPT ε, validation fraction, patches per epoch, precision) sit in a collapsed
+*Advanced* section.
 """
 
 from __future__ import annotations
@@ -14,20 +16,21 @@ from napari.layers import Image, Labels
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
 
 from ..losses import LOSSES
 from ..training.interactive import DENSE_EPSILON, SPARSE_EPSILON
 from ._finetune_job import FinetuneSettings
-from ._pickers import ChannelPicker, DevicePicker, LayerPicker
+from ._form import PRECISION_HELP, advanced_section, precision_picker
+from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker
 
 MODES = ("dense", "sparse")
 MODE_HELP = (
@@ -40,6 +43,17 @@ EPSILON_HELP = (
     "Focal Distance Penalty Term exponent ε of the Unified Focal loss (0 switches it off). "
     "0.1 for dense labels; sparse mode uses 0 because the distance map of scribbles measures "
     "the distance to the edge of a stroke, not of an object, and is meaningless."
+)
+LOSS_HELP = (
+    "training loss. Default: the asymmetric Unified Focal loss (Yeung et al.), which keeps "
+    "small and rare objects from being ignored; dice, focal, tversky, … are alternatives"
+)
+PATCHES_HELP = (
+    "random training patches per epoch; auto: enough to cover the annotated images about "
+    "once (8–64)"
+)
+TRAIN_PRECISION_HELP = (
+    PRECISION_HELP + ". Weights stay float32 and the loss is computed in float32"
 )
 VALIDATION_HELP = (
     "held out for the validation curve: whole pairs when there are several, else grid tiles "
@@ -58,8 +72,8 @@ class PairRow(QWidget):
         self.image_picker = LayerPicker(viewer, Image)
         self.labels_picker = LayerPicker(viewer, Labels)
         self.channels = ChannelPicker()
-        self.image_picker.setToolTip("the image that was annotated")
-        self.labels_picker.setToolTip("the labels painted on it (never modified)")
+        self.image_picker.setToolTip("image: the image that was annotated")
+        self.labels_picker.setToolTip("labels: the labels painted on it (never modified)")
         self.image_picker.layer_changed.connect(self._update_channels)
         self._update_channels()
         remove = QPushButton("✕")
@@ -87,13 +101,13 @@ class SettingsForm(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.device_picker = DevicePicker()
-        self.mode = QComboBox()
+        self.mode = ElidingCombo()
         self.mode.addItems(MODES)
         self.mode.setToolTip(MODE_HELP)
-        self.loss = QComboBox()
+        self.loss = ElidingCombo()
         self.loss.addItems(LOSSES)
         self.loss.setCurrentText("unified_focal")
-        self.loss.setToolTip("default: the asymmetric Unified Focal loss (Yeung et al.)")
+        self.loss.setToolTip(LOSS_HELP)
         self.epsilon = QDoubleSpinBox()
         self.epsilon.setRange(0.0, 1.0)
         self.epsilon.setSingleStep(0.05)
@@ -103,6 +117,7 @@ class SettingsForm(QWidget):
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 10000)
         self.epochs.setValue(20)
+        self.epochs.setToolTip("passes over the training patches; Stop and keep ends earlier")
         self.time_budget = QDoubleSpinBox()
         self.time_budget.setRange(0.0, 24 * 60)
         self.time_budget.setSuffix(" min")
@@ -121,19 +136,27 @@ class SettingsForm(QWidget):
         self.patches = QSpinBox()
         self.patches.setRange(0, 10000)
         self.patches.setSpecialValueText("auto")
-        self.patches.setToolTip("random training patches per epoch (auto: cover the images once)")
-        form = QFormLayout(self)
+        self.patches.setToolTip(PATCHES_HELP)
+        self.precision = precision_picker(TRAIN_PRECISION_HELP)
+        form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("device", self.device_picker)
         form.addRow("labels", self.mode)
-        form.addRow("loss", self.loss)
-        form.addRow("FDPT ε", self.epsilon)
         form.addRow("epochs", self.epochs)
         form.addRow("time limit", self.time_budget)
         form.addRow("learning rate", self.lr)
-        form.addRow("validation", self.val_fraction)
-        form.addRow("patches/epoch", self.patches)
         form.addRow("", self.augment)
+        expert = QFormLayout()
+        expert.addRow("loss", self.loss)
+        expert.addRow("FDPT ε", self.epsilon)
+        expert.addRow("validation", self.val_fraction)
+        expert.addRow("patches/epoch", self.patches)
+        expert.addRow("precision", self.precision)
+        self.advanced = advanced_section(expert)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced)
 
     def _mode_changed(self, mode: str) -> None:
         self.epsilon.setValue(SPARSE_EPSILON if mode == "sparse" else DENSE_EPSILON)
@@ -153,4 +176,5 @@ class SettingsForm(QWidget):
             time_budget_s=budget * 60 if budget > 0 else None, lr=lr,
             augment=self.augment.isChecked(), val_fraction=self.val_fraction.value(),
             device=self.device_picker.device(), patches_per_epoch=self.patches.value() or None,
+            precision=self.precision.currentText(),
         )

@@ -17,6 +17,7 @@ the base model's numbers.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from ..inference import Predictor
 from ..models.card import ModelCard
 from ..training import (
     AnnotatedImage,
+    TrainConfig,
     class_warnings,
     finetune,
     finetune_config,
@@ -72,6 +74,7 @@ class FinetuneSettings:
     val_fraction: float
     device: str
     patches_per_epoch: int | None
+    precision: str = "auto"
 
 
 @dataclass
@@ -118,12 +121,15 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
         time_budget=settings.time_budget_s, device=settings.device,
         has_validation=bool(val), patches_per_epoch=settings.patches_per_epoch,
     )
+    if trains_with_precision():
+        config = dataclasses.replace(config, precision=settings.precision)
     tuned, history = finetune(
         base, train, val, config, base_name=request.choice.name,
         progress=ctx.progress, cancel=ctx.cancel, on_epoch=ctx.update,
     )
     del base
-    predictor = Predictor(device=settings.device, on_message=ctx.message)
+    predictor = Predictor(device=settings.device, precision=settings.precision,
+                          on_message=ctx.message)
     outputs, done = [], 0
     for pair in request.pairs:
         labels = []
@@ -141,6 +147,11 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
         else "no validation (the validation fraction is 0)"
     )
     return FinetuneResult(request, tuned, history, outputs, validation, len(images), len(val))
+
+
+def trains_with_precision() -> bool:
+    """Whether training takes a precision setting (``TrainConfig.precision``) yet."""
+    return "precision" in {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def _slice_name(name: str, index: tuple[int, ...]) -> str:

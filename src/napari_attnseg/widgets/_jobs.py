@@ -348,6 +348,13 @@ class JobPanel(QWidget):
         worker.start()
         return True
 
+    def reject(self, reason: str) -> None:
+        """A click that started nothing: the status says why, not what an older job did."""
+        if self.busy:
+            return
+        self._set_idle("")
+        self.status.setText(f"not started: {reason}")
+
     def cancel(self) -> None:
         if self._job is not None:
             self._job.token.cancel()

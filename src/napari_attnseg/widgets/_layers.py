@@ -22,6 +22,16 @@ from napari.layers import Image, Labels, Layer
 METADATA_KEY = "napari_attnseg"
 
 
+def unwrapped(obj: Any) -> Any:
+    """The object itself: napari hands plugin widgets proxies (``PublicOnlyProxy``) of its
+    viewer and of the layers reached through it, so ``is`` must compare what they wrap."""
+    return getattr(obj, "__wrapped__", obj)
+
+
+def same_object(a: Any, b: Any) -> bool:
+    return a is not None and unwrapped(a) is unwrapped(b)
+
+
 def layer_array(layer: Layer) -> Any:
     """The layer's data at full resolution (level 0 of a multiscale layer), not copied."""
     return layer.data[0] if getattr(layer, "multiscale", False) else layer.data

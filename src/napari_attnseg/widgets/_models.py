@@ -21,6 +21,12 @@ Model files are checked when they are chosen: :meth:`ModelSession.add_file`
 fully loads the model (card and weights against the card's architecture),
 so a broken file never enters a picker; :meth:`ModelSession.remove_file`
 takes a file off the list again.
+
+The model manager's operations live here too, so every picker follows them:
+:meth:`ModelSession.details` (the card, read without loading weights),
+:meth:`~ModelSession.install` (import or save into the user model folder),
+:meth:`~ModelSession.rename` and :meth:`~ModelSession.delete` (user models
+only: zoo models are read-only, files elsewhere are only taken off the list).
 """
 
 from __future__ import annotations
@@ -36,8 +42,18 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from ..models.persistence import ModelFileError, load_model, weights_path
-from ..zoo import user_models, zoo_models
+from ..models.card import ModelCard
+from ..models.persistence import (
+    ModelFileError,
+    card_of,
+    card_path,
+    load_model,
+    read_card,
+    save_model,
+    weights_path,
+)
+from ..zoo import resolve, user_model_dir, user_models, zoo_models
+from ..zoo.bioimageio import is_package
 
 _FINETUNED = re.compile(r"^(?P<base>.+?)(-ft\d+)+$")
 
@@ -58,6 +74,39 @@ class ModelChoice:
             return f"{self.name}  ★ {self.task} default" if self.is_default else self.name
         suffix = {"user": "my model", "file": "file", "session": "unsaved"}[self.kind]
         return f"{self.name}  ({suffix})"
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """What the model manager shows about a model: its card and its network's shape."""
+
+    card: ModelCard
+    config: dict
+    in_channels: int
+    n_classes: int
+
+    @property
+    def arch(self) -> str:
+        return str(self.config.get("name", ""))
+
+    @property
+    def binary(self) -> bool:
+        """One foreground class: instance labels can be made from it."""
+        return self.n_classes <= 2
+
+
+def safe_name(name: str) -> str:
+    """``name`` as a file name stem (the rule ``zoo.unique_user_path`` applies)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("._") or "model"
+
+
+def user_model_path(name: str) -> Path:
+    """Where the user model ``name`` is saved: ``<user model folder>/<safe name>.safetensors``.
+
+    Unlike ``zoo.unique_user_path`` no ``-2`` is appended: a widget that finds
+    the file there asks before replacing it.
+    """
+    return user_model_dir() / f"{safe_name(name)}.safetensors"
 
 
 class ModelSession(QObject):
@@ -107,7 +156,8 @@ class ModelSession(QObject):
         architecture (every tensor present, of the right shape) before the
         file enters any picker.
         """
-        path = weights_path(Path(path).expanduser())
+        path = Path(path).expanduser()
+        path = resolve(path) if is_package(path) else weights_path(path)  # bioimage.io .zip
         model = load_model(path)  # raises ModelFileError naming what is wrong
         path = path.resolve()
         with self._lock:
@@ -177,6 +227,78 @@ class ModelSession(QObject):
             self._remember(path, model)
         self.changed.emit()
         return next(c for c in self.choices() if c.kind != "session" and Path(c.key) == path)
+
+    # -- the model manager ------------------------------------------------------------
+    def details(self, choice: ModelChoice) -> ModelDetails:
+        """The card and network shape of ``choice`` (files: read from the card, no weights)."""
+        if choice.kind == "session":
+            model = self.template(choice)
+            return ModelDetails(card_of(model), dict(model.config or {}), model.in_channels,
+                                model.n_classes)
+        document = read_card(choice.key)
+        config = dict(document.get("config") or {})
+        return ModelDetails(
+            ModelCard.from_dict(document), config,
+            int(document.get("in_channels", config.get("in_channels", 1))),
+            int(document.get("n_classes", config.get("n_classes", 1))),
+        )
+
+    def install(self, model: Any, path: Path, name: str | None = None) -> ModelChoice:
+        """Save ``model`` (its card named after ``path``) to ``path``; list it from there.
+
+        ``name``: the unsaved model this was (it leaves the unsaved list).
+        The caller has asked before replacing an existing file.
+        """
+        path = Path(path)
+        card = copy.deepcopy(card_of(model))
+        card.name = path.stem
+        model = copy.deepcopy(model)  # save_model sets model.card; templates stay as they are
+        save_model(model, path, card=card)
+        path = path.resolve()
+        with self._lock:
+            if name is not None:
+                self._unsaved.pop(name, None)
+            self._forget(path)
+            self._remember(path, model)
+        self.changed.emit()
+        return next(c for c in self.choices() if c.kind != "session" and Path(c.key) == path)
+
+    def rename(self, choice: ModelChoice, name: str) -> ModelChoice:
+        """Rename a user model (its files and the name in its card); ``ValueError`` if not."""
+        if choice.kind != "user":
+            raise ValueError(f"{choice.name} is not one of your saved models: only those can be "
+                             "renamed (zoo models are read-only)")
+        target = user_model_path(name)
+        old = Path(choice.key)
+        if target.exists():
+            raise ValueError(f"a model called {target.stem!r} already exists in {target.parent}")
+        renamed = self.install(self.template(choice), target)
+        self._delete_files(old)
+        return renamed
+
+    def delete(self, choice: ModelChoice) -> None:
+        """Delete a user model's files, or drop an unsaved model; ``ValueError`` otherwise."""
+        if choice.kind == "session":
+            self.remove_unsaved(choice.key)
+            return
+        if choice.kind != "user":
+            raise ValueError(
+                f"{choice.name} is a zoo model (read-only)" if choice.kind == "zoo" else
+                f"{choice.name} is a file outside your model folder: take it off the list "
+                "with ✕ beside a model picker (the file is kept)"
+            )
+        self._delete_files(Path(choice.key))
+
+    def _delete_files(self, path: Path) -> None:
+        for file in (path, card_path(path)):
+            file.unlink(missing_ok=True)
+        with self._lock:
+            self._forget(path.resolve())
+        self.changed.emit()
+
+    def _forget(self, path: Path) -> None:
+        for key in [k for k in self._cache if k[0] == str(path)]:
+            del self._cache[key]
 
     # -- handles -------------------------------------------------------------------
     def load(self, choice: ModelChoice) -> Any:

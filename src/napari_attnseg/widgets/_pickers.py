@@ -2,8 +2,10 @@
 
 They stay current without a refresh button: :class:`ModelPicker` follows the
 shared :class:`~._models.ModelSession`, :class:`LayerPicker` follows the
-viewer's layer list, and :func:`compact` lets all of them shrink so docks stay
-narrow.
+viewer's layer list. All are :class:`ElidingCombo` boxes: they shrink so docks
+stay narrow, cut a long name *in the middle* (``nuclei (DS…) corrected`` and
+``nuclei (DS…2018)`` stay apart, where cutting the end made them look alike)
+and show the full name as a tooltip.
 """
 
 from __future__ import annotations
@@ -13,8 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from napari.layers import Layer
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QToolButton, QWidget
+from qtpy.QtCore import QEvent, Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
+    QToolButton,
+    QWidget,
+)
 
 from ._layers import channel_axis_options, layer_array
 from ._models import ModelChoice, session
@@ -28,13 +39,67 @@ def compact(combo: QComboBox, characters: int = 10) -> QComboBox:
     return combo
 
 
-class _RefreshingCombo(QComboBox):
+class ElidingCombo(QComboBox):
+    """A compact combo box that elides long entries in the middle, full text in the tooltip.
+
+    :meth:`setToolTip` sets what the box is for; the tooltip shown is the
+    current entry in full, then that text.
+    """
+
+    def __init__(self, parent: QWidget | None = None, characters: int = 10) -> None:
+        super().__init__(parent)
+        compact(self, characters)
+        self.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self._purpose = ""
+        self.currentIndexChanged.connect(self._update_tooltip)
+
+    def setToolTip(self, text: str) -> None:  # noqa: N802 - Qt API
+        self._purpose = text
+        self._update_tooltip()
+
+    def _update_tooltip(self, *_: Any) -> None:
+        current = self.currentText()
+        parts = [p for p in (current, self._purpose) if p]
+        super().setToolTip("\n\n".join(parts))
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip:
+            self._update_tooltip()  # entries may have changed with signals blocked
+        return super().event(event)
+
+    def _label_option(self) -> tuple[QStyleOptionComboBox, int]:
+        option = QStyleOptionComboBox()
+        self.initStyleOption(option)
+        field = self.style().subControlRect(
+            QStyle.ComplexControl.CC_ComboBox, option, QStyle.SubControl.SC_ComboBoxEditField,
+            self,
+        )
+        return option, field.width()
+
+    def shown_text(self) -> str:
+        """The current entry as drawn: elided in the middle to fit the box."""
+        option, width = self._label_option()
+        return self.fontMetrics().elidedText(
+            option.currentText, Qt.TextElideMode.ElideMiddle, max(width, 0)
+        )
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if self.isEditable():
+            super().paintEvent(event)
+            return
+        option, _ = self._label_option()
+        option.currentText = self.shown_text()
+        painter = QStylePainter(self)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, option)
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, option)
+
+
+class _RefreshingCombo(ElidingCombo):
     """A combo box that asks its owner to refresh the list just before it opens."""
 
     def __init__(self, refresh: Callable[[], None], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._refresh = refresh
-        compact(self)
 
     def showPopup(self) -> None:  # noqa: N802 - Qt API
         self._refresh()
@@ -168,7 +233,8 @@ class ModelPicker(QWidget):
             self._previous = self.current()
             return
         path, _ = QFileDialog.getOpenFileName(
-            self, "Load a napari-attnseg model", "", "napari-attnseg models (*.safetensors *.json)"
+            self, "Load a napari-attnseg model", "",
+            "napari-attnseg models (*.safetensors *.json *.zip)",
         )
         if path:
             self.add_model_path(path)
@@ -178,14 +244,13 @@ class ModelPicker(QWidget):
             self.combo.setCurrentIndex(0)
 
 
-class DevicePicker(QComboBox):
+class DevicePicker(ElidingCombo):
     """auto / each CUDA GPU by name / MPS / CPU — what PyTorch sees."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         from ..inference import available_devices
 
-        compact(self)
         for label, value in available_devices():
             self.addItem(label, value)
         self.setToolTip("auto uses a CUDA GPU, then Apple MPS, then the CPU")
@@ -194,7 +259,7 @@ class DevicePicker(QComboBox):
         return str(self.currentData())
 
 
-class LayerPicker(QComboBox):
+class LayerPicker(ElidingCombo):
     """The viewer's layers of one type, kept up to date as layers come, go and are renamed."""
 
     #: emitted when the selected layer changes
@@ -205,7 +270,6 @@ class LayerPicker(QComboBox):
         self.viewer = viewer
         self.layer_type = layer_type
         self._names: list[str] = []
-        compact(self)
         events = viewer.layers.events
         for emitter in (events.inserted, events.removed, events.moved, events.reordered):
             emitter.connect(self._on_layers_changed)
@@ -263,7 +327,7 @@ class LayerPicker(QComboBox):
         self.setCurrentIndex(index)
 
 
-class ChannelPicker(QComboBox):
+class ChannelPicker(ElidingCombo):
     """Which axis of the image holds channels: none, the first or the last.
 
     Enabled only for a grey image whose first or last axis has at most four
@@ -277,7 +341,6 @@ class ChannelPicker(QComboBox):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        compact(self)
         self.setToolTip(
             "the axis that holds the image's channels (e.g. two fluorescence channels); "
             "none: every plane is segmented on its own"

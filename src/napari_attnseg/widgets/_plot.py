@@ -5,6 +5,11 @@ qtpy selected, and a bare :class:`~matplotlib.figure.Figure` (no pyplot)
 keeps no global state, so many charts can coexist. The chart follows the
 napari theme's colours, and :attr:`PlotCanvas.data` keeps what is drawn so
 tests (and users in the console) can read the numbers behind a picture.
+
+Quantities of different kinds never share an axis (:meth:`PlotCanvas.panels`
+stacks one small chart per kind: loss above, Dice below), and bar labels
+never overlap: long ones are elided in the middle (``encoder.0.se`` and
+``decoder.0.se`` stay apart) and set vertically.
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtWidgets import QSizePolicy
 
-#: colours that read on both napari themes
 #: beyond this many bars the x axis is just numbered
 MAX_TICK_LABELS = 24
+#: bar labels longer than this are elided in the middle
+LABEL_CHARACTERS = 16
+#: colours that read on both napari themes
 PALETTE = ("#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae")
 
 
 class PlotCanvas(FigureCanvasQTAgg):
-    """One axes: bars (Focal w, channel weights) or lines (per-epoch curves)."""
+    """Bars (Focal w, channel weights), lines, or stacked line panels (per-epoch curves)."""
 
     def __init__(self, parent=None, *, height: float = 2.4, theme: str = "dark") -> None:
         self.figure = Figure(figsize=(3.4, height), layout="constrained")
@@ -33,6 +40,7 @@ class PlotCanvas(FigureCanvasQTAgg):
         self.setMinimumHeight(int(height * 60))
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.axes = self.figure.add_subplot()
+        self.all_axes = [self.axes]
         self.data: dict[str, Any] = {}
         self.background, self.text = "#23242b", "#f0f1f2"
         self.apply_theme(theme)
@@ -51,17 +59,23 @@ class PlotCanvas(FigureCanvasQTAgg):
         self.draw_idle()
 
     def _style(self) -> None:
-        ax = self.axes
-        ax.set_facecolor(self.background)
-        for spine in ax.spines.values():
-            spine.set_color(self.text)
-        ax.tick_params(colors=self.text, labelsize=7)
-        ax.xaxis.label.set_color(self.text)
-        ax.yaxis.label.set_color(self.text)
-        ax.title.set_color(self.text)
+        for ax in self.all_axes:
+            ax.set_facecolor(self.background)
+            for spine in ax.spines.values():
+                spine.set_color(self.text)
+            ax.tick_params(colors=self.text, labelsize=7)
+            ax.xaxis.label.set_color(self.text)
+            ax.yaxis.label.set_color(self.text)
+            ax.title.set_color(self.text)
 
-    def _reset(self, title: str) -> None:
-        self.axes.clear()
+    def _reset(self, title: str, rows: int = 1) -> None:
+        if rows != len(self.all_axes):
+            self.figure.clear()
+            axes = self.figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+            self.all_axes = list(axes)
+            self.axes = self.all_axes[0]
+        for ax in self.all_axes:
+            ax.clear()
         self._style()
         self.axes.set_title(title, fontsize=8, color=self.text)
 
@@ -97,15 +111,16 @@ class PlotCanvas(FigureCanvasQTAgg):
             self.axes.axhline(threshold, color=PALETTE[1], linestyle="--", linewidth=1)
         if len(labels) <= MAX_TICK_LABELS:
             self.axes.set_xticks(list(positions))
-            rotation = 0 if len(labels) <= 4 else 60
-            self.axes.set_xticklabels(
-                [_short(label) for label in labels], rotation=rotation,
-                ha="right" if rotation else "center", fontsize=6,
-            )
+            shown = [elide_middle(label) for label in labels]
+            # short labels (channel numbers) fit side by side; names go vertical, so they
+            # never overlap however many there are
+            rotation = 0 if max((len(t) for t in shown), default=0) <= 3 else 90
+            self.axes.set_xticklabels(shown, rotation=rotation, ha="center", fontsize=6)
         else:
             self.axes.set_xlabel("channel", fontsize=7)
         self.axes.set_ylabel(ylabel, fontsize=7)
         self.data = {"kind": "bars", "title": title, "labels": list(labels),
+                     "shown": [t.get_text() for t in self.axes.get_xticklabels()],
                      "values": [float(v) for v in values], "threshold": threshold}
         self.draw_idle()
 
@@ -120,24 +135,53 @@ class PlotCanvas(FigureCanvasQTAgg):
     ) -> None:
         """One line per series over 1, 2, … (NaN gaps are skipped)."""
         self._reset(title)
-        self.axes.set_axis_on()
-        for i, (name, values) in enumerate(series.items()):
-            xs = [k + 1 for k, v in enumerate(values) if v is not None and not math.isnan(v)]
-            ys = [v for v in values if v is not None and not math.isnan(v)]
-            self.axes.plot(xs, ys, marker="o", markersize=2, linewidth=1.2,
-                           color=PALETTE[i % len(PALETTE)], label=_short(name))
-        if threshold is not None:
-            self.axes.axhline(threshold, color=PALETTE[1], linestyle="--", linewidth=1)
-        if series:
-            legend = self.axes.legend(fontsize=6, frameon=False, labelcolor=self.text)
-            legend.set_draggable(False)
+        self._draw_lines(self.axes, series, ylabel=ylabel, threshold=threshold)
         self.axes.set_xlabel(xlabel, fontsize=7)
-        self.axes.set_ylabel(ylabel, fontsize=7)
-        self.axes.xaxis.get_major_locator().set_params(integer=True)
         self.data = {"kind": "lines", "title": title,
                      "series": {k: [float(v) for v in vs] for k, vs in series.items()}}
         self.draw_idle()
 
+    def panels(
+        self,
+        panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]],
+        *,
+        title: str,
+        xlabel: str = "epoch",
+        limits: Mapping[str, tuple[float, float]] | None = None,
+    ) -> None:
+        """One small line chart per ``(ylabel, series)``, stacked, sharing the x axis."""
+        self._reset(title, rows=len(panels))
+        for ax, (ylabel, series) in zip(self.all_axes, panels, strict=True):
+            self._draw_lines(ax, series, ylabel=ylabel)
+            if limits and ylabel in limits:
+                ax.set_ylim(*limits[ylabel])
+        self.all_axes[-1].set_xlabel(xlabel, fontsize=7)
+        self.data = {"kind": "panels", "title": title, "panels": [
+            {"ylabel": ylabel, "series": {k: [float(v) for v in vs] for k, vs in series.items()}}
+            for ylabel, series in panels
+        ]}
+        self.draw_idle()
 
-def _short(name: str, limit: int = 18) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+    def _draw_lines(self, ax, series, *, ylabel: str, threshold: float | None = None) -> None:
+        ax.set_axis_on()
+        for i, (name, values) in enumerate(series.items()):
+            xs = [k + 1 for k, v in enumerate(values) if v is not None and not math.isnan(v)]
+            ys = [v for v in values if v is not None and not math.isnan(v)]
+            ax.plot(xs, ys, marker="o", markersize=2, linewidth=1.2,
+                    color=PALETTE[i % len(PALETTE)], label=elide_middle(name))
+        if threshold is not None:
+            ax.axhline(threshold, color=PALETTE[1], linestyle="--", linewidth=1)
+        if series:
+            legend = ax.legend(fontsize=6, frameon=False, labelcolor=self.text)
+            legend.set_draggable(False)
+        ax.set_ylabel(ylabel, fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def elide_middle(name: str, limit: int = LABEL_CHARACTERS) -> str:
+    """``name`` cut in the middle to at most ``limit`` characters (both ends kept)."""
+    if len(name) <= limit:
+        return name
+    head = (limit - 1) // 2
+    tail = limit - 1 - head
+    return f"{name[:head]}…{name[-tail:]}"

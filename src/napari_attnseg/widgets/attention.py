@@ -8,6 +8,12 @@ with its kind, Focal exponent ``w`` and whether the ``w < 0.2`` rule of
 Yeung et al. would prune it. A chart shows the Focal ``w`` as bars, their
 per-epoch history when the model's card recorded training (e.g. after
 fine-tuning), or the channel weights of a chosen channel-attention (SE) module.
+
+A sentence under the table says what the maps are. A model with no spatial
+attention (the vessels default, a Focal USE-Net, has only SE channel
+attention) gets no map layers: the widget says so plainly and opens on the
+channel-weight view instead. Module names are elided in the middle, with the
+full name as a tooltip (``encoder.0.se`` and ``decoder.0.se`` stay apart).
 """
 
 from __future__ import annotations
@@ -20,11 +26,11 @@ from napari.layers import Image
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
-    QComboBox,
     QFormLayout,
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -33,6 +39,7 @@ from qtpy.QtWidgets import (
 
 from ..models.introspection import PRUNE_THRESHOLD
 from ..training.trainer import History
+from ._form import advanced_section, precision_picker
 from ._jobs import JobContext, JobPanel
 from ._layers import (
     METADATA_KEY,
@@ -47,13 +54,22 @@ from ._layers import (
 )
 from ._models import ModelChoice, session
 from ._notifications import notify_error
-from ._pickers import ChannelPicker, DevicePicker, LayerPicker, ModelPicker
+from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
 from ._plot import PlotCanvas
 
 #: one colormap, fixed 0–1 contrast: coefficients are comparable across modules and images
 COLORMAP = "inferno"
 FOCAL_NOW, FOCAL_HISTORY, CHANNEL_PREFIX = "Focal w", "Focal w per epoch", "channel weights · "
-
+MAPS_HELP = (
+    "Each map layer shows a spatial attention module's coefficients (0–1) over the image: "
+    "bright regions are passed on to the next layers of the network, dark ones are "
+    "suppressed. Channel (SE) modules weight whole feature channels instead (chart below)."
+)
+NO_SPATIAL = (
+    "{model} has no spatial attention maps: its {n} attention module(s) are channel "
+    "attention (SE), which weights whole feature channels, not regions of the image. "
+    "The chart shows a module's channel weights for this image."
+)
 
 @dataclass
 class AttentionRequest:
@@ -65,6 +81,7 @@ class AttentionRequest:
     placement: dict[str, Any]
     choice: ModelChoice
     device: str
+    precision: str = "auto"
 
 
 @dataclass
@@ -93,7 +110,8 @@ def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult
     ctx.progress(0, 1, "computing attention maps")
     image = np.asarray(request.data[plane_key(request.index, request.channel_axis)])
     maps = attention_maps(model, image, rgb=request.rgb, channel_axis=request.channel_axis,
-                          device=request.device, progress=ctx.progress, cancel=ctx.cancel)
+                          device=request.device, precision=request.precision,
+                          progress=ctx.progress, cancel=ctx.cancel)
     ctx.progress(1, 1, "done")
     return AttentionResult(
         request, attention_modules(model), focal_weights(model), maps, most_informative(maps),
@@ -122,18 +140,18 @@ class AttentionWidget(QWidget):
         self.model_picker = ModelPicker()
         self.device_picker = DevicePicker()
         self.run_button = QPushButton("Show attention")
-        self.run_button.setToolTip(
-            "add each spatial attention map as a layer over the image (the slice shown, "
-            "for a stack) and list every attention module"
-        )
         self.run_button.clicked.connect(self.show_attention)
         self.jobs = JobPanel(owner=self)
-        self.jobs.finished.connect(self._on_finished)
+        self.jobs.finished.connect(self._update_buttons)
+        self.precision = precision_picker()
+        advanced = QFormLayout()
+        advanced.addRow("precision", self.precision)
+        self.advanced = advanced_section(advanced)
         self.table = QTableWidget(0, len(self.COLUMNS))
         self.table.setHorizontalHeaderLabels(self.COLUMNS)
         for column, tip in enumerate(self.COLUMN_TIPS):
             self.table.horizontalHeaderItem(column).setToolTip(tip)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideLeft)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -141,10 +159,17 @@ class AttentionWidget(QWidget):
             self.table.horizontalHeader().setSectionResizeMode(
                 column, QHeaderView.ResizeMode.ResizeToContents
             )
-        self.table.setMinimumHeight(120)
+        self.table.setMinimumHeight(80)
+        self.table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
+        self.table.setMaximumHeight(260)  # long lists scroll; short ones leave no gap
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
-        self.plot_choice = QComboBox()
+        self.explanation = QLabel(MAPS_HELP)
+        self.explanation.setWordWrap(True)
+        self.explanation.setVisible(False)
+        self.plot_choice = ElidingCombo(characters=16)
+        self.plot_choice.setToolTip("what the chart shows")
         self.plot_choice.currentTextChanged.connect(self._draw_plot)
         self.plot = PlotCanvas(theme=str(napari_viewer.theme))
         self.plot.show_message("click “Show attention”")
@@ -157,14 +182,19 @@ class AttentionWidget(QWidget):
         form.addRow("device", self.device_picker)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.run_button)
         layout.addWidget(self.jobs)
         layout.addWidget(self.summary)
         layout.addWidget(self.table)
+        layout.addWidget(self.explanation)
         chart = QFormLayout()
         chart.addRow("chart", self.plot_choice)
         layout.addLayout(chart)
         layout.addWidget(self.plot)
+        self.image_picker.layer_changed.connect(self._update_buttons)
+        self.model_picker.selection_changed.connect(self._update_buttons)
+        self._update_buttons()
 
     # -- actions -------------------------------------------------------------
     def show_attention(self) -> bool:
@@ -176,20 +206,20 @@ class AttentionWidget(QWidget):
             check_image_layer(layer, axis)
             choice = self.model_picker.required()
         except ValueError as exc:
+            self.jobs.reject(str(exc))
             notify_error(str(exc))
             return False
         index = current_index(self.viewer, layer, axis)
         request = AttentionRequest(
             layer.name, layer_array(layer), is_rgb_layer(layer), axis, index,
             slice_placement(layer, index, axis) if index else placement(layer, axis), choice,
-            self.device_picker.device(),
+            self.device_picker.device(), self.precision.currentText(),
         )
         started = self.jobs.start(
             lambda ctx: run_attention(request, ctx), on_success=self._show_result,
             label=f"attention of {choice.name} on {layer.name}",
         )
-        if started:
-            self.run_button.setEnabled(False)
+        self._update_buttons()
         return started
 
     def layer_name(self, image_name: str, module: str) -> str:
@@ -214,7 +244,10 @@ class AttentionWidget(QWidget):
             )
         if not result.modules:
             text = f"{result.request.choice.name} has no attention modules"
+        elif not spatial:
+            text = NO_SPATIAL.format(model=result.request.choice.name, n=len(result.modules))
         self.summary.setText(text)
+        self.explanation.setVisible(bool(spatial))
         self._fill_plot_choices(result)
 
     def _update_layers(self, result: AttentionResult) -> None:
@@ -274,8 +307,11 @@ class AttentionWidget(QWidget):
         previous = self.plot_choice.currentText()
         self.plot_choice.clear()
         self.plot_choice.addItems(options)
+        channel_views = [o for o in options if o.startswith(CHANNEL_PREFIX)]
         if previous in options:
             self.plot_choice.setCurrentText(previous)
+        elif channel_views and not any(m.kind == "spatial" for m in result.maps):
+            self.plot_choice.setCurrentText(channel_views[0])  # no maps: the channel view
         self.plot_choice.blockSignals(False)
         self._draw_plot(self.plot_choice.currentText())
 
@@ -304,8 +340,17 @@ class AttentionWidget(QWidget):
         else:
             self.plot.show_message("no Focal layers or channel attention in this model")
 
-    def _on_finished(self) -> None:
-        self.run_button.setEnabled(True)
+    def _update_buttons(self, *_: Any) -> None:
+        reason = ""
+        if self.image_picker.layer() is None:
+            reason = "open an image first (File ▸ Open, or File ▸ Open Sample)"
+        elif self.model_picker.current() is None:
+            reason = "no model: load one from a file"
+        self.run_button.setEnabled(not self.jobs.busy and not reason)
+        self.run_button.setToolTip(reason or (
+            "add each spatial attention map as a layer over the image (the slice shown, "
+            "for a stack) and list every attention module"
+        ))
 
     def _update_channels(self, *_: Any) -> None:
         self.channels.set_layer(self.image_picker.layer())

@@ -4,8 +4,8 @@ The user picks one or more (image layer, labels layer) pairs — a corrected
 prediction ("dense": the labels are the whole truth) or scribbles ("sparse":
 0 unlabelled, 1 background, 2… classes) — and the model to start from. The
 round runs in a thread worker (:mod:`._finetune_job`): labels with a single
-class get a warning first, a *copy* of the model is trained while a live
-chart shows loss and validation Dice, and the images are re-segmented so the
+class get a warning first, a *copy* of the model is trained while two live
+charts show the losses and the validation Dice, and the images are re-segmented so the
 change is visible at once. **Stop and keep** ends the round after the current
 epoch with the best weights so far; **Cancel** discards it and changes
 nothing; closing the widget or the viewer cancels it.
@@ -16,12 +16,15 @@ Fine-tune button names it, so the next round visibly continues from it.
 **Revert** selects again the model that was selected before the round and
 drops the round's model; **Save as…** writes it (safetensors + a card that
 says what it was tuned from, on what, how, and with which validation) to the
-user model folder. What stays in memory is described in :mod:`._rounds`.
+user model folder under the name typed, asking before it replaces a model of
+that name. What stays in memory is described in :mod:`._rounds`.
+
+The Fine-tune button is enabled once an image and a labels layer exist (its
+tooltip says what is missing); Ctrl+Shift+R presses it (:mod:`._shortcuts`).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -37,8 +40,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..models import save_model
-from ..zoo import unique_user_path
+from . import _shortcuts
+from ._dialogs import confirm
 from ._finetune_form import PairRow, SettingsForm
 from ._finetune_job import (
     FinetuneRequest,
@@ -59,7 +62,7 @@ from ._layers import (
     spatial_shape,
     write_labels,
 )
-from ._models import session
+from ._models import session, user_model_path
 from ._notifications import notify_error, notify_info, notify_warning
 from ._pickers import ModelPicker
 from ._plot import PlotCanvas
@@ -68,7 +71,9 @@ from ._rounds import Round, Rounds
 CURVES = ("train loss", "val loss", "val Dice")
 #: controls of the settings form also reachable as attributes of the widget
 FORM_CONTROLS = ("device_picker", "mode", "loss", "epsilon", "epochs", "time_budget", "lr",
-                 "augment", "val_fraction", "patches")
+                 "augment", "val_fraction", "patches", "precision", "advanced")
+#: the chart panels: (y label, curves on it); losses and Dice never share an axis
+PANELS = (("loss", ("train loss", "val loss")), ("Dice", ("val Dice",)))
 
 
 class FinetuneWidget(QWidget):
@@ -88,7 +93,7 @@ class FinetuneWidget(QWidget):
         self.run_button.clicked.connect(self.finetune)
         self.jobs = JobPanel(owner=self, stop_and_keep=True)
         self.jobs.finished.connect(self._update_buttons)
-        self.plot = PlotCanvas(theme=str(napari_viewer.theme))
+        self.plot = PlotCanvas(theme=str(napari_viewer.theme), height=3.0)
         self.plot.show_message("loss and validation Dice appear here while training")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
@@ -101,11 +106,18 @@ class FinetuneWidget(QWidget):
         self.save_name = QLineEdit()
         self.save_name.setPlaceholderText("name for the fine-tuned model")
         self.save_button = QPushButton("Save as…")
-        self.save_button.setToolTip("write the model (weights + card) to your model folder")
+        self.save_button.setToolTip(
+            "write the model (weights + card) to your model folder under this name; a model "
+            "of that name is replaced only after you agree (Models ▸ Export… saves elsewhere)"
+        )
         self.save_button.clicked.connect(self.save)
         self._lay_out()
         self.model_picker.selection_changed.connect(self._update_buttons)
+        events = napari_viewer.layers.events
+        for emitter in (events.inserted, events.removed):
+            emitter.connect(self._update_buttons)
         self._update_buttons()
+        _shortcuts.track(self, _shortcuts.FINETUNE)
 
     def _lay_out(self) -> None:
         pairs_box = QGroupBox("image ↔ labels pairs")
@@ -134,6 +146,8 @@ class FinetuneWidget(QWidget):
         """Add a pair row (optionally choosing its layers, by layer or name)."""
         row = PairRow(self.viewer)
         row.remove_requested.connect(self._remove_row)
+        row.image_picker.layer_changed.connect(self._update_buttons)
+        row.labels_picker.layer_changed.connect(self._update_buttons)
         self.pairs_layout.insertWidget(len(self.rows), row)
         self.rows.append(row)
         if image is not None:
@@ -150,6 +164,7 @@ class FinetuneWidget(QWidget):
             self.rows.remove(row)
             self.pairs_layout.removeWidget(row)
             row.deleteLater()
+            self._update_buttons()
 
     # -- a round -----------------------------------------------------------------
     def finetune(self) -> bool:
@@ -157,6 +172,7 @@ class FinetuneWidget(QWidget):
         try:
             request = self._request()
         except ValueError as exc:
+            self.jobs.reject(str(exc))
             notify_error(str(exc))
             return False
         dropping = self.rounds.would_drop(request.choice)
@@ -225,8 +241,13 @@ class FinetuneWidget(QWidget):
         self.curve["train loss"].append(float(record.get("train_loss", math.nan)))
         self.curve["val loss"].append(float(record.get("val_loss", math.nan)))
         self.curve["val Dice"].append(float(record.get("val_dice", math.nan)))
-        shown = {k: v for k, v in self.curve.items() if not all(math.isnan(x) for x in v)}
-        self.plot.lines(shown, title="fine-tuning", ylabel="loss / Dice")
+        panels = []
+        for ylabel, names in PANELS:
+            shown = {name: self.curve[name] for name in names
+                     if not all(math.isnan(x) for x in self.curve[name])}
+            if shown:
+                panels.append((ylabel, shown))
+        self.plot.panels(panels, title="fine-tuning", limits={"Dice": (0.0, 1.0)})
 
     def _cancelled(self) -> None:
         self.summary.setText("cancelled: the model and all layers are unchanged")
@@ -299,15 +320,18 @@ class FinetuneWidget(QWidget):
             return None
         unsaved, model = target
         name = self.save_name.text().strip() or unsaved
+        path = user_model_path(name)
+        if path.exists() and not confirm(
+            self, "Replace a saved model?",
+            f"A model called {path.stem!r} already exists in {path.parent}.",
+        ):
+            self.summary.setText(f"not saved: {path.stem} was kept; type another name")
+            return None
         try:
-            path = unique_user_path(name)
-            card = copy.deepcopy(model.card)
-            card.name = path.stem
-            save_model(model, path, card=card)
+            choice = session().install(model, path, name=unsaved)
         except (OSError, ValueError) as exc:
             notify_error(f"could not save the model as {name!r}: {exc}")
             return None
-        choice = session().saved(unsaved, path, model)
         self.rounds.saved(unsaved, path)
         self.model_picker.select(choice)
         notify_info(f"saved {path.stem} to {path.parent}; it is now in every model list")
@@ -315,11 +339,26 @@ class FinetuneWidget(QWidget):
         return path
 
     # -- state ---------------------------------------------------------------------
-    def _update_buttons(self) -> None:
+    def missing_input(self) -> str:
+        """What must exist before a round can start ("" when it can)."""
+        if not any(row.image_picker.layer() is not None for row in self.rows):
+            return "open an image first (File ▸ Open, or File ▸ Open Sample)"
+        if not any(row.labels_picker.layer() is not None for row in self.rows):
+            return "segment the image, or add a Labels layer and paint on it, first"
+        if self.model_picker.current() is None:
+            return "no model to fine-tune: load one from a file"
+        return ""
+
+    def _update_buttons(self, *_: Any) -> None:
         busy = self.jobs.busy
         choice = self.model_picker.current()
         self.run_button.setText(f"Fine-tune {choice.name}" if choice else "Fine-tune")
-        self.run_button.setEnabled(not busy)
+        missing = self.missing_input()
+        self.run_button.setEnabled(not busy and not missing)
+        self.run_button.setToolTip(
+            missing or "train a copy of the model on the pairs "
+            f"({_shortcuts.describe(_shortcuts.FINETUNE)})"
+        )
         self.revert_button.setEnabled(self.rounds.current is not None and not busy)
         self.save_button.setEnabled(
             self.rounds.savable(choice) is not None and not busy

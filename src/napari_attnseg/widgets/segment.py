@@ -2,19 +2,33 @@
 
 The widget only translates: it reads the image layer's array (the current
 slice or the whole Z/T stack; grey, RGB, or with a channel axis the user
-picks), hands it to
-:class:`~napari_attnseg.inference.Predictor` in a thread worker, and puts the
-labels (and optionally the foreground probability) back as layers with the
-image's placement. Running again with the same image and model rewrites the
-same layers — for labels through napari's undo history — instead of adding
-new ones; cancelling, failing or closing the widget changes nothing. The
-predictor's messages (NaN/Inf pixels replaced, out-of-memory fallbacks)
-become warning notifications.
+picks), hands it to :class:`~napari_attnseg.inference.Predictor` in a thread
+worker (:mod:`._segment_job`), and puts the labels (and optionally the
+foreground probability) back as layers with the image's placement.
+
+* **output** — *instances* (objects numbered 1…N in raster order, touching
+  objects split; the default when the model card says its objects are
+  countable) or *mask* (class labels);
+* **object diameter** — *auto* (measured on a first pass, the image
+  rescaled so objects match the training size), *as trained*, or pixels; only
+  for models whose card records an object size;
+* **restrict to** — the model's own region (*auto*), the *whole image*, or a
+  Labels / Shapes layer (:mod:`._roi`);
+* *Advanced*: tile size, precision, test-time augmentation, probability layer.
+
+Running again with the same image and model rewrites the same Labels layer
+through napari's undo history (Ctrl+Z) instead of adding a new one. After an
+instance segmentation the layer carries the objects' measurements as
+``features`` and the table below lists them (:mod:`._objects`). The status
+line says what the run did (objects, diameter and zoom, region). **Batch**
+segments every image layer or a folder of files into a folder
+(:mod:`._batch`). Cancelling, failing or closing the widget changes nothing;
+the predictor's messages become warning notifications.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,13 +38,28 @@ from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
+    QLabel,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from ._jobs import JobContext, JobPanel
+from ..inference import InferenceSettings
+from ..inference.objects import check_diameter
+from . import _shortcuts
+from ._batch import (
+    BatchRequest,
+    check_outputs,
+    folder_items,
+    layer_items,
+    run_batch,
+    summary,
+)
+from ._dialogs import choose_folder, confirm_overwrite
+from ._form import advanced_section, precision_picker
+from ._jobs import JobPanel
 from ._layers import (
     check_image_layer,
     current_index,
@@ -40,72 +69,51 @@ from ._layers import (
     output_metadata,
     output_name,
     placement,
-    plane_key,
+    same_object,
     spatial_shape,
     write_labels,
 )
-from ._models import ModelChoice, session
-from ._notifications import notify_error
-from ._pickers import ChannelPicker, DevicePicker, LayerPicker, ModelPicker
+from ._models import ModelChoice, ModelDetails, session
+from ._notifications import notify_error, notify_info, notify_warning
+from ._objects import ObjectTable, attach
+from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
+from ._roi import AUTO, WHOLE, RoiPicker, roi_mask
+from ._segment_job import INSTANCES, MASK, SegmentRequest, SegmentResult, run_segmentation
+from ._segment_job import status_text as describe_run
 
 WHOLE_STACK, CURRENT_SLICE = "whole stack", "current slice"
+AS_TRAINED = "as trained"
+LAYERS, FOLDER = "all image layers", "a folder of images…"
+DIAMETER_HELP = (
+    "the objects' diameter in pixels of this image. auto: measured on a first pass, then the "
+    "image is rescaled so objects match the size the model was trained on; as trained: no "
+    "rescaling; or type a number of pixels"
+)
+NO_DIAMETER_HELP = (
+    "this model's card records no object size: images are segmented at the scale it was "
+    "trained at"
+)
+class DiameterField(QComboBox):
+    """auto / as trained / a number of pixels (typed)."""
 
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setEditable(True)
+        self.addItems(["auto", AS_TRAINED])
+        self.setToolTip(DIAMETER_HELP)
 
-@dataclass
-class SegmentRequest:
-    """Everything a segmentation job needs, captured on the GUI thread."""
-
-    image_name: str
-    data: Any  # the layer's array (not copied)
-    rgb: bool
-    channel_axis: int | None  # 0, -1 or None (see ChannelPicker)
-    shape: tuple[int, ...]  # spatial shape (*stack, H, W)
-    index: tuple[int, ...] | None  # a stack slice, or None for everything
-    placement: dict[str, Any]
-    choice: ModelChoice
-    settings: dict[str, Any]
-    probability: bool
-    split_objects: bool
-
-
-@dataclass
-class SegmentResult:
-    request: SegmentRequest
-    labels: np.ndarray  # shaped like the request: (H, W) for a slice, else ``shape``
-    probability: np.ndarray | None
-    messages: list[str] = field(default_factory=list)
-
-
-def run_segmentation(request: SegmentRequest, ctx: JobContext) -> SegmentResult:
-    """The worker's job: load the model, predict, optionally split objects."""
-    from ..inference import InferenceSettings, Predictor
-
-    model = session().load(request.choice)  # this job's own copy
-    predictor = Predictor(InferenceSettings(**request.settings), on_message=ctx.message)
-    image = np.asarray(request.data[plane_key(request.index or (), request.channel_axis)])
-    prediction = predictor.predict(model, image, rgb=request.rgb,
-                                   channel_axis=request.channel_axis, progress=ctx.progress,
-                                   cancel=ctx.cancel)
-    labels, foreground = prediction.labels, prediction.foreground
-    if request.split_objects:
-        labels = split_objects(labels, ctx)
-    probability = foreground.astype(np.float32) if request.probability else None
-    return SegmentResult(request, labels, probability, list(prediction.messages))
-
-
-def split_objects(labels: np.ndarray, ctx: JobContext | None = None) -> np.ndarray:
-    """Number the connected foreground regions of each 2D slice 1, 2, … (instance labels)."""
-    from skimage.measure import label
-
-    flat = labels.reshape((-1, *labels.shape[-2:]))
-    out = np.zeros(flat.shape, dtype=np.uint32)
-    for i, plane in enumerate(flat):
-        if ctx is not None:
-            ctx.cancel.raise_if_cancelled()
-        out[i] = label(plane > 0, connectivity=1)
-    top = int(out.max()) if out.size else 0
-    dtype = np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.uint32
-    return out.reshape(labels.shape).astype(dtype)
+    def value(self) -> float | str | None:
+        """``"auto"``, None (as trained) or pixels; ``ValueError`` naming a bad entry."""
+        text = self.currentText().strip()
+        if text == AS_TRAINED:
+            return None
+        try:
+            return check_diameter(text or "auto")
+        except ValueError:
+            raise ValueError(
+                f"object diameter must be 'auto', '{AS_TRAINED}' or a number of pixels > 0, "
+                f"got {text!r}"
+            ) from None
 
 
 class SegmentWidget(QWidget):
@@ -114,16 +122,49 @@ class SegmentWidget(QWidget):
     def __init__(self, napari_viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.details: ModelDetails | None = None
+        #: the model whose card last set the defaults (False: none yet)
+        self._defaults_for: ModelChoice | None | bool = False
         self.image_picker = LayerPicker(napari_viewer, Image)
+        self.image_picker.setToolTip("the image to segment")
         self.channels = ChannelPicker()
         self.model_picker = ModelPicker()
         self.device_picker = DevicePicker()
+        self.output = ElidingCombo()
+        self.output.addItems([INSTANCES, MASK])
+        self.output.setToolTip(
+            "instances: each object gets its own number 1…N (touching objects are split), "
+            "with a table of measurements; mask: the model's classes (0 = background). "
+            "The default comes from the model card"
+        )
+        self.diameter = DiameterField()
+        self.roi = RoiPicker(napari_viewer)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.0, 1.0)
         self.threshold.setSingleStep(0.05)
         self.threshold.setDecimals(2)
         self.threshold.setSpecialValueText("model default")
         self.threshold.setToolTip("foreground probability threshold of binary models")
+        self.scope = ElidingCombo()
+        self.scope.addItems([WHOLE_STACK, CURRENT_SLICE])
+        self.scope.setToolTip("for Z/T stacks: segment every slice or only the one shown")
+        self._make_advanced()
+        self.run_button = QPushButton("Segment")
+        self.run_button.clicked.connect(self.segment)
+        self.jobs = JobPanel(owner=self)
+        self.jobs.finished.connect(self._update_buttons)
+        self.objects = ObjectTable(napari_viewer)
+        self._make_batch()
+        self._lay_out()
+        self.image_picker.layer_changed.connect(self._update_scope)
+        self.channels.currentIndexChanged.connect(self._update_scope)
+        self.image_picker.layer_changed.connect(self._update_buttons)
+        self.model_picker.selection_changed.connect(self._model_changed)
+        self._update_scope()
+        self._model_changed()
+        _shortcuts.track(self, _shortcuts.SEGMENT)
+
+    def _make_advanced(self) -> None:
         self.tile_size = QSpinBox()
         self.tile_size.setRange(0, 8192)
         self.tile_size.setSingleStep(64)
@@ -133,35 +174,55 @@ class SegmentWidget(QWidget):
             "larger images are predicted in overlapping tiles of this size, so memory stays "
             "bounded; smaller tiles use less GPU memory"
         )
+        self.precision = precision_picker()
         self.tta = QCheckBox("test-time augmentation (flips)")
         self.tta.setToolTip("average the predictions of the image and its flips: 4× slower")
-        self.scope = QComboBox()
-        self.scope.addItems([WHOLE_STACK, CURRENT_SLICE])
-        self.scope.setToolTip("for Z/T stacks: segment every slice or only the one shown")
         self.add_probability = QCheckBox("add probability layer")
-        self.split = QCheckBox("number objects separately")
-        self.split.setToolTip("give each connected object its own label (instance labels)")
-        self.run_button = QPushButton("Segment")
-        self.run_button.clicked.connect(self.segment)
-        self.jobs = JobPanel(owner=self)
-        self.jobs.finished.connect(self._on_finished)
+        self.add_probability.setToolTip("also add the foreground probability as an image layer")
+        form = QFormLayout()
+        form.addRow("tile size", self.tile_size)
+        form.addRow("precision", self.precision)
+        form.addRow("", self.tta)
+        form.addRow("", self.add_probability)
+        self.advanced = advanced_section(form)
 
+    def _make_batch(self) -> None:
+        self.batch_source = ElidingCombo()
+        self.batch_source.addItems([LAYERS, FOLDER])
+        self.batch_source.setToolTip(
+            "segment every image layer, or every image file of a folder, with the settings "
+            "above; masks (and object tables) go to a folder you choose, named after the inputs"
+        )
+        self.batch_tables = QCheckBox("object tables (CSV) for instances")
+        self.batch_tables.setChecked(True)
+        self.batch_button = QPushButton("Segment all…")
+        self.batch_button.setToolTip("choose the output folder, then segment every input")
+        self.batch_button.clicked.connect(self._batch_clicked)
+        row = QHBoxLayout()
+        row.addWidget(self.batch_source, 1)
+        row.addWidget(self.batch_button)
+        form = QFormLayout()
+        form.addRow(row)
+        form.addRow(self.batch_tables)
+        self.batch = advanced_section(form, "Batch")
+
+    def _lay_out(self) -> None:
         form = QFormLayout()
         form.addRow("image", self.image_picker)
         form.addRow("channels", self.channels)
         form.addRow("model", self.model_picker)
         form.addRow("device", self.device_picker)
+        form.addRow("output", self.output)
+        self.diameter_label = QLabel("object diameter")
+        form.addRow(self.diameter_label, self.diameter)
+        form.addRow("restrict to", self.roi)
         form.addRow("threshold", self.threshold)
-        form.addRow("tile size", self.tile_size)
         form.addRow("stack", self.scope)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        for widget in (self.tta, self.add_probability, self.split, self.run_button, self.jobs):
+        for widget in (self.advanced, self.run_button, self.jobs, self.objects, self.batch):
             layout.addWidget(widget)
         layout.addStretch(1)
-        self.image_picker.layer_changed.connect(self._update_scope)
-        self.channels.currentIndexChanged.connect(self._update_scope)
-        self._update_scope()
 
     # -- actions -----------------------------------------------------------
     def segment(self) -> bool:
@@ -169,6 +230,7 @@ class SegmentWidget(QWidget):
         try:
             request = self._request()
         except ValueError as exc:
+            self.jobs.reject(str(exc))
             notify_error(str(exc))
             return False
         started = self.jobs.start(
@@ -176,9 +238,32 @@ class SegmentWidget(QWidget):
             on_success=self._show_result,
             label=f"segmenting {request.image_name} with {request.choice.name}",
         )
-        if started:
-            self.run_button.setEnabled(False)
+        self._update_buttons()
         return started
+
+    def _settings(self) -> dict[str, Any]:
+        """The InferenceSettings the form describes (``ValueError`` for a bad entry)."""
+        threshold = self.threshold.value()
+        tile = self.tile_size.value()
+        instances = self.output.currentText() == INSTANCES
+        if instances and self.details is not None and not self.details.binary:
+            raise ValueError(
+                f"instances need a model with one foreground class; "
+                f"{self.model_picker.current().name} has {self.details.n_classes} classes: "
+                "choose mask"
+            )
+        settings = {
+            "device": self.device_picker.device(),
+            "tta": self.tta.isChecked(),
+            "threshold": threshold if threshold > 0 else None,
+            "tile_size": tile if tile > 0 else None,
+            "precision": self.precision.currentText(),
+            "diameter": self.diameter.value() if self.diameter.isEnabled() else "auto",
+            "instances": instances,
+            "roi": WHOLE if self.roi.value() == WHOLE else AUTO,
+        }
+        InferenceSettings(**settings)  # checked here: a bad value never starts a job
+        return settings
 
     def _request(self) -> SegmentRequest:
         layer = self.image_picker.layer()
@@ -190,8 +275,11 @@ class SegmentWidget(QWidget):
         index = None
         if len(shape) > 2 and self.scope.currentText() == CURRENT_SLICE:
             index = current_index(self.viewer, layer, axis)
-        threshold = self.threshold.value()
-        tile = self.tile_size.value()
+        settings = self._settings()
+        region = self.roi.layer()
+        mask = None
+        if region is not None:
+            mask = roi_mask(region, layer, self.viewer, shape, channel_axis=axis)
         return SegmentRequest(
             image_name=layer.name,
             data=layer_array(layer),
@@ -201,26 +289,33 @@ class SegmentWidget(QWidget):
             index=index,
             placement=placement(layer, axis),
             choice=choice,
-            settings={
-                "device": self.device_picker.device(),
-                "tta": self.tta.isChecked(),
-                "threshold": threshold if threshold > 0 else None,
-                "tile_size": tile if tile > 0 else None,
-            },
+            settings=settings,
             probability=self.add_probability.isChecked(),
-            split_objects=self.split.isChecked(),
+            roi=mask,
+            roi_name=None if region is None else region.name,
         )
 
     def _show_result(self, result: SegmentResult) -> None:
         request = result.request
         name = output_name(request.image_name, request.choice.name)
-        meta = output_metadata(request.image_name, request.choice.name, "labels")
+        meta = output_metadata(request.image_name, request.choice.name,
+                               INSTANCES if request.instances else "labels")
         labels = write_labels(self.viewer, name, request.shape,
                               [(request.index or (), result.labels)],
                               placement=request.placement, metadata=meta)
         labels.metadata.update(meta)  # a rewritten layer now comes from this run too
+        attach(labels, result.table)
+        if result.table is not None:
+            self.objects.show_table(labels, result.table, request.image_name)
+            n = result.n_objects
+            where = f" (slice {','.join(map(str, request.index))})" if request.index else ""
+            notify_info(f"found {n} object{'s' * (n != 1)} in {request.image_name}{where} "
+                        f"with {request.choice.name}")
+        elif same_object(self.objects.layer, labels):
+            self.objects.clear()  # a mask replaced the objects the table listed
         if result.probability is not None:
             self._show_probability(result, name + " probability")
+        self.jobs.status.setText(describe_run(result))
 
     def _show_probability(self, result: SegmentResult, name: str) -> None:
         request = result.request
@@ -240,8 +335,105 @@ class SegmentWidget(QWidget):
             **request.placement,
         )
 
-    def _on_finished(self) -> None:
-        self.run_button.setEnabled(True)
+    # -- batch -------------------------------------------------------------
+    def _batch_clicked(self) -> None:
+        folder = None
+        if self.batch_source.currentText() == FOLDER:
+            folder = choose_folder(self, "Folder of images to segment")
+            if folder is None:
+                return
+        out = choose_folder(self, "Folder for the masks")
+        if out is not None:
+            self.segment_batch(out, folder=folder)
+
+    def segment_batch(self, out: str | Path, *, folder: str | Path | None = None) -> bool:
+        """Segment every image layer (or every image of ``folder``) into ``out``."""
+        try:
+            choice = self.model_picker.required()
+            settings = self._settings()
+            if folder is not None:
+                items = folder_items(Path(folder))
+            else:
+                layers = [layer for layer in self.viewer.layers if isinstance(layer, Image)]
+                if not layers:
+                    raise ValueError("no image layers to segment: open images first")
+                items = layer_items(layers)
+            out = Path(out)
+            if not out.is_dir():
+                raise ValueError(f"the output folder {out} does not exist")
+            tables = self.batch_tables.isChecked() and bool(settings["instances"])
+            outputs = check_outputs(items, out, tables)
+        except ValueError as exc:
+            self.jobs.reject(str(exc))
+            notify_error(str(exc))
+            return False
+        if not confirm_overwrite(self, outputs, "They will be replaced by this batch's results."):
+            self.jobs.reject("batch not started: existing files kept")
+            return False
+        if self.roi.layer() is not None:
+            notify_warning(f"the region {self.roi.layer().name!r} belongs to one image: the "
+                           "batch uses the model's own region instead")
+        request = BatchRequest(items, out, choice, settings, tables)
+        started = self.jobs.start(
+            lambda ctx: run_batch(request, ctx),
+            on_success=self._batch_done,
+            on_cancelled=lambda: self._batch_done(request, cancelled=True),
+            label=f"segmenting {len(items)} image(s) with {choice.name}",
+        )
+        self._update_buttons()
+        return started
+
+    def _batch_done(self, request: BatchRequest, *, cancelled: bool = False) -> None:
+        text = summary(request, cancelled=cancelled)
+        self.jobs.status.setText(text)
+        if request.skipped and not cancelled:
+            notify_warning(text)
+        else:
+            notify_info(text)
+
+    # -- state -------------------------------------------------------------
+    def _model_changed(self, *_: Any) -> None:
+        """Follow the selected model's card: instances or mask, diameter, its own region.
+
+        The output choice is reset to the card's default only when another model
+        is selected (not when the session's list of models changes).
+        """
+        choice = self.model_picker.current()
+        try:
+            self.details = session().details(choice) if choice is not None else None
+        except (ValueError, OSError):  # a file that went away: the run will say so
+            self.details = None
+        card = self.details.card if self.details is not None else None
+        binary = self.details is None or self.details.binary
+        if choice != self._defaults_for:
+            self._defaults_for = choice
+            self.output.setCurrentText(
+                INSTANCES if card is not None and card.instances and binary else MASK
+            )
+        elif not binary:
+            self.output.setCurrentText(MASK)
+        self.output.model().item(0).setEnabled(binary)
+        sized = card is not None and bool(card.object_diameter) and not card.input_size
+        self.diameter.setEnabled(sized)
+        self.diameter_label.setEnabled(sized)
+        self.diameter.setToolTip(DIAMETER_HELP if sized else NO_DIAMETER_HELP)
+        region = (card.roi or {}).get("method") if card is not None else None
+        self.roi.set_model_region({"fundus": "fundus field of view"}.get(region, region))
+        self._update_buttons()
+
+    def _update_buttons(self, *_: Any) -> None:
+        busy = self.jobs.busy
+        reason = ""
+        if self.image_picker.layer() is None:
+            reason = "open an image first (File ▸ Open, or File ▸ Open Sample)"
+        elif self.model_picker.current() is None:
+            reason = "no model: load one from a file"
+        self.run_button.setEnabled(not busy and not reason)
+        shortcut = _shortcuts.describe(_shortcuts.SEGMENT)
+        self.run_button.setToolTip(
+            reason or f"segment the image with the model ({shortcut})"
+        )
+        self.batch_button.setEnabled(not busy and self.model_picker.current() is not None)
 
     def _update_scope(self, *_: Any) -> None:
         layer = self.image_picker.layer()

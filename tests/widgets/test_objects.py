@@ -1,0 +1,180 @@
+"""Segment widget, objects: instances or mask, object diameter, the per-object table, CSV."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from napari_attnseg.inference import Predictor
+from napari_attnseg.widgets import _models
+
+from .conftest import blobs, disc_model, dock, errors, tiny_model, wait_done
+
+NUCLEI = {"instances": {"method": "watershed"}, "object_diameter": 8.0}
+
+
+def run(qtbot, widget):
+    assert widget.segment()
+    wait_done(qtbot, widget)
+
+
+@pytest.fixture
+def nuclei(user_model_dir):
+    """A model whose card says: countable objects, 8 px across at training scale."""
+    return disc_model("nuclei", **NUCLEI)
+
+
+def test_instances_are_the_default_for_an_object_model_and_fill_a_table(
+        viewer, qtbot, nuclei, bright_is_foreground, notifications):
+    image, truth = blobs((64, 64))
+    viewer.add_image(image, name="cells", scale=(0.5, 0.5))
+    widget = dock(viewer, "Segment")
+    assert widget.output.currentText() == "instances" and widget.diameter.isEnabled()
+    widget.diameter.setCurrentText("as trained")
+    run(qtbot, widget)
+    assert errors(notifications) == []
+    labels = viewer.layers["cells [nuclei]"]
+    # three discs, three objects numbered 1..3 in raster order
+    assert sorted(np.unique(labels.data)) == [0, 1, 2, 3]
+    first = [labels.data[np.nonzero(labels.data == k)][0] for k in (1, 2, 3)]
+    rows = [np.argwhere(labels.data == k)[0][0] for k in (1, 2, 3)]
+    assert first == [1, 2, 3] and rows == sorted(rows)
+    assert abs(int((labels.data > 0).sum()) - int(truth.sum())) < 0.1 * truth.sum()
+    # the layer carries the measurements napari shows under the cursor
+    features = labels.features
+    assert list(features["index"]) == [1, 2, 3] == list(features["label"])
+    areas = [int((labels.data == k).sum()) for k in (1, 2, 3)]
+    assert list(features["area"]) == areas
+    assert "mean_intensity" in features and "eccentricity" in features
+    assert ("info", "found 3 objects in cells with nuclei") in notifications
+    # the status line says what the run did
+    assert widget.jobs.status.text().startswith("done: 3 objects; object diameter 8.0 px "
+                                                "(as trained), zoom ×1.00")
+    # the table lists them; a row selects the object, the layer's label selects the row
+    table = widget.objects
+    assert not table.isHidden() and table._model.rowCount() == 3
+    table.view.selectRow(1)
+    assert labels.selected_label == table.label_at(1)
+    labels.selected_label = 3
+    assert table.selected_label() == 3
+    table.only_selected.setChecked(True)
+    assert labels.show_selected_label
+
+
+def test_auto_diameter_measures_the_objects_and_the_status_says_so(
+        viewer, qtbot, nuclei, bright_is_foreground, notifications):
+    image = np.tile(blobs()[0], (3, 3))  # 27 discs, enough to measure their size
+    viewer.add_image(image, name="cells")
+    widget = dock(viewer, "Segment")
+    assert widget.diameter.currentText() == "auto"
+    run(qtbot, widget)
+    status = widget.jobs.status.text()
+    # discs 12–20 px across against 8 px trained: measured and resampled
+    assert "(auto), zoom ×0." in status and "resampled" in status, status
+    measured = float(status.split("object diameter ")[1].split(" px")[0])
+    assert 12 <= measured <= 24
+    assert any("resampled" in m for _, m in notifications)  # the predictor's own message
+    assert viewer.layers["cells [nuclei]"].data.max() == 27
+
+    widget.diameter.setCurrentText("16")
+    run(qtbot, widget)
+    assert "object diameter 16.0 px (given), zoom ×0.50" in widget.jobs.status.text()
+    widget.diameter.setCurrentText("huge")
+    assert not widget.segment()
+    assert "object diameter must be 'auto', 'as trained' or a number" in errors(notifications)[-1]
+    assert widget.jobs.status.text().startswith("not started: object diameter")
+
+
+def test_mask_for_a_semantic_model_and_switching_keeps_the_layer_undoable(
+        viewer, qtbot, nuclei, bright_is_foreground, user_model_dir, notifications):
+    disc_model("vessels")  # no object rules on its card
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Segment")
+    assert widget.model_picker.select("vessels")
+    assert widget.output.currentText() == "mask" and not widget.diameter.isEnabled()
+    assert "records no object size" in widget.diameter.toolTip()
+    run(qtbot, widget)
+    mask = viewer.layers["cells [vessels]"]
+    assert set(np.unique(mask.data)) == {0, 1} and widget.objects.isHidden()
+    before = mask.data.copy()
+    widget.output.setCurrentText("instances")  # any binary model can be split into objects
+    _models.session().add_unsaved(tiny_model(), "another")  # the model list changes...
+    assert widget.output.currentText() == "instances"  # ...but the user's choice stays
+    run(qtbot, widget)
+    assert viewer.layers["cells [vessels]"] is mask and mask.data.max() == 3
+    assert len(mask.features) == 3 and not widget.objects.isHidden()
+    mask.undo()
+    assert np.array_equal(mask.data, before)
+    widget.output.setCurrentText("mask")
+    run(qtbot, widget)
+    assert errors(notifications) == []
+    assert len(mask.features) == 0 and widget.objects.isHidden()
+
+
+def test_stack_instances_have_one_row_per_object_with_its_slice(
+        viewer, qtbot, nuclei, bright_is_foreground):
+    stack = np.stack([blobs(seed=i)[0] for i in range(2)])
+    viewer.add_image(stack, name="stack")
+    widget = dock(viewer, "Segment")
+    widget.diameter.setCurrentText("as trained")
+    run(qtbot, widget)
+    labels = viewer.layers["stack [nuclei]"]
+    assert labels.data.max() == 6  # ids go on across slices: never reused
+    assert list(labels.features["z"]) == [0, 0, 0, 1, 1, 1]
+    widget.objects.select_label(5)
+    assert viewer.dims.current_step[0] == 1  # the viewer shows the slice of the object
+
+
+def test_export_csv_asks_where_and_before_replacing(
+        viewer, qtbot, nuclei, bright_is_foreground, dialogs, tmp_path, notifications):
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Segment")
+    widget.diameter.setCurrentText("as trained")
+    run(qtbot, widget)
+    dialogs.save = tmp_path / "objects"  # the suffix is added
+    path = widget.objects.export_csv()
+    assert path == tmp_path / "objects.csv" and dialogs.asked[0][0] == "save"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["label"]) for r in rows] == [1, 2, 3]
+    assert [int(r["area"]) for r in rows] == list(viewer.layers["cells [nuclei]"].features["area"])
+
+    path.write_text("keep me")
+    dialogs.confirm = False  # the user declines to replace it
+    assert widget.objects.export_csv() is None
+    assert path.read_text() == "keep me" and dialogs.asked[-1][0] == "confirm"
+    dialogs.confirm = True
+    assert widget.objects.export_csv() == path and path.read_text().startswith("label,area")
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_measure_again_follows_a_correction(viewer, qtbot, nuclei, bright_is_foreground):
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Segment")
+    widget.diameter.setCurrentText("as trained")
+    run(qtbot, widget)
+    labels = viewer.layers["cells [nuclei]"]
+    labels.data[labels.data == 2] = 0  # the user erases an object
+    assert widget.objects.measure_again()
+    assert list(labels.features["label"]) == [1, 3] and widget.objects._model.rowCount() == 2
+
+
+def test_the_engine_gets_the_chosen_output_diameter_and_precision(
+        viewer, qtbot, nuclei, monkeypatch):
+    seen = {}
+    original = Predictor.predict
+
+    def spy(self, *args, **kwargs):
+        seen.update(vars(self.settings), roi_array=kwargs.get("roi"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict", spy)
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Segment")
+    assert not widget.advanced.isExpanded()  # expert settings start folded away
+    widget.precision.setCurrentText("fp32")
+    widget.diameter.setCurrentText("12.5")
+    widget.output.setCurrentText("mask")
+    run(qtbot, widget)
+    assert seen["precision"] == "fp32" and seen["diameter"] == 12.5
+    assert seen["instances"] is False and seen["roi"] == "auto" and seen["roi_array"] is None

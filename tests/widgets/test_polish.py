@@ -1,0 +1,170 @@
+"""Widget polish: Advanced sections, readable names, charts that do not collide, buttons that
+wait for their inputs, fresh status lines, keyboard shortcuts."""
+
+import itertools
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QEvent, QPoint, Qt
+from qtpy.QtGui import QHelpEvent
+from qtpy.QtWidgets import QApplication
+
+from napari_attnseg.models import save_model
+from napari_attnseg.widgets import _finetune_job
+
+from .conftest import blobs, dock, errors, tiny_model, wait_done
+
+CTRL_SHIFT = Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier
+
+
+def tooltip(widget) -> str:
+    """The tooltip Qt would show on hover."""
+    QApplication.sendEvent(widget, QHelpEvent(QEvent.Type.ToolTip, QPoint(2, 2), QPoint(2, 2)))
+    return widget.toolTip()
+
+
+def test_finetune_expert_settings_sit_in_a_collapsed_advanced_section(viewer):
+    widget = dock(viewer, "Fine-tune")
+    advanced = widget.advanced
+    assert not advanced.isExpanded()
+    content = advanced.content()
+    for control in (widget.loss, widget.epsilon, widget.val_fraction, widget.patches,
+                    widget.precision):
+        assert content.isAncestorOf(control), control
+        assert len(control.toolTip()) > 30  # says what it does
+    for control in (widget.epochs, widget.lr, widget.mode, widget.device_picker):
+        assert not content.isAncestorOf(control)  # everyday settings stay in front
+    assert [widget.precision.itemText(i) for i in range(widget.precision.count())] == [
+        "auto", "fp32", "bf16", "fp16"]
+    widget.precision.setCurrentText("bf16")
+    assert widget.form.settings().precision == "bf16"
+
+
+def test_training_gets_the_precision_once_the_trainer_takes_it():
+    import dataclasses
+
+    from napari_attnseg.training import TrainConfig
+
+    has = "precision" in {f.name for f in dataclasses.fields(TrainConfig)}
+    assert _finetune_job.trains_with_precision() == has
+
+
+def test_pair_pickers_elide_in_the_middle_with_the_full_name_as_tooltip(viewer):
+    image, labels = blobs()
+    viewer.add_image(image, name="nuclei (DSB2018) sample image")
+    viewer.add_labels(labels, name="nuclei (DSB2018) sample image corrected by hand")
+    widget = dock(viewer, "Fine-tune")
+    row = widget.rows[0]
+    picker = row.labels_picker
+    picker.setFixedWidth(200)
+    shown = picker.shown_text()
+    assert "…" in shown and shown.endswith("hand") and shown.startswith("nu")
+    assert shown != row.image_picker.shown_text()  # image and labels no longer look alike
+    assert tooltip(picker).startswith("nuclei (DSB2018) sample image corrected by hand")
+
+
+def test_attention_names_and_chart_labels_stay_readable(viewer, qtbot, user_model_dir):
+    from napari_attnseg.models import ModelCard, create_model
+
+    model = create_model("focal_attention_unet", in_channels=1, n_classes=1, width=4, depth=4)
+    model.card = ModelCard(name="gated")
+    save_model(model, user_model_dir / "gated.safetensors")
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Attention")
+    assert widget.show_attention()
+    wait_done(qtbot, widget)
+    assert widget.table.textElideMode() == Qt.TextElideMode.ElideMiddle
+    assert widget.table.item(0, 0).toolTip() == "decoder.0.gate"
+    assert widget.explanation.isVisibleTo(widget) and "bright" in widget.explanation.text()
+    # bar labels: whole (or elided in the middle), vertical, none overlapping another
+    assert widget.plot.data["shown"] == [f"decoder.{i}.gate" for i in range(4)]
+    canvas = widget.plot
+    canvas.figure.set_size_inches(2.2, 2.0)  # as narrow as a dock makes it
+    canvas.draw()
+    renderer = canvas.figure.canvas.get_renderer()
+    boxes = [label.get_window_extent(renderer) for label in canvas.axes.get_xticklabels()]
+    assert all(not a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    figure = canvas.figure.bbox
+    assert all(b.x0 >= figure.x0 - 1 and b.y0 >= figure.y0 - 1 for b in boxes)  # not cut
+
+
+def test_elided_chart_labels_keep_both_ends():
+    from napari_attnseg.widgets._plot import elide_middle
+
+    assert elide_middle("encoder.0.attention.se") != elide_middle("decoder.0.attention.se")
+    assert elide_middle("encoder.0.attention.se").endswith("tion.se")
+    assert len(elide_middle("x" * 40)) == 16
+
+
+def test_a_model_without_spatial_maps_says_so_and_shows_channel_weights(
+        viewer, qtbot, user_model_dir):
+    save_model(tiny_model("focal_use_net"), user_model_dir / "vessels-like.safetensors")
+    viewer.add_image(blobs()[0], name="fundus")
+    widget = dock(viewer, "Attention")
+    assert widget.show_attention()
+    wait_done(qtbot, widget)
+    text = widget.summary.text()
+    assert "has no spatial attention maps" in text and "channel attention (SE)" in text
+    assert widget.plot_choice.currentText().startswith("channel weights · ")
+    assert widget.plot.data["kind"] == "bars" and len(widget.plot.data["values"]) > 1
+    assert not widget.explanation.isVisibleTo(widget)
+
+
+@pytest.mark.parametrize("name", ["Segment", "Attention", "Fine-tune"])
+def test_buttons_wait_for_their_inputs_and_say_why(viewer, saved_model, name):
+    widget = dock(viewer, name)
+    assert not widget.run_button.isEnabled()
+    assert "open an image first" in widget.run_button.toolTip()
+    viewer.add_image(blobs()[0], name="cells")
+    if name == "Fine-tune":
+        assert not widget.run_button.isEnabled()
+        assert "Labels layer" in widget.run_button.toolTip()
+        viewer.add_labels(blobs()[1], name="truth")
+    assert widget.run_button.isEnabled()
+    viewer.layers.clear()
+    assert not widget.run_button.isEnabled()
+
+
+def test_a_rejected_click_replaces_the_last_jobs_status(viewer, qtbot, saved_model,
+                                                        notifications):
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Segment")
+    assert widget.segment()
+    wait_done(qtbot, widget)
+    assert widget.jobs.status.text().startswith("done")
+    widget.tile_size.setValue(8)  # below the smallest tile
+    assert not widget.segment()
+    assert widget.jobs.status.text().startswith("not started: tile size must be at least 16")
+    assert not widget.jobs.bar.isVisibleTo(widget)
+
+
+def test_shortcuts_run_segment_and_finetune(viewer, qtbot, saved_model, notifications):
+    image, labels = blobs()
+    viewer.add_image(image, name="cells")
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.keyClick(canvas, Qt.Key.Key_E, CTRL_SHIFT)  # no Segment dock yet: it opens
+    segment = next(w for w in QApplication.allWidgets() if type(w).__name__ == "SegmentWidget")
+    assert "press Ctrl+Shift+E again" in notifications[-1][1]
+    assert "Ctrl+Shift+E" in segment.run_button.toolTip()
+    qtbot.keyClick(canvas, Qt.Key.Key_E, CTRL_SHIFT)
+    assert segment.jobs.busy
+    wait_done(qtbot, segment)
+    assert "cells [tiny]" in viewer.layers
+
+    viewer.add_labels(labels, name="truth")
+    finetune = dock(viewer, "Fine-tune")
+    finetune.rows[0].labels_picker.set_layer("truth")
+    finetune.epochs.setValue(1)
+    finetune.patches.setValue(2)
+    qtbot.keyClick(canvas, Qt.Key.Key_R, CTRL_SHIFT)
+    assert finetune.jobs.busy
+    finetune.jobs.cancel()
+    wait_done(qtbot, finetune)
+    assert errors(notifications) == []
+
+
+def test_the_widgets_dock_under_the_plugin_menu(viewer):
+    from napari_attnseg.widgets import ModelManagerWidget
+
+    assert isinstance(dock(viewer, "Models"), ModelManagerWidget)
+    assert np.all([dock(viewer, n) is not None for n in ("Segment", "Attention", "Fine-tune")])
