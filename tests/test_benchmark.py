@@ -104,6 +104,10 @@ def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
                and np.isfinite(r["last_loss"]) for r in steps.values())
     assert len(report["train_speedups"]) == (auto != "fp32")
 
+    groups = {r["group"] for r in report["ops"]}
+    assert {"instance norm", "2×2 max-pool", "conv 3×3 16→16"} <= groups
+    assert all(0 < r["min_ms"] <= r["ms"] and r["shape"] == [1, 16, 64, 64] for r in report["ops"])
+
     assert report["end_to_end"]["image"] == [64, 64, 3] and report["end_to_end"]["seconds"] > 0
     predictor, own = report["sliding_windows"]
     assert predictor["via"] == "Predictor" and own["variant"] == f"{auto}+cl"

@@ -27,8 +27,9 @@ absolute figures drift. How memory is measured is told in :mod:`.measure`.
 Modules: ``settings`` (what to measure), ``execution`` (variants),
 ``networks`` (which networks, at what size), ``measure`` (timing loops,
 memory sampling), ``synthetic`` (inputs), ``throughput`` (1), ``train_step``
-(2), ``workflows`` (3–5), ``machine`` (device, versions, load), ``targets``
-(issues 3 and 13), ``runner`` (the run), ``report`` (tables, Markdown, JSON).
+(2), ``workflows`` (3–5), ``ops`` (single operations), ``probe`` (does bf16
+pay on this CPU), ``machine`` (device, versions, load), ``targets`` (issues 3
+and 13), ``runner`` (the run), ``report`` (tables, Markdown, JSON).
 This package never imports napari or Qt; ``attnseg bench`` is a thin wrapper.
 """
 
@@ -67,6 +68,7 @@ from .networks import (
     reference_width,
     resolve_architectures,
 )
+from .ops import measure_ops
 from .probe import cpu_bf16_speedup
 from .report import format_markdown, format_report, read_json, write_json, write_markdown
 from .runner import run_benchmark
@@ -128,6 +130,7 @@ __all__ = [
     "measure_end_to_end",
     "measure_finetune",
     "measure_once",
+    "measure_ops",
     "measure_sliding_window",
     "measure_throughput",
     "measure_train_steps",

@@ -114,7 +114,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
     """Every table of a report, in page order (sections without data are left out)."""
     builders: list[Callable[[dict[str, Any]], list[Table]]] = [
         _ratios, _variant_summary, _throughput, _train_steps, _windows, _end_to_end,
-        _finetune, _targets,
+        _finetune, _ops, _targets,
     ]
     return [table for build in builders for table in build(report)]
 
@@ -316,6 +316,22 @@ def _finetune(report: dict[str, Any]) -> list[Table]:
         [[t["model"], f"{t['seconds']:.2f}", f"{t['epoch_seconds']:.2f}",
           f"{t['seconds_per_step']:.3f}"] for t in tunes],
         [],
+    )]
+
+
+def _ops(report: dict[str, Any]) -> list[Table]:
+    ops = report.get("ops", [])
+    if not ops:
+        return []
+    fastest = {}
+    for r in ops:  # best-of-repeats: short calls are what preemption distorts most
+        fastest[r["group"]] = min(fastest.get(r["group"], float("inf")), r["min_ms"])
+    rows = [[r["operation"], _ms(r["ms"]), _ms(r["min_ms"]),
+             f"{r['min_ms'] / fastest[r['group']]:.2f}×"] for r in ops]
+    shape = "×".join(map(str, ops[0]["shape"]))
+    return [(
+        f"Single operations on a {shape} feature (inference mode, round-robin), ms",
+        ["operation", "median", "best", "best / fastest of its kind"], rows, [],
     )]
 
 

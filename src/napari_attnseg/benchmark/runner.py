@@ -12,6 +12,7 @@ import torch
 from .execution import library_default_spec, parse_variant, parse_variants
 from .machine import load_average, machine_info
 from .networks import compact_options, resolve_architectures
+from .ops import measure_ops
 from .settings import BenchSettings, Log
 from .synthetic import synthetic_samples
 from .targets import evaluate_targets
@@ -67,6 +68,8 @@ def run_benchmark(
             report["sliding_windows"] = windows
         if settings.e2e_size:
             report["end_to_end"] = measure_end_to_end(settings, device, log)
+        if settings.ops:
+            report["ops"] = measure_ops(settings, device, log)
         records = measure_throughput([*archs, *settings.references], settings, device, variants,
                                      log)
         report["throughput"] = records

@@ -47,6 +47,8 @@ class BenchSettings:
     e2e_size: int | None = 512
     #: a zoo/user model or path for the end-to-end and sliding-window runs (None: DEFAULT_MODEL)
     e2e_model: str | None = None
+    #: single-operation timings (norms, pooling, convolution formats and precisions)
+    ops: bool = True
     #: training-step table: variants (their precision and channels-last flag), batch, patch
     train_steps: bool = True
     train_variants: list[str] = field(default_factory=lambda: ["fp32", "auto"])

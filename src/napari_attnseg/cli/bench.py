@@ -76,6 +76,7 @@ def add_parser(sub) -> None:
                    help="zoo/user model or path for the end-to-end and sliding-window runs "
                         "(default: the compact focal_use_net with fresh weights)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end image")
+    p.add_argument("--no-ops", action="store_true", help="skip the single-operation timings")
     p.add_argument("--no-finetune", action="store_true", help="skip the fine-tune rounds")
     p.add_argument("--finetune-patches", type=int, default=None, metavar="N",
                    help="patches in the fine-tune round (default 16)")
@@ -138,6 +139,8 @@ def settings_from_args(args: argparse.Namespace):
         overrides["finetune"] = False
     if args.skip_large:
         overrides["large_size"] = None
+    if args.no_ops:
+        overrides["ops"] = False
     if args.no_e2e:
         overrides["e2e_size"] = None
     if args.no_train_steps:
