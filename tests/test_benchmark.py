@@ -16,9 +16,17 @@ from napari_attnseg.benchmark import (
     build_network,
     default_architectures,
     evaluate_targets,
+    parse_variant,
+    parse_variants,
+    prepare_input,
+    prepare_model,
+    running,
     throughput_ratios,
     time_repeats,
+    write_json,
+    write_markdown,
 )
+from napari_attnseg.benchmark.report import markers
 from napari_attnseg.cli import main
 from napari_attnseg.inference import cpu_has_native_bf16
 
@@ -37,23 +45,26 @@ def test_bench_help(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for option in ("--arch", "--reference", "--sizes", "--batch-sizes", "--precision",
-                   "--skip-large", "--large-size", "--quick", "--json"):
+                   "--variants", "--train-variants", "--window-variants", "--markdown",
+                   "--from-json", "--skip-large", "--large-size", "--quick", "--json"):
         assert option in out
 
 
 def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
-    target = tmp_path / "bench.json"
+    target, page = tmp_path / "bench.json", tmp_path / "page.md"
     code = main([
         "bench", "--quick", "--device", "cpu", "--threads", "1",
         "--arch", "attention_unet", "--reference", MONAI_ATTENTION_UNET,
         "--sizes", "64", "--batch-sizes", "2", "--e2e-size", "64",
-        "--large-size", "128", "--tile-size", "64",
+        "--variants", "fp32", "fp32+cl", "auto+cl",
+        "--train-batch", "2", "--train-patch-size", "32",
+        "--large-size", "128", "--tile-size", "64", "--tile-batch", "2",
         "--finetune-patches", "2", "--patch-size", "32", "--finetune-batch", "2",
-        "--json", str(target), "--quiet",
+        "--json", str(target), "--markdown", str(page), "--quiet",
     ])
     assert code == 0
     out = capsys.readouterr().out
-    assert "attention_unet / monai.AttentionUnet per-image time at 64² batch 2" in out
+    assert "attention_unet / monai.AttentionUnet" in out and "Training step" in out
 
     report = json.loads(target.read_text())
     assert report["command"].startswith("attnseg bench")
@@ -61,31 +72,153 @@ def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
     assert machine_keys <= set(report["machine"])
     assert report["machine"]["torch_threads"] == 1
     # auto: bf16 autocast where the CPU computes it natively, fp32 elsewhere
-    expected = "bfloat16" if cpu_has_native_bf16() else "fp32"
-    assert report["precision"] == expected
+    auto = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert report["precision"] == auto
     assert set(report["load_average"]) == {"start", "end"}
+    # variants that resolve alike are measured once (auto+cl = fp32+cl without bf16)
+    variants = list(dict.fromkeys(["fp32", "fp32+cl", f"{auto}+cl"]))
+    assert report["variants"] == variants and report["baseline_variant"] == "fp32"
+    assert report["library_variant"] == f"{auto}+cl"
 
-    models = [(r["model"], r["size"], r["batch"]) for r in report["throughput"]]
-    assert models == [("attention_unet", 64, 2), (MONAI_ATTENTION_UNET, 64, 2)]
+    measured = [(r["model"], r["variant"]) for r in report["throughput"]]
+    assert measured == [(m, v) for m in ("attention_unet", MONAI_ATTENTION_UNET)
+                        for v in variants]
     for record in report["throughput"]:
+        assert record["size"] == 64 and record["batch"] == 2
         assert record["ms_per_image"] > 0 and record["images_per_s"] > 0
+        assert 0 < record["min_ms_per_image"] <= record["ms_per_image"]
         assert record["peak_memory_mb"] >= 0 and record["params"] > 0
         assert record["repeats"] == len(record["times_s"]) >= 2
     assert report["throughput"][0]["options"] == COMPACT_DEFAULTS["attention_unet"]
 
-    (ratio,) = report["ratios"]
-    assert ratio["ours"] == "attention_unet" and ratio["reference"] == MONAI_ATTENTION_UNET
-    ms = ratio["ours_ms_per_image"], ratio["reference_ms_per_image"]
-    assert ratio["ratio"] == pytest.approx(ms[0] / ms[1])
+    ratios = {(r["variant"], r["reference_variant"]): r for r in report["ratios"]}
+    assert set(ratios) == {(v, v) for v in variants} | {(v, "fp32") for v in variants}
+    ratio = ratios["fp32+cl", "fp32"]
+    by_variant = {(r["model"], r["variant"]): r["ms_per_image"] for r in report["throughput"]}
+    assert ratio["ratio"] == pytest.approx(
+        by_variant["attention_unet", "fp32+cl"] / by_variant[MONAI_ATTENTION_UNET, "fp32"])
+
+    steps = {r["variant"]: r for r in report["train_steps"]}
+    assert set(steps) == {"fp32", auto}
+    assert all(r["seconds_per_step"] > 0 and r["batch"] == 2 and r["patch_size"] == 32
+               and np.isfinite(r["last_loss"]) for r in steps.values())
+    assert len(report["train_speedups"]) == (auto != "fp32")
+
+    groups = {r["group"] for r in report["ops"]}
+    assert {"instance norm", "2×2 max-pool", "conv 3×3 16→16"} <= groups
+    assert all(0 < r["min_ms"] <= r["ms"] and r["shape"] == [1, 16, 64, 64] for r in report["ops"])
 
     assert report["end_to_end"]["image"] == [64, 64, 3] and report["end_to_end"]["seconds"] > 0
-    window = report["sliding_window"]
-    assert window["image"] == [128, 128, 3] and window["tiles"] == 9  # 3 × 3 tiles of 64, step 48
-    assert window["seconds"] > 0 and window["megapixels_per_s"] > 0
-    assert window["host_rss_growth_mb"] >= 0
+    predictor, own = report["sliding_windows"]
+    assert predictor["via"] == "Predictor" and own["variant"] == f"{auto}+cl"
+    for window in (predictor, own):
+        assert window["image"] == [128, 128, 3] and window["tiles"] == 9  # 3 × 3 of 64, step 48
+        assert window["seconds"] > 0 and window["host_rss_growth_mb"] >= 0
+    # progress counted in tiles: 9 tiles in batches of 2 = 5 calls, ending at 9 of 9
+    assert own["progress_calls"] == 5 and own["progress_final"] == [9, 9]
     (tune,) = report["finetune"]
     assert tune["model"] == "attention_unet" and tune["steps"] == 1 and tune["seconds"] > 0
     assert all({"target", "value", "limit", "applies", "met"} <= set(t) for t in report["targets"])
+
+    text = page.read_text()
+    begin, end = markers("main")
+    assert text.startswith(begin) and text.rstrip().endswith(end)
+    assert "Load average" in text and "| attention_unet / monai.AttentionUnet |" in text
+
+
+def test_markdown_fills_its_section_and_keeps_the_prose(tmp_path, capsys):
+    report = _tiny_report()
+    page = tmp_path / "benchmarks.md"
+    begin, end = markers("main")
+    page.write_text(f"# Benchmarks\n\nprose before\n\n{begin}\nstale table\n{end}\n\n"
+                    "prose after\n")
+    source = tmp_path / "bench.json"
+    write_json(report, source)
+    assert main(["bench", "--from-json", str(source), "--markdown", str(page)]) == 0
+    text = page.read_text()
+    assert "stale table" not in text and "prose before" in text and "prose after" in text
+    assert text.count(begin) == 1 and text.count(end) == 1
+    assert "| attention_unet / monai.AttentionUnet | 256² | 1 | 0.80× |" in text
+    assert "at start 0.10 / 0.20 / 0.30" in text  # the load average is on the page
+    assert "attnseg bench --sizes 256" in text  # and the command that measured it
+    write_markdown(report, page, section="extra")  # another section is appended, once
+    write_markdown(report, page, section="extra")
+    assert page.read_text().count(markers("extra")[0]) == 1
+    page.write_text(f"{begin}\nno end marker\n")
+    with pytest.raises(ValueError, match="unbalanced"):
+        write_markdown(report, page)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    assert main(["bench", "--from-json", str(bad)]) == 1
+    assert "not an `attnseg bench --json` report" in capsys.readouterr().err
+
+
+def _tiny_report() -> dict:
+    """A hand-made report: two networks, two variants, one setting."""
+    def record(model, variant, ms):
+        return {"model": model, "variant": variant, "precision": variant.split("+")[0],
+                "source": "monai" if model.startswith("monai") else "napari_attnseg",
+                "params": 2e6, "gflops_256": 6.0, "size": 256, "batch": 1, "ms_per_image": ms,
+                "images_per_s": 1000 / ms, "min_ms_per_image": ms, "peak_memory_mb": 10.0}
+
+    throughput = [record("attention_unet", "fp32", 80.0), record("attention_unet", "bf16+cl", 50.0),
+                  record(MONAI_ATTENTION_UNET, "fp32", 100.0),
+                  record(MONAI_ATTENTION_UNET, "bf16+cl", 90.0)]
+    return {
+        "command": "attnseg bench --sizes 256", "started": "2026-01-01 00:00:00 +0000",
+        "machine": {"device": "cpu", "device_name": "test CPU", "cpu_count": 2, "usable_cpus": 2,
+                    "torch": "2.x", "torch_threads": 2, "monai": "1.x",
+                    "memory_measure": "RSS"},
+        "precision": "bf16", "variants": ["fp32", "bf16+cl"], "baseline_variant": "fp32",
+        "library_variant": "bf16+cl", "settings": {"batch_sizes": [1]},
+        "load_average": {"start": [0.1, 0.2, 0.3], "end": [0.4, 0.5, 0.6]}, "seconds": 12.0,
+        "throughput": throughput, "ratios": throughput_ratios(throughput, baseline="fp32"),
+        "train_steps": [
+            {"model": "unet", "variant": "fp32", "seconds_per_step": 0.2, "batch": 8,
+             "patch_size": 128, "loss": "unified_focal"},
+            {"model": "unet", "variant": "bf16", "seconds_per_step": 0.1, "batch": 8,
+             "patch_size": 128, "loss": "unified_focal"}],
+        "train_speedups": [{"model": "unet", "variant": "bf16", "baseline": "fp32",
+                            "speedup": 2.0}],
+        "targets": [],
+    }
+
+
+def test_variant_specs():
+    cpu = torch.device("cpu")
+    variant = parse_variant("fp32+cl+no_grad", cpu)
+    assert (variant.precision, variant.channels_last, variant.no_grad) == ("fp32", True, True)
+    assert variant.name == "fp32+cl+no_grad" and variant.dtype is None
+    assert parse_variant("bf16", cpu).dtype == torch.bfloat16
+    assert parse_variant("auto+cl", cpu, auto="fp32").name == "fp32+cl"
+    # auto resolves like everywhere else in the package, and duplicates collapse
+    auto = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert [v.name for v in parse_variants(["fp32", "auto", "fp32"], cpu)] == \
+        list(dict.fromkeys(["fp32", auto]))
+    for bad in ("fp64", "fp32+cl+cl", "fp32+turbo", ""):
+        with pytest.raises(ValueError, match="variant"):
+            parse_variant(bad, cpu)
+    with pytest.raises(ValueError, match="variant"):
+        BenchSettings(variants=["fp32+fast"])
+
+
+def test_variants_prepare_the_model_as_named():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).eval()
+    cpu = torch.device("cpu")
+    fused = prepare_model(model, parse_variant("fp32+fuse", cpu))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(1, 3, 8, 8)
+    with running(parse_variant("fp32", cpu), cpu):
+        assert torch.is_inference_mode_enabled()
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-4, atol=1e-5)
+    with running(parse_variant("fp32+no_grad", cpu), cpu):
+        assert not torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    with pytest.raises(RuntimeError, match="no batch norm"):
+        prepare_model(torch.nn.Conv2d(3, 4, 3), parse_variant("fp32+fuse", cpu))
+    cl = prepare_model(torch.nn.Conv2d(3, 4, 3), parse_variant("fp32+cl", cpu))
+    assert cl.weight.is_contiguous(memory_format=torch.channels_last)
+    assert prepare_input(x, parse_variant("fp32+cl", cpu)).is_contiguous(
+        memory_format=torch.channels_last)
 
 
 def test_cli_reference_choices_are_the_benchmarks_references():
@@ -116,6 +249,14 @@ def test_ratios_pair_ours_with_monai_per_setting():
     ]
     (ratio,) = throughput_ratios(records)
     assert (ratio["size"], ratio["batch"], ratio["ratio"]) == (256, 1, 1.5)
+    # with variants: same-variant ratios, and each of ours against the reference baseline
+    records = [{"model": m, "variant": v, "size": 256, "batch": 1, "ms_per_image": ms}
+               for m, v, ms in [("attention_unet", "fp32", 30.0), ("attention_unet", "bf16", 15.0),
+                                (MONAI_ATTENTION_UNET, "fp32", 20.0),
+                                (MONAI_ATTENTION_UNET, "bf16", 25.0)]]
+    ratios = {(r["variant"], r["reference_variant"]): r["ratio"]
+              for r in throughput_ratios(records, baseline="fp32")}
+    assert ratios == {("fp32", "fp32"): 1.5, ("bf16", "bf16"): 0.6, ("bf16", "fp32"): 0.75}
 
 
 def test_time_repeats_honours_minimum_time_and_cap():
@@ -145,20 +286,36 @@ def test_settings_reject_bad_input():
 
 
 def test_targets_apply_to_their_device():
+    ratio = {"ours": "attention_unet", "reference": MONAI_ATTENTION_UNET, "size": 512, "batch": 8}
     report = {
-        "settings": {"batch_sizes": [1, 8]},
+        "settings": {"batch_sizes": [1, 8]}, "baseline_variant": "fp32",
+        "library_variant": "bf16+cl",
         "end_to_end": {"image": [512, 512, 3], "seconds": 1.2},
-        "sliding_window": {"image": [4096, 4096, 3], "host_rss_growth_mb": 900.0},
+        "sliding_windows": [{"image": [4096, 4096, 3], "host_rss_growth_mb": 900.0,
+                             "seconds": 75.0, "via": "Predictor", "variant": "auto"}],
         "throughput": [{"model": "unet", "source": "napari_attnseg", "size": 512, "batch": 8,
-                        "images_per_s": 3.0}],
-        "ratios": [{"ours": "attention_unet", "reference": MONAI_ATTENTION_UNET, "size": 512,
-                    "batch": 8, "ratio": 1.1}],
+                        "images_per_s": 3.0, "variant": "bf16+cl"}],
+        "ratios": [{**ratio, "variant": "fp32", "reference_variant": "fp32", "ratio": 0.9},
+                   {**ratio, "variant": "bf16+cl", "reference_variant": "fp32", "ratio": 0.7}],
     }
-    on_cpu = {t["target"].split(" ")[0]: t for t in evaluate_targets(report, torch.device("cpu"))}
-    assert on_cpu["end"]["applies"] and on_cpu["end"]["met"]
-    assert on_cpu["4096²"]["applies"] and on_cpu["4096²"]["met"]
-    assert not on_cpu["unet"]["applies"] and not on_cpu["unet"]["met"]
-    assert not on_cpu["attention_unet"]["applies"]
+    targets = evaluate_targets(report, torch.device("cpu"))
+    by_text = {t["target"]: t for t in targets}
+
+    def find(*words):
+        (match,) = [t for text, t in by_text.items() if all(w in text for w in words)]
+        return match
+
+    assert find("end to end")["applies"] and find("end to end")["met"]
+    assert find("memory growth")["applies"] and find("memory growth")["met"]
+    assert find("<= 60 s")["applies"] and not find("<= 60 s")["met"]
+    assert not find("images/s")["applies"] and not find("images/s")["met"]
+    assert find("<= 1.0", "CPU")["applies"] and find("<= 1.0", "CPU")["met"]
+    assert not find("<= 1.5", "GPU")["applies"]
+    faster = find("faster than")
+    assert faster["applies"] and not faster["met"] and faster["value"] == pytest.approx(1 / 0.7)
+    on_gpu = evaluate_targets(report, torch.device("cuda"))
+    assert [t["target"] for t in on_gpu if t["applies"]] == [
+        t["target"] for t in targets if "GPU" in t["target"] or "H100" in t["target"]]
 
 
 def test_unknown_architecture_is_a_clear_error(capsys):
@@ -185,3 +342,32 @@ def test_compact_defaults_match_the_zoo_recipes():
         recipe = json.loads(path.read_text())
         if "arch" in recipe and recipe["arch"] in COMPACT_DEFAULTS:
             assert recipe.get("options", {}) == COMPACT_DEFAULTS[recipe["arch"]], path.name
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_the_cpu(tmp_path):
+    """scripts/gpu_check.sh runs every step at toy size on a CPU and writes its JSON + log."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    out = tmp_path / "gpu_check"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        ["bash", str(root / "scripts" / "gpu_check.sh"), "--device", "cpu", "--dry-run",
+         "--out", str(out), "--python", sys.executable],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((out / "gpu_check.json").read_text())
+    assert result["ok"] and result["dry_run"] and result["device"] == "cpu"
+    steps = [s["step"] for s in result["steps"]]
+    assert steps == ["machine", "cuda_tests", "bench", "train_smoke"]
+    tests = result["cuda_tests"]
+    if not torch.cuda.is_available():  # collected, all skipped cleanly
+        assert tests["tests"] > 0 and tests["skipped"] == tests["tests"]
+    assert result["bench"]["ratios"] and (out / "train" / "unet.nuclei.smoke.safetensors").exists()
+    assert "gpu_check: all steps passed" in (out / "gpu_check.log").read_text()

@@ -5,27 +5,44 @@
 1. **inference throughput** (ms/image, images/s, peak memory) of every
    architecture at its *compact default* size (:data:`COMPACT_DEFAULTS`, the
    widths the zoo ships) and of MONAI's ``AttentionUnet`` and ``BasicUNet`` at
-   the same stage widths, for each input size and batch size — eval mode,
-   ``torch.inference_mode``, fp16 autocast on CUDA, warm-up then the median of
-   timed repeats;
-2. the **end-to-end** time of one RGB image through :class:`Predictor`
+   the same stage widths, for each input size and batch size and each
+   execution *variant* (:mod:`.execution`: precision, channels-last,
+   ``inference_mode`` / ``no_grad``, ``torch.compile``, conv+BN fusion) —
+   all (network, variant) pairs timed round-robin, warm-up then the median of
+   timed repeats — with ours / MONAI ratios;
+2. the **training step** (forward, loss, backward, Adam) of each architecture
+   per precision, round-robin;
+3. the **end-to-end** time of one RGB image through :class:`Predictor`
    (normalisation, prediction, labels) for the default compact model;
-3. one **fine-tune round**: a fixed small workload through :class:`Trainer`
+4. one **fine-tune round**: a fixed small workload through :class:`Trainer`
    (one epoch of 16 random 128² patches of synthetic data, batch 4) per architecture;
-4. **sliding-window** inference on a large synthetic image (4096² by default)
-   with the Predictor's tiling, with its peak memory growth.
+5. **sliding-window** inference on a large synthetic image (4096² by default),
+   through the Predictor and through the benchmark's own MONAI call per
+   variant, with peak memory growth and progress counted in tiles.
 
-Everything is measured in the same run so that the ratios (ours / MONAI) are
-meaningful even on a noisy, shared machine, where absolute figures drift.
-How memory is measured is told in :mod:`.measure`.
+Everything is measured in the same run so that the ratios (ours / MONAI,
+variant / fp32) are meaningful even on a noisy, shared machine, where
+absolute figures drift. How memory is measured is told in :mod:`.measure`.
 
-Modules: ``settings`` (what to measure), ``networks`` (which networks, at what
-size), ``measure`` (timing loops, memory sampling), ``synthetic`` (inputs),
-``throughput`` (1), ``workflows`` (2–4), ``machine`` (device, versions, load),
-``targets`` (issue 3's targets), ``runner`` (the run), ``report`` (tables, JSON).
+Modules: ``settings`` (what to measure), ``execution`` (variants),
+``networks`` (which networks, at what size), ``measure`` (timing loops,
+memory sampling), ``synthetic`` (inputs), ``throughput`` (1), ``train_step``
+(2), ``workflows`` (3–5), ``ops`` (single operations), ``probe`` (does bf16
+pay on this CPU), ``machine`` (device, versions, load), ``targets`` (issues 3
+and 13), ``runner`` (the run), ``report`` (tables, Markdown, JSON).
 This package never imports napari or Qt; ``attnseg bench`` is a thin wrapper.
 """
 
+from .execution import (
+    FLAGS,
+    Variant,
+    library_default_spec,
+    parse_variant,
+    parse_variants,
+    prepare_input,
+    prepare_model,
+    running,
+)
 from .machine import busy_note, cpu_name, load_average, machine_info
 from .measure import (
     MemoryMeter,
@@ -51,32 +68,44 @@ from .networks import (
     reference_width,
     resolve_architectures,
 )
-from .report import format_report, write_json
+from .ops import measure_ops
+from .probe import cpu_bf16_speedup
+from .report import format_markdown, format_report, read_json, write_json, write_markdown
 from .runner import run_benchmark
-from .settings import BenchSettings, Log
+from .settings import DEFAULT_VARIANTS, BenchSettings, Log
 from .synthetic import synthetic_image, synthetic_samples
 from .targets import (
     ATTENTION_RATIO_TARGET,
+    AUTO_SPEEDUP_TARGET,
+    CPU_ATTENTION_RATIO_TARGET,
     E2E_TARGET_S,
     GPU_THROUGHPUT_TARGET,
     LARGE_MEMORY_TARGET_MB,
+    LARGE_SECONDS_TARGET,
     evaluate_targets,
 )
 from .throughput import measure_throughput, throughput_ratios
+from .train_step import measure_train_steps, train_step_speedups
 from .workflows import (
     measure_end_to_end,
     measure_finetune,
     measure_sliding_window,
+    measure_window_variant,
     tiles_per_axis,
 )
 
 __all__ = [
     "ATTENTION_RATIO_TARGET",
+    "AUTO_SPEEDUP_TARGET",
     "COMPACT_DEFAULTS",
+    "CPU_ATTENTION_RATIO_TARGET",
     "DEFAULT_MODEL",
+    "DEFAULT_VARIANTS",
     "E2E_TARGET_S",
+    "FLAGS",
     "GPU_THROUGHPUT_TARGET",
     "LARGE_MEMORY_TARGET_MB",
+    "LARGE_SECONDS_TARGET",
     "MONAI_ATTENTION_UNET",
     "MONAI_BASIC_UNET",
     "MONAI_REFERENCES",
@@ -84,26 +113,39 @@ __all__ = [
     "BenchSettings",
     "Log",
     "MemoryMeter",
+    "Variant",
     "build_network",
+    "cpu_bf16_speedup",
     "busy_note",
     "compact_options",
     "cpu_name",
     "default_architectures",
     "evaluate_targets",
+    "format_markdown",
     "format_report",
     "forward_gflops",
+    "library_default_spec",
     "load_average",
     "machine_info",
     "measure_end_to_end",
     "measure_finetune",
     "measure_once",
+    "measure_ops",
     "measure_sliding_window",
     "measure_throughput",
+    "measure_train_steps",
+    "measure_window_variant",
     "memory_measure",
     "parameter_count",
+    "parse_variant",
+    "parse_variants",
+    "prepare_input",
+    "prepare_model",
+    "read_json",
     "reference_width",
     "resolve_architectures",
     "run_benchmark",
+    "running",
     "synchronize",
     "synthetic_image",
     "synthetic_samples",
@@ -111,6 +153,8 @@ __all__ = [
     "tiles_per_axis",
     "time_repeats",
     "timing_fields",
+    "train_step_speedups",
     "wants_more",
     "write_json",
+    "write_markdown",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .measure import memory_measure
+from .probe import cpu_bf16_speedup
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -37,6 +38,12 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "napari_attnseg": __version__,
         "memory_measure": memory_measure(device),
     }
+    if device.type == "cpu":
+        from ..inference import cpu_has_native_bf16
+
+        info["cpu_native_bf16"] = cpu_has_native_bf16()
+        info["amx"] = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        info["cpu_bf16_probe_speedup"] = round(cpu_bf16_speedup(), 3)
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(

@@ -9,26 +9,36 @@ from typing import Any
 
 import torch
 
+from .execution import library_default_spec, parse_variant, parse_variants
 from .machine import load_average, machine_info
 from .networks import compact_options, resolve_architectures
+from .ops import measure_ops
 from .settings import BenchSettings, Log
 from .synthetic import synthetic_samples
 from .targets import evaluate_targets
 from .throughput import measure_throughput, throughput_ratios
-from .workflows import measure_end_to_end, measure_finetune, measure_sliding_window
+from .train_step import measure_train_steps, train_step_speedups
+from .workflows import (
+    measure_end_to_end,
+    measure_finetune,
+    measure_sliding_window,
+    measure_window_variant,
+)
 
 
 def run_benchmark(
     settings: BenchSettings, *, command: str = "", log: Log | None = None
 ) -> dict[str, Any]:
     """Run every measurement ``settings`` asks for; returns the JSON-ready report."""
-    from ..inference import autocast_dtype, resolve_device
+    from ..inference import resolve_device, resolve_precision
 
     log = log or (lambda message: None)
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = resolve_device(settings.device)
-    dtype = autocast_dtype(device, settings.precision)
+    precision = resolve_precision(device, settings.precision)
+    variants = parse_variants(settings.variants, device, settings.precision)
+    library = parse_variant(library_default_spec(device), device, settings.precision)
     archs = resolve_architectures(settings.archs)
     cudnn_benchmark = torch.backends.cudnn.benchmark
     if device.type == "cuda":
@@ -38,7 +48,10 @@ def run_benchmark(
         "command": command,
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
         "machine": machine_info(device),
-        "precision": "fp32" if dtype is None else str(dtype).replace("torch.", ""),
+        "precision": precision,
+        "variants": [v.name for v in variants],
+        "baseline_variant": variants[0].name,
+        "library_variant": library.name,
         "cudnn_benchmark": device.type == "cuda",
         "settings": asdict(settings) | {"archs": archs},
         "compact_defaults": {a: compact_options(a) for a in archs},
@@ -47,12 +60,25 @@ def run_benchmark(
     try:
         # first, while the process is small, so its memory growth is not hidden by earlier work
         if settings.large_size:
-            report["sliding_window"] = measure_sliding_window(settings, device, log)
+            windows = []
+            if settings.window_predictor:
+                windows.append(measure_sliding_window(settings, device, log))
+            for variant in parse_variants(settings.window_variants, device, settings.precision):
+                windows.append(measure_window_variant(settings, device, variant, log))
+            report["sliding_windows"] = windows
         if settings.e2e_size:
             report["end_to_end"] = measure_end_to_end(settings, device, log)
-        records = measure_throughput([*archs, *settings.references], settings, device, dtype, log)
+        if settings.ops:
+            report["ops"] = measure_ops(settings, device, log)
+        records = measure_throughput([*archs, *settings.references], settings, device, variants,
+                                     log)
         report["throughput"] = records
-        report["ratios"] = throughput_ratios(records)
+        report["ratios"] = throughput_ratios(records, baseline=variants[0].name)
+        if settings.train_steps:
+            train_variants = parse_variants(settings.train_variants, device, settings.precision)
+            steps = measure_train_steps(archs, settings, device, train_variants, log)
+            report["train_steps"] = steps
+            report["train_speedups"] = train_step_speedups(steps, train_variants[0].name)
         if settings.finetune:
             samples = synthetic_samples(4, 2 * settings.finetune_patch_size,
                                         settings.in_channels, settings.seed)

@@ -6,7 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .execution import check_spec
 from .networks import MONAI_REFERENCES
+
+#: throughput variants by default: plain fp32 (how MONAI's users run it), fp32 channels-last,
+#: and the precision ``auto`` resolves to, contiguous and channels-last
+DEFAULT_VARIANTS = ("fp32", "fp32+cl", "auto", "auto+cl")
 
 #: where progress messages go (``attnseg bench`` prints them to stderr)
 Log = Callable[[str], None]
@@ -17,8 +22,12 @@ class BenchSettings:
     """What to measure; :meth:`quick` gives a smoke-test sized variant."""
 
     device: str = "auto"
-    #: auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16, bf16
+    #: the precision ``auto`` in variant specs stands for, and the Predictor runs use:
+    #: auto (see ``inference.resolve_precision``), fp32, bf16 or fp16
     precision: str = "auto"
+    #: how each network is run for throughput (``execution`` specs), timed side by side;
+    #: variants that resolve to the same one (auto = fp32 on some devices) are measured once
+    variants: list[str] = field(default_factory=lambda: list(DEFAULT_VARIANTS))
     #: architectures; None = every registered one but the paper-size presets
     archs: list[str] | None = None
     #: MONAI reference networks (names from MONAI_REFERENCES)
@@ -38,6 +47,13 @@ class BenchSettings:
     e2e_size: int | None = 512
     #: a zoo/user model or path for the end-to-end and sliding-window runs (None: DEFAULT_MODEL)
     e2e_model: str | None = None
+    #: single-operation timings (norms, pooling, convolution formats and precisions)
+    ops: bool = True
+    #: training-step table: variants (their precision and channels-last flag), batch, patch
+    train_steps: bool = True
+    train_variants: list[str] = field(default_factory=lambda: ["fp32", "auto"])
+    train_batch: int = 8
+    train_patch_size: int = 128
     finetune: bool = True
     finetune_patches: int = 16
     finetune_patch_size: int = 128
@@ -47,6 +63,10 @@ class BenchSettings:
     tile_size: int = 512
     overlap: float = 0.25
     tile_batch: int = 4
+    #: the sliding window through the Predictor (what ships), and through the benchmark's
+    #: own MONAI sliding-window call run as each of these variants
+    window_predictor: bool = True
+    window_variants: list[str] = field(default_factory=lambda: ["auto+cl"])
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -67,6 +87,18 @@ class BenchSettings:
         for label, value in (("e2e_size", self.e2e_size), ("large_size", self.large_size)):
             if value is not None and value < 16:
                 raise ValueError(f"{label} must be >= 16 pixels or None, got {value}")
+        from ..inference import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for spec in [*self.variants, *self.train_variants, *self.window_variants]:
+            check_spec(spec)
+        if not self.variants:
+            raise ValueError("variants must list at least one way of running the networks")
+        if self.train_batch < 1 or self.train_patch_size < 16 or self.tile_batch < 1:
+            raise ValueError("train_batch and tile_batch must be >= 1 and train_patch_size "
+                             f">= 16; got {self.train_batch}, {self.tile_batch}, "
+                             f"{self.train_patch_size}")
         if self.finetune_patches < 1 or self.finetune_batch < 1 or self.finetune_patch_size < 16:
             raise ValueError("finetune_patches and finetune_batch must be >= 1, "
                              f"finetune_patch_size >= 16; got {self.finetune_patches}, "
@@ -78,6 +110,7 @@ class BenchSettings:
         small = dict(
             sizes=[128], batch_sizes=[1], repeats=2, min_time=0.0, e2e_size=256,
             finetune_patches=8, finetune_patch_size=64, large_size=1024, tile_size=256,
+            train_batch=2, train_patch_size=64,
         )
         return cls(**{**small, **overrides})
 

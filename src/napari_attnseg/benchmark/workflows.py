@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .execution import Variant, prepare_input, prepare_model, running
 from .measure import measure_once, synchronize, time_repeats, timing_fields
 from .networks import DEFAULT_MODEL, build_network, compact_options
 from .settings import BenchSettings, Log
@@ -47,6 +48,7 @@ def measure_end_to_end(settings: BenchSettings, device: torch.device, log: Log) 
     times = time_repeats(lambda: predictor.predict(model, image), device, **settings.repetition)
     return {
         "model": label, "image": [size, size, 3], "dtype": "uint8",
+        "precision": settings.precision,
         "seconds": statistics.median(times), **timing_fields(times),
     }
 
@@ -78,12 +80,75 @@ def measure_sliding_window(
             f"sliding window returned labels {prediction.labels.shape}, not {size}²"
         )
     return {
+        "via": "Predictor", "variant": f"Predictor precision={settings.precision}",
         "model": label, "image": [size, size, 3], "tile_size": tile, "overlap": settings.overlap,
         "tile_batch": settings.tile_batch, "tiles": tiles, "seconds": seconds,
         "megapixels_per_s": size * size / 1e6 / seconds,
         "peak_memory_mb": meter.device_peak_mb,
         "host_rss_growth_mb": meter.host_growth_mb,
         "input_mb": image.nbytes / 2**20,
+    }
+
+
+def measure_window_variant(
+    settings: BenchSettings, device: torch.device, variant: Variant, log: Log
+) -> dict[str, Any]:
+    """The sliding window of :func:`measure_sliding_window` through the benchmark's own call.
+
+    It mirrors ``Predictor`` (card normalisation, MONAI ``sliding_window_inference``
+    with Gaussian blending, output kept on the CPU, threshold into labels) but
+    runs the network as ``variant`` (precision, channels-last, ...), and counts
+    progress in *tiles*: ``progress_final`` must equal ``tiles``.
+    """
+    from monai.inferers import sliding_window_inference
+
+    from ..data.normalization import prepare_image
+    from ..models.base import class_probabilities
+    from ..models.persistence import card_of
+
+    model, label = _predictor_model(settings)
+    card = card_of(model)
+    net = prepare_model(model.to(device), variant)
+    size, tile = settings.large_size, settings.tile_size
+    tiles = tiles_per_axis(size, tile, settings.overlap) ** 2
+    progress: list[tuple[int, int]] = []
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        batch = prepare_input(batch.to(device), variant)
+        probs = class_probabilities(net(batch)).float()
+        done = (progress[-1][0] if progress else 0) + batch.shape[0]
+        progress.append((done, tiles))  # (tiles done, tiles in all), as a progress bar gets
+        return probs
+
+    def predict(image):
+        x = torch.as_tensor(prepare_image(image, model.in_channels, card.normalization,
+                                          rgb=True))[None]
+        with running(variant, device):
+            probs = sliding_window_inference(
+                x, roi_size=(tile, tile), sw_batch_size=settings.tile_batch, predictor=forward,
+                overlap=settings.overlap, mode="gaussian", sw_device=device,
+                device=torch.device("cpu"),
+            )
+        probs = torch.as_tensor(probs)[0]
+        return (probs[1] >= card.threshold).numpy().astype("uint8") if probs.shape[0] == 2 \
+            else probs.argmax(0).numpy().astype("uint8")
+
+    predict(synthetic_image(tile, 3, settings.seed + 1))  # start-up costs stay out
+    progress.clear()
+    image = synthetic_image(size, 3, settings.seed)
+    log(f"sliding window {size}x{size} RGB, {tiles} tiles of {tile}, {variant.name}, "
+        f"{settings.tile_batch} per batch (own call)")
+    labels, seconds, meter = measure_once(lambda: predict(image), device)
+    if labels.shape != (size, size):
+        raise RuntimeError(f"sliding window returned labels {labels.shape}, not {size}²")
+    return {
+        "via": "sliding_window_inference", "variant": variant.name, "model": label,
+        "image": [size, size, 3], "tile_size": tile, "overlap": settings.overlap,
+        "tile_batch": settings.tile_batch, "tiles": tiles, "seconds": seconds,
+        "megapixels_per_s": size * size / 1e6 / seconds,
+        "peak_memory_mb": meter.device_peak_mb, "host_rss_growth_mb": meter.host_growth_mb,
+        "input_mb": image.nbytes / 2**20,
+        "progress_calls": len(progress), "progress_final": list(progress[-1]) if progress else None,
     }
 
 
@@ -100,6 +165,8 @@ def measure_finetune(
         samples_per_epoch=settings.finetune_patches, schedule="none", early_stopping=None,
         device=str(device), precision=settings.precision, seed=settings.seed,
     )
+    if hasattr(config, "precision"):  # the trainer's precision setting, where it has one
+        config = replace(config, precision=settings.precision)
     fresh = [replace(s, dpt=None) for s in samples]  # distance maps are part of the round
     log(f"fine-tune round {arch}")
     start = time.perf_counter()

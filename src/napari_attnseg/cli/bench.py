@@ -1,14 +1,24 @@
-"""``attnseg bench``: inference and fine-tuning speed and memory, beside MONAI references.
+"""``attnseg bench``: inference and training speed and memory, beside MONAI references.
 
 In one run on one device: throughput (ms/image, images/s, peak memory) of every
 architecture at its compact default size and of MONAI's AttentionUnet and
-BasicUNet at equal stage widths, for each --sizes × --batch-sizes (eval mode,
-inference_mode, fp16 autocast on CUDA, median of timed repeats after warm-up);
-the end-to-end time of one RGB image through the Predictor; one fine-tune round
-per architecture (1 epoch of 16 random 128² patches of synthetic data, batch 4);
-and sliding-window inference on a 4096² image with its peak memory growth.
-Prints tables (progress goes to stderr) and, with --json, writes the report.
-The full run takes ~15–25 min on a 2-core CPU; --quick is a smoke run.
+BasicUNet at equal stage widths, for each --sizes × --batch-sizes and each
+execution variant (--variants: fp32, fp32 channels-last, and the precision
+`auto` resolves to, by default), all timed round-robin; ours / MONAI ratios;
+one training step per architecture and precision (--train-variants); the
+end-to-end time of one RGB image through the Predictor; one fine-tune round
+per architecture; and the 4096² sliding window (through the Predictor and as
+each --window-variants), with its peak memory growth.
+
+Variant specs: a precision (auto, fp32, bf16, fp16) then +flags: cl
+(channels-last), no_grad (instead of inference_mode), compile (torch.compile),
+fuse (conv+batch-norm folding), e.g. "auto+cl" or "fp32+cl+compile".
+
+Prints tables (progress goes to stderr); --json writes the report, --markdown
+puts its tables into a page between <!-- bench:SECTION:begin/end --> markers
+(docs/benchmarks.md is made so), and --from-json re-renders a saved report
+without measuring. The full run takes ~20–30 min on a 2-core CPU; --quick is
+a smoke run.
 """
 
 from __future__ import annotations
@@ -28,8 +38,19 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark inference and fine-tuning", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device(p)
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default=None,
-                   help="autocast on CUDA (auto = fp16); the CPU always runs fp32")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+                   help="what `auto` in the variants stands for, and the Predictor runs' "
+                        "precision (default auto: bf16 where the hardware has it, else fp32)")
+    p.add_argument("--variants", nargs="+", default=None, metavar="SPEC",
+                   help="how to run each network for throughput (default: fp32 fp32+cl auto "
+                        "auto+cl); the first is the baseline of the ratios")
+    p.add_argument("--train-variants", nargs="+", default=None, metavar="SPEC",
+                   help="training-step variants (default: fp32 auto)")
+    p.add_argument("--train-batch", type=int, default=None, metavar="N",
+                   help="training-step batch (default 8)")
+    p.add_argument("--train-patch-size", type=int, default=None, metavar="N",
+                   help="training-step patch edge (default 128)")
+    p.add_argument("--no-train-steps", action="store_true", help="skip the training steps")
     p.add_argument("--arch", action="append", default=None, metavar="NAME",
                    help="architecture to measure, repeatable (default: every registered one "
                         "but the paper-size presets)")
@@ -54,6 +75,8 @@ def add_parser(sub) -> None:
     p.add_argument("--e2e-model", default=None, metavar="MODEL",
                    help="zoo/user model or path for the end-to-end and sliding-window runs "
                         "(default: the compact focal_use_net with fresh weights)")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end image")
+    p.add_argument("--no-ops", action="store_true", help="skip the single-operation timings")
     p.add_argument("--no-finetune", action="store_true", help="skip the fine-tune rounds")
     p.add_argument("--finetune-patches", type=int, default=None, metavar="N",
                    help="patches in the fine-tune round (default 16)")
@@ -69,10 +92,21 @@ def add_parser(sub) -> None:
     p.add_argument("--overlap", type=float, default=None, help="tile overlap (default 0.25)")
     p.add_argument("--tile-batch", type=int, default=None, metavar="N",
                    help="tiles per forward pass (default 4)")
+    p.add_argument("--window-variants", nargs="*", default=None, metavar="SPEC",
+                   help="also run the sliding window through the benchmark's own MONAI call "
+                        "as each of these (default: auto+cl; none: skip)")
+    p.add_argument("--no-window-predictor", action="store_true",
+                   help="skip the sliding window through the Predictor")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 128² batch 1, 2 repeats, 256² end to end, 1024² sliding "
                         "window (explicit options still win)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--markdown", default=None, metavar="PAGE",
+                   help="write the tables into this Markdown page (between its markers)")
+    p.add_argument("--section", default="main", metavar="NAME",
+                   help="which marked section of --markdown to fill (default main)")
+    p.add_argument("--from-json", default=None, metavar="FILE",
+                   help="measure nothing: render this saved report (tables, --markdown)")
     add_quiet(p)
     p.set_defaults(run=run)
 
@@ -84,7 +118,9 @@ OPTION_FIELDS = {
     "e2e_size": "e2e_size", "e2e_model": "e2e_model", "finetune_patches": "finetune_patches",
     "patch_size": "finetune_patch_size", "finetune_batch": "finetune_batch",
     "large_size": "large_size", "tile_size": "tile_size", "overlap": "overlap",
-    "tile_batch": "tile_batch",
+    "tile_batch": "tile_batch", "variants": "variants", "train_variants": "train_variants",
+    "train_batch": "train_batch", "train_patch_size": "train_patch_size",
+    "window_variants": "window_variants",
 }
 
 
@@ -103,12 +139,26 @@ def settings_from_args(args: argparse.Namespace):
         overrides["finetune"] = False
     if args.skip_large:
         overrides["large_size"] = None
+    if args.no_ops:
+        overrides["ops"] = False
+    if args.no_e2e:
+        overrides["e2e_size"] = None
+    if args.no_train_steps:
+        overrides["train_steps"] = False
+    if args.no_window_predictor:
+        overrides["window_predictor"] = False
     return BenchSettings.quick(**overrides) if args.quick else BenchSettings(**overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmark import format_report, run_benchmark, write_json
+    from ..benchmark import format_report, read_json, run_benchmark, write_json, write_markdown
 
+    if args.from_json:
+        report = read_json(args.from_json)
+        print(format_report(report))
+        if args.markdown:
+            print(f"\nwrote {write_markdown(report, args.markdown, args.section)}")
+        return 0
     settings = settings_from_args(args)
     command = shlex.join(["attnseg", *sys.argv[1:]]) if Path(sys.argv[0]).name == "attnseg" \
         else shlex.join(["attnseg", "bench", *_given(args)])
@@ -121,6 +171,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json:
         print(f"\nwrote {write_json(report, args.json)}")
+    if args.markdown:
+        print(f"wrote {write_markdown(report, args.markdown, args.section)}")
     return 0
 
 
@@ -128,7 +180,8 @@ def _given(args: argparse.Namespace) -> list[str]:
     """The options of ``args`` rebuilt as command-line words (when not run as ``attnseg``)."""
     words: list[str] = []
     for key, value in vars(args).items():
-        default = value in (None, False) or (key == "device" and value == "auto")
+        default = value in (None, False) or (key == "device" and value == "auto") or (
+            key == "section" and value == "main")
         if key in ("run", "command") or default:
             continue
         flag = "--" + key.replace("_", "-")

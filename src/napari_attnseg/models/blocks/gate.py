@@ -57,10 +57,10 @@ class AttentionGate(AttentionModule):
 
     def coefficients(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         theta = self.theta(x)
-        phi = F.interpolate(
-            self.phi(g), size=theta.shape[-2:], mode="bilinear", align_corners=False
-        )
-        return torch.sigmoid(self.psi(torch.relu(theta + phi)))
+        phi = self.phi(g)
+        if phi.shape[-2:] != theta.shape[-2:]:  # in the U-Nets g is already at theta's scale
+            phi = F.interpolate(phi, size=theta.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.sigmoid(self.psi(torch.relu_(theta + phi)))
 
     def recalibrate(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         if a.shape[-2:] != x.shape[-2:]:
