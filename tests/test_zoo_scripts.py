@@ -81,9 +81,9 @@ def _tiny(foreground: bool):
     return model
 
 
-def _fake_run(name: str, foreground: bool, *, commands=True, status="finished: completed"):
-    run_dir = zs.RUNS / name
-    card = ModelCard(
+def _trained_card(name: str) -> ModelCard:
+    """What attnseg train writes into a card."""
+    return ModelCard(
         name=name,
         license="test licence",
         class_names=["background", "nucleus"],
@@ -94,7 +94,11 @@ def _fake_run(name: str, foreground: bool, *, commands=True, status="finished: c
             "environment": {"device": "cpu", "threads": 2},
         },
     )
-    save_model(_tiny(foreground), run_dir / f"{name}.safetensors", card=card)
+
+
+def _fake_run(name: str, foreground: bool, *, commands=True, status="finished: completed"):
+    run_dir = zs.RUNS / name
+    save_model(_tiny(foreground), run_dir / f"{name}.safetensors", card=_trained_card(name))
     spec = {"status": status, "recipe": {"train": {"epochs": 3}}, "images": "x", "masks": "y",
             "out": f"{run_dir}/{name}.safetensors"}  # fmt: skip
     (run_dir / "run.json").write_text(json.dumps(spec))
@@ -112,28 +116,28 @@ def _shipped():
 
 # -- packaging ----------------------------------------------------------------------------------
 def test_packaging_b_keeps_a_and_the_default_follows_the_best_shipped_dice(sandbox):
-    _fake_run("unet.nuclei", foreground=False)  # Dice 0 on every image
-    (a,) = zs.package(["unet.nuclei"])
+    _fake_run("focal_use_net.nuclei", foreground=False)  # Dice 0 on every image
+    (a,) = zs.package(["focal_use_net.nuclei"])
     assert a["shipped"] and a["dice"] == 0.0
     assert json.loads((zs.WEIGHTS / "index.json").read_text())["defaults"] == {
-        "nuclei": "unet.nuclei"
+        "nuclei": "focal_use_net.nuclei"
     }
-    shutil.rmtree(zs.RUNS / "unet.nuclei")  # its run is gone (a fresh machine)
-    _fake_run("focal_use_net.nuclei", foreground=True)  # Dice 2·256/(256+1024) = 0.4
-    (b,) = zs.package(["focal_use_net.nuclei"])
+    shutil.rmtree(zs.RUNS / "focal_use_net.nuclei")  # its run is gone (a fresh machine)
+    _fake_run("unet.nuclei", foreground=True)  # Dice 2·256/(256+1024) = 0.4
+    (b,) = zs.package(["unet.nuclei"])
     assert b["shipped"] and b["dice"] == pytest.approx(0.4, abs=0.02)
-    assert _shipped() == {"unet.nuclei", "focal_use_net.nuclei"}
+    assert _shipped() == {"focal_use_net.nuclei", "unet.nuclei"}
     index = json.loads((zs.WEIGHTS / "index.json").read_text())
-    assert index["defaults"] == {"nuclei": "focal_use_net.nuclei"}
+    assert index["defaults"] == {"nuclei": "unet.nuclei"}
     zs.package()  # every finished run: B again; A has no run and stays shipped
-    assert _shipped() == {"unet.nuclei", "focal_use_net.nuclei"}
+    assert _shipped() == {"focal_use_net.nuclei", "unet.nuclei"}
     doc = zs.DOC.read_text()
-    for name in ("unet.nuclei", "focal_use_net.nuclei"):
+    for name in ("focal_use_net.nuclei", "unet.nuclei"):
         card = json.loads((zs.WEIGHTS / f"{name}.json").read_text())
         row = next(line for line in doc.splitlines() if f"`{name}`" in line)
         assert f"{card['metrics']['validation']['mean']['dice']:.4f}" in row
         assert "0 min on cpu, bf16, 2 thread(s)" in row
-    assert "| `focal_use_net.nuclei` | yes |" in doc
+    assert "| `unet.nuclei` | yes |" in doc
 
 
 def test_packaged_cards_are_complete_and_scored_as_shipped_fp16(sandbox):
@@ -244,7 +248,7 @@ class FakeAttnseg:
         )
         (run_dir / "last.ckpt").write_bytes(b"checkpoint")
         model = run_dir / f"{run_dir.name}.safetensors"
-        save_model(_tiny(True), model)
+        save_model(_tiny(True), model, card=_trained_card(run_dir.name))
         evaluation = run_dir / "evaluation.json"
         if evaluation.exists():  # the new model is newer than the last evaluation
             earlier = model.stat().st_mtime - 10
@@ -369,6 +373,27 @@ def test_gpu_dry_run_covers_the_zoo_and_every_table_row_within_the_budget(capsys
         assert "--device cuda" in item["command"]
     with pytest.raises(ValueError, match="raise --budget"):
         zs.gpu_campaign(budget_s=150, jobs=2, dry_run=True)
+
+
+def test_gpu_campaign_runs_every_run_with_its_budget_packages_and_reports(sandbox, monkeypatch):
+    """The campaign's execution on a CPU, ``attnseg`` faked: each run gets the planned
+    --time-budget, every zoo model that beats the shipped one ships, one JSON + log."""
+    fake = FakeAttnseg(epochs=1)
+    monkeypatch.setattr(zs, "run_command", fake)
+    result = zs.gpu_campaign(budget_s=100, jobs=2, zoo_variant="compact", tables=False,
+                             device="cpu", overhead_s=5, reserve_s=10,
+                             out=sandbox / "gpu")  # fmt: skip
+    assert result["n_runs"] == 2 and result["time_budget_s"] == 85
+    starts = [c for c in fake.calls if c[1] == "train"]
+    assert len(starts) == 2
+    for cmd in starts:  # ~85 s each (less the little time the other runs took)
+        assert 80 <= float(cmd[cmd.index("--time-budget") + 1]) <= 85
+        assert cmd[cmd.index("--device") + 1] == "cpu"
+    assert {r["state"] for r in result["records"]} == {"done"}
+    assert _shipped() == {"unet.nuclei", "focal_use_net.nuclei"}
+    saved = json.loads((sandbox / "gpu" / "campaign.json").read_text())
+    assert [p["shipped"] for p in saved["packaged"]] == [True, True]
+    assert "done in" in (sandbox / "gpu" / "campaign.log").read_text()
 
 
 # -- the tables ---------------------------------------------------------------------------------
