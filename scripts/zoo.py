@@ -409,6 +409,8 @@ def _write_json(path: Path, data: Any) -> None:
 # -- runs --------------------------------------------------------------------------------------
 RUN_FILE = "run.json"  # written by attnseg train (training/recipe.py)
 LOCK_FILE = ".zoo.lock"
+#: a run marked running that wrote a file this recently may be training now (by hand)
+RUNNING_GRACE_S = 1800.0
 
 
 @dataclass
@@ -526,10 +528,12 @@ def _fresh(result: Path, source: Path) -> bool:
     return result.exists() and source.exists() and result.stat().st_mtime >= source.stat().st_mtime
 
 
-def run_state(run: Run) -> tuple[str, str]:
+def run_state(run: Run, force: bool = False) -> tuple[str, str]:
     """``(state, detail)`` of a run folder. States:
 
-    ``busy`` another driver holds it; ``new`` nothing to continue (start it);
+    ``busy`` another driver holds it, or its ``run.json`` says running and the run
+    wrote a file less than :data:`RUNNING_GRACE_S` ago (an ``attnseg train`` started
+    by hand may be at work; ``force`` resumes it anyway); ``new`` nothing to continue;
     ``unfinished`` interrupted or still marked running, with a checkpoint (resume it);
     ``paused`` stopped by its time budget before its last epoch (resume it);
     ``trained`` finished, not yet evaluated; ``done`` finished and evaluated.
@@ -554,6 +558,14 @@ def run_state(run: Run) -> tuple[str, str]:
         if "time budget" in status and has_ckpt and run.resumable and (epoch or 0) < (total or 0):
             return "paused", f"{status} of {total}"
         return ("done" if evaluated else "trained"), status
+    if status == "running" and not force:
+        files = [spec_path, *(spec_path.parent / n for n in ("last.ckpt", "best.safetensors"))]
+        age = time.time() - max(p.stat().st_mtime for p in files if p.exists())
+        if age < RUNNING_GRACE_S:
+            return "busy", (
+                f"marked running, last written {age / 60:.0f} min ago: another attnseg train "
+                "may be at work (--force resumes it anyway)"
+            )
     if has_ckpt and run.resumable:
         return "unfinished", status or "no status"
     return "new", f"{status or 'no status'}; nothing to resume"
@@ -633,11 +645,12 @@ def drive(
     epochs: int | None = None,
     precision: str | None = None,
     timeout: float | None = None,
+    force: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Bring one run as far as it goes in one sitting: start, resume or extend its
     training, then score its model. Returns what it did and reached (a JSON-able dict)."""
-    state, detail = run_state(run)
+    state, detail = run_state(run, force)
     where = _rel(run.run_dir)
     record: dict[str, Any] = {"run": run.label, "kind": run.kind, "run_dir": where}
     record.update(before=state, units=run.units)
@@ -717,6 +730,7 @@ def train_all(
     device: str = "auto",
     package_done: bool = False,
     max_mb: float = 60.0,
+    force: bool = False,
 ) -> list[dict]:
     """``train``: drive every named run (all recipes of ``variant`` by default), ``jobs`` at
     a time; with ``package_done``, package each model as soon as its run is done."""
@@ -740,6 +754,7 @@ def train_all(
             time_budget=time_budget,
             epochs=epochs,
             precision=precision,
+            force=force,
             log=lambda line: print(line, flush=True),
         )
         if package_done and record["state"] == "done":
@@ -1423,6 +1438,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="auto")
     t.add_argument("--package", action="store_true", help="ship each model when its run is done")
     t.add_argument("--max-mb", type=float, default=60.0)
+    t.add_argument(
+        "--force", action="store_true", help="resume runs marked running (written < 30 min ago)"
+    )
     variant_flag(t)
     s = sub.add_parser("status", help="where every run is")
     s.add_argument("names", nargs="*")
@@ -1477,6 +1495,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             package_done=args.package,
             max_mb=args.max_mb,
+            force=args.force,
         )
     elif args.cmd == "status":
         status(args.names, args.variant, args.runs)

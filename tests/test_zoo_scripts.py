@@ -297,6 +297,12 @@ def test_driver_resumes_interrupted_runs_restarts_prune_runs_and_skips_busy_ones
     run.resumable = False  # the pruning workflow
     assert zs.run_state(run)[0] == "new"
     run.resumable = True
+    (run.run_dir / "run.json").write_text(json.dumps({"status": "running"}))
+    assert zs.run_state(run)[0] == "busy"  # an attnseg train by hand, a minute ago
+    assert zs.run_state(run, force=True)[0] == "unfinished"
+    for path in (run.run_dir / "run.json", run.run_dir / "last.ckpt"):
+        os.utime(path, (0, 0))
+    assert zs.run_state(run)[0] == "unfinished"  # marked running, but silent since 1970
     (run.run_dir / zs.LOCK_FILE).write_text(str(os.getppid()))  # another live driver
     assert zs.run_state(run)[0] == "busy"
     assert zs.drive(run, threads=1, log=lambda line: None)["state"] == "busy"
