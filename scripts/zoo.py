@@ -982,6 +982,10 @@ def package_one(
         why = f"{_size_mb(others) + fp16_mb:.1f} MB would exceed {max_mb:g} MB"
         return {**out, "shipped": False, "why": why}
     card = complete_card(model.card, recipe_, recipe_path, run.run_dir)
+    if (DATA / recipe_["task"] / "train" / "masks").is_dir():  # as `annotate` writes them
+        for key, value in object_rules(recipe_["task"], card.input_scale).items():
+            if getattr(card, key) is None:
+                setattr(card, key, value)
     with tempfile.TemporaryDirectory(prefix=".package-", dir=WEIGHTS.parent) as tmp:
         path = save_model(model, Path(tmp) / f"{name}.safetensors", card=card, half=True)
         result, command = evaluate_shipped(path, name, recipe_, device)

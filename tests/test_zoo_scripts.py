@@ -154,6 +154,7 @@ def test_packaged_cards_are_complete_and_scored_as_shipped_fp16(sandbox):
     assert card["training"]["threads"] == 2 and card["training"]["precision"] == "bf16"
     assert card["license"] == "test licence" and "DSB2018" in card["training"]["dataset"]
     assert card["metadata"]["recipe"].endswith("focal_use_net.nuclei.json")
+    assert card["instances"] == {"method": "watershed"} and card["object_diameter"] > 0
     loaded = load_model(zs.WEIGHTS / "focal_use_net.nuclei.safetensors")
     assert loaded.card.metrics == card["metrics"]
 
@@ -197,6 +198,7 @@ def test_complete_and_annotate_rewrite_shipped_cards_only(sandbox):
     legacy = {**model.card.training, "config": {"amp": True}}
     del legacy["precision"]
     model.card.training = legacy
+    model.card.instances = model.card.object_diameter = None  # annotate writes them again
     save_model(model, path, card=model.card, half=True)
     card = json.loads(path.with_suffix(".json").read_text())
     assert zs.missing_card_keys(card) == ["training.precision"]
