@@ -1,16 +1,39 @@
 #!/usr/bin/env python
 """Train, evaluate and package the model zoo — one command per step, all reproducible.
 
-    python scripts/make_splits.py                       # split folders under runs/data
-    python scripts/zoo.py recipes                       # write recipes/<arch>.<task>.json
-    python scripts/zoo.py train [NAME ...] [--jobs 2]   # attnseg train + evaluate per recipe
-    python scripts/zoo.py package [--max-mb 60]         # fp16 weights + cards into the package
+    python scripts/make_splits.py                  # split folders under runs/data (once)
+    python scripts/zoo.py recipes [--full]         # recipes/<arch>.<task>.json (--full: in full/)
+    python scripts/zoo.py train NAME... [--jobs 2] [--time-budget S] [--epochs E] [--package]
+    python scripts/zoo.py status [NAME...]         # where every run is
+    python scripts/zoo.py package [NAME...]        # fp16 weights + complete cards into the package
+    python scripts/zoo.py docs                     # docs/zoo.md from the shipped cards
+    python scripts/zoo.py check                    # every shipped card complete? (reads JSON only)
+    python scripts/zoo.py complete NAME...|--all   # fill derivable card fields (weights unchanged)
+    python scripts/zoo.py annotate NAME...         # the tasks' object rules into shipped cards
+    python scripts/zoo.py gpu [--budget 600] [--jobs 12] [--dry-run]   # the whole GPU campaign
 
-Every model is trained by exactly one ``attnseg train --config recipes/<name>.json``
-call and scored by one ``attnseg evaluate`` call on the validation split; both
-command lines are written into the model card, with the device, wall time
-and epochs. ``train`` skips models whose run folder already has an
-evaluation (delete ``runs/zoo/<name>`` to retrain).
+**Runs.** Every model is trained by ``attnseg train --config recipes/<name>.json``
+in its own run folder ``runs/zoo/<name>/`` (``runs/zoo_full/<name>/`` for the
+full-width recipes): ``run.json`` (the run), ``last.ckpt`` (written after every
+epoch), ``<name>.safetensors`` (the model), ``evaluation.json`` (``attnseg
+evaluate`` on the validation split), ``commands.json`` (every command line, its
+threads and wall time, one entry per sitting) and ``log.txt``. ``train`` looks
+at each folder first: a finished and evaluated run is skipped, an interrupted
+one or one stopped by its ``--time-budget`` is continued with ``attnseg train
+--resume RUN``, a finished one is trained further when ``--epochs`` asks for
+more, and a new one is started. So a model can be trained in as many sittings
+as it takes; ``--package`` ships each model as soon as its run is finished, so
+its weights can be committed at once.
+
+**Packaging** adds or replaces only the named models in
+``src/napari_attnseg/zoo/weights/`` — never deletes a shipped model, whether
+its run is on this machine or not — and rebuilds ``index.json`` (each task's
+default: the best validation Dice among the *shipped* models, as measured on
+the shipped fp16 files) and ``docs/zoo.md`` from the committed cards alone.
+Each shipped file is scored again, as fp16, by the code of ``attnseg
+evaluate`` (``metrics.validation``, ``measured_by``), and its card is
+completed from the run (:data:`CARD_REQUIRED`); a card that stays incomplete
+is not shipped.
 
 The recipes follow each architecture's paper (architectures.md), adapted
 for CPU training of compact models where noted in ``notes``:
@@ -21,31 +44,59 @@ for CPU training of compact models where noted in ``notes``:
   shorter budget), per-image z-score, flips/rotation/zoom/intensity augmentation;
 * FocusNet — Kaul et al.: 1 − Dice, Adam 1e-3, plateau ×0.5 patience 5,
   dataset z-score, zoom + flips (+ channel shifts for RGB), best-validation model;
-* AF-Net — Hou et al.: BCE, SGD (momentum 0.9, weight decay 1e-4) lr 4e-3 with
-  poly decay, CLAHE, flips; flip TTA at test time;
+* AF-Net — Hou et al.: BCE, weight decay 1e-4, poly decay, CLAHE, flips, flip
+  TTA at test time; Adam 1e-3 instead of their SGD 4e-3 (see its ``notes``);
 * DenseUNet-JA — Zhang et al. give normalisation + CLAHE; the optimiser and
   loss are not published: Adam 1e-3 with Dice + CE (our choice).
+
+The **full** recipes (``recipes/full/``, ``recipes --full``) are the same
+recipes at the papers' widths and epochs (:data:`FULL_TRAIN`,
+:func:`full_options`): the registered default sizes (U-Net family width 32,
+FocusNet width ×1, AF-Net width 64) and DenseUNet at the H-DenseUNet size
+(``denseunet161``), for GPUs.
+
+**The GPU campaign** (``gpu``) trains the whole zoo and every table row of
+``scripts/paper_tables.py`` on one NVIDIA GPU within ``--budget`` seconds by
+running ``--jobs`` runs at once, each with a ``--time-budget`` computed from
+the budget, the number of runs and the jobs (:func:`gpu_plan`), then packages
+the zoo models that beat what is shipped and fit the size budget, and rewrites
+``docs/zoo.md`` and ``docs/results.md``. It writes ``runs/gpu/campaign.json``
+(the plan and what every run achieved) and ``runs/gpu/campaign.log``. It has
+only been tried on a CPU with ``--dry-run`` (no GPU was available to this
+work); ``--device`` lets it run on whatever there is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from napari_attnseg.models import compact_options
+from napari_attnseg._files import atomic_write
+from napari_attnseg.models import compact_options, get_entry, load_model, model_cost, save_model
 from napari_attnseg.zoo import WEIGHTS_DIR as WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 RUNS = ROOT / "runs" / "zoo"
 DATA = ROOT / "runs" / "data"
+DOC = ROOT / "docs" / "zoo.md"
+GPU_OUT = ROOT / "runs" / "gpu"
+VARIANTS = ("compact", "full")
 
 ARCHS = ["unet", "focal_use_net", "focal_attention_unet", "focusnet", "afnet", "denseunet"]
 
@@ -233,7 +284,50 @@ def arch_recipe(arch: str, task: str) -> dict:
     raise ValueError(arch)
 
 
-def recipe(arch: str, task: str) -> dict:
+#: the papers' epochs and patience for the full recipes (architectures.md); the compact
+#: recipes' optimiser, loss and augmentation are kept
+FULL_TRAIN: dict[str, dict[str, Any]] = {
+    # Yeung et al. give no epoch limit: plateau ×0.1 after 25 and early stopping after 50
+    # epochs without improvement end their runs; 300 is a ceiling those rarely reach
+    "unet": {"epochs": 300, "plateau_patience": 25, "early_stopping": 50},
+    "focal_use_net": {"epochs": 300, "plateau_patience": 25, "early_stopping": 50},
+    "focal_attention_unet": {"epochs": 300, "plateau_patience": 25, "early_stopping": 50},
+    "focusnet": {"epochs": 80},  # Kaul et al.: at most 80 epochs, best validation kept
+    "afnet": {"epochs": 300},  # Hou et al.: "300 iterations", almost certainly epochs
+    "denseunet": {"epochs": 100, "plateau_patience": 25, "early_stopping": 50},  # unpublished
+}
+#: architectures whose paper size is registered under another name
+PAPER_SIZE = {"denseunet": "denseunet161"}
+
+
+def full_options(arch: str) -> dict[str, Any]:
+    """The paper's size: the registered defaults of the options the compact size changes
+    (U-Net family width 32, FocusNet ×1, AF-Net 64), or the registered paper-size preset."""
+    if arch in PAPER_SIZE:
+        small, big = get_entry(arch).options(), get_entry(PAPER_SIZE[arch]).options()
+        return {k: v for k, v in big.items() if small.get(k) != v}
+    registered = get_entry(arch).options()
+    return {k: registered[k] for k in compact_options(arch)}
+
+
+def recipes_dir(variant: str = "compact") -> Path:
+    _check_variant(variant)
+    return RECIPES if variant == "compact" else RECIPES / "full"
+
+
+def runs_dir(variant: str = "compact") -> Path:
+    _check_variant(variant)
+    return RUNS if variant == "compact" else RUNS.parent / "zoo_full"
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown recipe variant {variant!r}; choose {' or '.join(VARIANTS)}")
+
+
+def recipe(arch: str, task: str, variant: str = "compact") -> dict:
+    """The recipe of ``<arch>.<task>``: compact (CPU) or full (the papers' sizes and epochs)."""
+    _check_variant(variant)
     t = TASKS[task]
     a = arch_recipe(arch, task)
     name = f"{arch}.{task}"
@@ -245,102 +339,252 @@ def recipe(arch: str, task: str) -> dict:
     data = {**t["data"], "normalization": a["normalization"]}
     if a.get("scale", 1.0) != 1.0 and data.get("scale", 1.0) == 1.0:
         data["scale"] = a["scale"]  # AF-Net's own enlargement, unless the task already has one
+    options, notes = compact_options(arch), a["notes"]
+    metadata = {"task": task, "recipe": f"recipes/{name}.json"}
+    if variant == "full":
+        options = full_options(arch)
+        train.update(FULL_TRAIN[arch])
+        notes += (
+            f" Full recipe: the paper's size ({json.dumps(options)}) and "
+            f"{FULL_TRAIN[arch]['epochs']} epochs, for a GPU."
+        )
+        metadata = {"task": task, "recipe": f"recipes/full/{name}.json", "variant": "full"}
     return {
         "name": name,
         "task": task,
         "arch": arch,
-        "options": compact_options(arch),
+        "options": options,
         "data": data,
         "train": train,
         "evaluate": {"tta": bool(a.get("tta")), "fov": bool(t.get("fov"))},
-        "notes": a["notes"],
+        "notes": notes,
         "card": {
             **t["card"],
             "name": name,
-            "metadata": {
-                "task": task,
-                "recipe": f"recipes/{name}.json",
-                "notes": a["notes"],
-                "recommended_tta": bool(a.get("tta")),
-            },
+            "metadata": {**metadata, "notes": notes, "recommended_tta": bool(a.get("tta"))},
             "training": {"dataset": t["dataset"]},
         },
     }
 
 
-def write_recipes() -> list[Path]:
-    RECIPES.mkdir(exist_ok=True)
+def write_recipes(variant: str = "compact") -> list[Path]:
+    folder = recipes_dir(variant)
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for task in TASKS:
         for arch in ARCHS:
-            r = recipe(arch, task)
-            path = RECIPES / f"{r['name']}.json"
-            path.write_text(json.dumps(r, indent=2) + "\n")
+            r = recipe(arch, task, variant)
+            text = json.dumps(r, indent=2) + "\n"
+            path = folder / f"{r['name']}.json"
+            atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text))
             paths.append(path)
-    print(f"wrote {len(paths)} recipes to {RECIPES}")
+    print(f"wrote {len(paths)} {variant} recipes to {_rel(folder)}")
     return paths
 
 
-def _rel(path: Path) -> str:
+def recipe_names(variant: str = "compact") -> list[str]:
+    return [p.stem for p in sorted(recipes_dir(variant).glob("*.*.json"))]
+
+
+def _rel(path: Path | str) -> str:
     try:
-        return str(path.relative_to(ROOT))
+        return str(Path(path).relative_to(ROOT))
     except ValueError:
         return str(path)
 
 
-def commands(name: str, run_dir: Path) -> tuple[list[str], list[str]]:
-    r = json.loads((RECIPES / f"{name}.json").read_text())
-    split = DATA / r["task"]
-    train = [
-        "attnseg",
-        "train",
-        "--config",
-        f"recipes/{name}.json",
-        "--images",
-        _rel(split / "train/images"),
-        "--masks",
-        _rel(split / "train/masks"),
-        "--val-images",
-        _rel(split / "val/images"),
-        "--val-masks",
-        _rel(split / "val/masks"),
-        "--out",
-        _rel(run_dir / f"{name}.safetensors"),
-        "--device",
-        "auto",
-        "--quiet",
-    ]
-    evaluate = [
-        "attnseg",
-        "evaluate",
-        "--model",
-        _rel(run_dir / f"{name}.safetensors"),
-        "--images",
-        _rel(split / "val/images"),
-        "--masks",
-        _rel(split / "val/masks"),
-        "--json",
-        _rel(run_dir / "evaluation.json"),
-        "--quiet",
-    ]
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+# -- runs --------------------------------------------------------------------------------------
+RUN_FILE = "run.json"  # written by attnseg train (training/recipe.py)
+LOCK_FILE = ".zoo.lock"
+#: a run marked running that wrote a file this recently may be training now (by hand)
+RUNNING_GRACE_S = 1800.0
+
+
+@dataclass
+class Run:
+    """One training run: its folder, model file, and the commands that start and score it.
+
+    ``units`` counts its trainings (2 for the Focal pruning workflow, which trains twice
+    and cannot be resumed); ``prepare`` writes what the start command reads (a derived
+    recipe) just before a new run starts.
+    """
+
+    label: str
+    run_dir: Path
+    model: Path
+    train: list[str]
+    evaluate: list[str]
+    units: int = 1
+    kind: str = "zoo"
+    prepare: Callable[[], None] | None = None
+    resumable: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _bare_run(name: str, run_dir: Path) -> Run:
+    """A run folder to inspect (no commands): its model is ``<name>.safetensors``."""
+    return Run(name, run_dir, run_dir / f"{name}.safetensors", [], [])
+
+
+def _split(task: str) -> Path:
+    return DATA / task
+
+
+def commands(
+    name: str, run_dir: Path, variant: str = "compact", device: str = "auto"
+) -> tuple[list[str], list[str]]:
+    """The ``attnseg train`` command that starts ``name``'s run and the ``attnseg evaluate``
+    command that scores its model on the validation split."""
+    r = json.loads((recipes_dir(variant) / f"{name}.json").read_text())
+    split = _split(r["task"])
+    model = run_dir / f"{name}.safetensors"
+    train = ["attnseg", "train", "--config", _rel(recipes_dir(variant) / f"{name}.json")]
+    train += ["--images", _rel(split / "train/images"), "--masks", _rel(split / "train/masks")]
     if r["evaluate"]["fov"]:
-        train[train.index("--val-masks") + 2 : train.index("--val-masks") + 2] = [
-            "--fov",
-            _rel(split / "train/fov"),
-            "--val-fov",
-            _rel(split / "val/fov"),
-        ]
+        train += ["--fov", _rel(split / "train/fov")]
+    train += ["--val-images", _rel(split / "val/images"), "--val-masks", _rel(split / "val/masks")]
+    if r["evaluate"]["fov"]:
+        train += ["--val-fov", _rel(split / "val/fov")]
+    train += ["--out", _rel(model), "--run-dir", _rel(run_dir), "--device", device, "--quiet"]
+    evaluate = ["attnseg", "evaluate", "--model", _rel(model)]
+    evaluate += ["--images", _rel(split / "val/images"), "--masks", _rel(split / "val/masks")]
+    if r["evaluate"]["fov"]:
         evaluate += ["--fov", _rel(split / "val/fov")]
     if r["evaluate"]["tta"]:
         evaluate.append("--tta")
+    evaluate += ["--json", _rel(run_dir / "evaluation.json"), "--device", device, "--quiet"]
     return train, evaluate
 
 
-def execute(label: str, cmds: list[list[str]], run_dir: Path, threads: int) -> str:
-    """Run ``attnseg`` command lines in order, logging to ``run_dir/log.txt``.
+def zoo_run(
+    name: str, variant: str = "compact", device: str = "auto", runs: Path | None = None
+) -> Run:
+    run_dir = (runs or runs_dir(variant)) / name
+    train, evaluate = commands(name, run_dir, variant, device)
+    return Run(name, run_dir, run_dir / f"{name}.safetensors", train, evaluate)
 
-    On success writes ``commands.json`` (the exact command lines, threads, wall
-    time) and returns a one-line summary with the evaluation's mean Dice.
+
+def _run_spec(run_dir: Path, name: str = "") -> tuple[dict, Path | None]:
+    """``run.json`` of a run folder: in it, or in ``<name>.run/`` (attnseg train's default)."""
+    for path in (run_dir / RUN_FILE, run_dir / f"{name}.run" / RUN_FILE):
+        if path.is_file():
+            return _read_json(path), path
+    return {}, None
+
+
+def _lock_holder(run_dir: Path) -> int | None:
+    """The live process that holds a run folder's lock, if any."""
+    try:
+        pid = int((run_dir / LOCK_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+class RunLock:
+    """A run folder's lock file (this process's id), so that two drivers never train
+    the same run at once; a lock left by a dead process is taken over."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / LOCK_FILE
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        holder = _lock_holder(self.path.parent)
+        if holder is not None and holder != os.getpid():
+            raise RuntimeError(f"{_rel(self.path.parent)} is in use by process {holder}")
+        self.path.write_text(str(os.getpid()))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _epochs(status: str) -> int | None:
+    match = re.search(r"after epoch (\d+)", status)
+    return int(match.group(1)) if match else None
+
+
+def _fresh(result: Path, source: Path) -> bool:
+    return result.exists() and source.exists() and result.stat().st_mtime >= source.stat().st_mtime
+
+
+def run_state(run: Run, force: bool = False) -> tuple[str, str]:
+    """``(state, detail)`` of a run folder. States:
+
+    ``busy`` another driver holds it, or its ``run.json`` says running and the run
+    wrote a file less than :data:`RUNNING_GRACE_S` ago (an ``attnseg train`` started
+    by hand may be at work; ``force`` resumes it anyway); ``new`` nothing to continue;
+    ``unfinished`` interrupted or still marked running, with a checkpoint (resume it);
+    ``paused`` stopped by its time budget before its last epoch (resume it);
+    ``trained`` finished, not yet evaluated; ``done`` finished and evaluated.
+    A folder written before run folders existed (a model and ``evaluation.json``,
+    no ``run.json``) counts as finished.
+    """
+    holder = _lock_holder(run.run_dir)
+    if holder is not None and holder != os.getpid():
+        return "busy", f"in use by process {holder}"
+    spec, spec_path = _run_spec(run.run_dir, run.model.stem)
+    status = spec.get("status", "")
+    has_ckpt = bool(spec_path) and (spec_path.parent / "last.ckpt").exists()
+    evaluated = _fresh(run.run_dir / "evaluation.json", run.model)
+    if spec_path is None:
+        if run.model.exists():
+            return ("done" if evaluated else "trained"), "trained before run folders"
+        return "new", "not started"
+    if status.startswith("finished"):
+        if not run.model.exists():
+            return "new", f"{status}, but its model file is missing"
+        epoch, total = _epochs(status), spec.get("recipe", {}).get("train", {}).get("epochs")
+        if "time budget" in status and has_ckpt and run.resumable and (epoch or 0) < (total or 0):
+            return "paused", f"{status} of {total}"
+        return ("done" if evaluated else "trained"), status
+    if status == "running" and not force:
+        files = [spec_path, *(spec_path.parent / n for n in ("last.ckpt", "best.safetensors"))]
+        age = time.time() - max(p.stat().st_mtime for p in files if p.exists())
+        if age < RUNNING_GRACE_S:
+            return "busy", (
+                f"marked running, last written {age / 60:.0f} min ago: another attnseg train "
+                "may be at work (--force resumes it anyway)"
+            )
+    if has_ckpt and run.resumable:
+        return "unfinished", status or "no status"
+    return "new", f"{status or 'no status'}; nothing to resume"
+
+
+def _can_extend(run: Run, epochs: int | None) -> bool:
+    """A completed run (not early-stopped) with a checkpoint trains on to ``epochs``."""
+    spec, spec_path = _run_spec(run.run_dir, run.model.stem)
+    if not epochs or spec_path is None or not (spec_path.parent / "last.ckpt").exists():
+        return False
+    done = spec.get("recipe", {}).get("train", {}).get("epochs", 0)
+    return spec.get("status", "").startswith("finished: completed") and done < epochs
+
+
+def run_command(cmd: list[str], log_path: Path, threads: int, timeout: float | None = None) -> int:
+    """Run an ``attnseg`` command line from the repository root, appending to ``log_path``.
+
+    ``timeout`` (seconds) interrupts it (SIGINT: the run is saved as interrupted and
+    can be resumed), then kills it 30 s later.
     """
     env = {
         **os.environ,
@@ -348,139 +592,518 @@ def execute(label: str, cmds: list[list[str]], run_dir: Path, threads: int) -> s
         "MKL_NUM_THREADS": str(threads),
         "PYTHONUNBUFFERED": "1",
     }
-    bin_dir = Path(sys.executable).parent
-    t0 = time.time()
-    with open(run_dir / "log.txt", "w") as log:
-        for cmd in cmds:
-            log.write("$ " + shlex.join(cmd) + "\n")
-            log.flush()
-            full = [str(bin_dir / cmd[0]), *cmd[1:]]
-            result = subprocess.run(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            if result.returncode != 0:
-                return f"{label}: FAILED ({shlex.join(cmd)}), see {run_dir / 'log.txt'}"
-    train, evaluate = cmds
-    record = {
-        "train": shlex.join(train),
-        "evaluate": shlex.join(evaluate),
-        "threads": threads,
-        "total_seconds": round(time.time() - t0, 1),
-    }
-    (run_dir / "commands.json").write_text(json.dumps(record, indent=2))
-    score = json.loads((run_dir / "evaluation.json").read_text())["mean"]["dice"]
-    return f"{label}: dice {score:.4f} in {time.time() - t0:.0f} s"
+    full = [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write("$ " + shlex.join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(full, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.write(f"(stopped: over its {timeout:.0f} s)\n")
+            return 124
 
 
-def run_one(name: str, threads: int) -> str:
-    run_dir = RUNS / name
-    if (run_dir / "evaluation.json").exists():
-        return f"{name}: already done"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return execute(name, list(commands(name, run_dir)), run_dir, threads)
-
-
-def train_all(names: list[str], jobs: int) -> None:
-    names = names or [p.stem for p in sorted(RECIPES.glob("*.*.json"))]
-    threads = max(1, (os.cpu_count() or 2) // jobs)
-    with ThreadPoolExecutor(jobs) as pool:
-        for line in pool.map(lambda n: run_one(n, threads), names):
-            print(line, flush=True)
-
-
-def _evaluate_shipped(name: str, recipe: dict) -> tuple[dict, str]:
-    """Score the packaged (fp16) file itself, as ``attnseg evaluate`` does; return the command."""
-    from napari_attnseg.inference import Predictor, evaluate_folder
-    from napari_attnseg.zoo import load
-
-    split = DATA / recipe["task"] / "val"
-    fov = split / "fov" if recipe["evaluate"]["fov"] else None
-    tta = recipe["evaluate"]["tta"]
-    predictor = Predictor(tta=tta, device="cpu")
-    result = evaluate_folder(
-        load(name), split / "images", split / "masks", fov, predictor=predictor, name=name
+def _record_sitting(run: Run, cmd: list[str], threads: int, seconds: float, rc: int) -> None:
+    path = run.run_dir / "commands.json"
+    data = _read_json(path)
+    if "--config" in cmd and "--resume" not in cmd:
+        data["train"] = shlex.join(cmd)  # the command a model card shows
+        data["threads"] = threads
+        data["sittings"] = []
+    spec, _ = _run_spec(run.run_dir, run.model.stem)
+    data.setdefault("threads", threads)
+    data.setdefault("sittings", []).append(
+        {
+            "command": shlex.join(cmd),
+            "threads": threads,
+            "seconds": round(seconds, 1),
+            "returncode": rc,
+            "status": spec.get("status", ""),
+        }
     )
-    cmd = [
-        "attnseg",
-        "evaluate",
-        "--model",
-        name,
-        "--images",
-        _rel(split / "images"),
-        "--masks",
-        _rel(split / "masks"),
-    ]
+    data["total_seconds"] = round(sum(s["seconds"] for s in data["sittings"]), 1)
+    _write_json(path, data)
+
+
+def _evaluation(run: Run) -> dict:
+    return _read_json(run.run_dir / "evaluation.json")
+
+
+def drive(
+    run: Run,
+    *,
+    threads: int,
+    time_budget: float | None = None,
+    epochs: int | None = None,
+    precision: str | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Bring one run as far as it goes in one sitting: start, resume or extend its
+    training, then score its model. Returns what it did and reached (a JSON-able dict)."""
+    state, detail = run_state(run, force)
+    where = _rel(run.run_dir)
+    record: dict[str, Any] = {"run": run.label, "kind": run.kind, "run_dir": where}
+    record.update(before=state, units=run.units)
+    if state == "busy":
+        log(f"{run.label}: skipped, {detail} ({where})")
+        return {**record, "state": "busy"}
+    flags = []
+    if time_budget is not None:
+        flags += ["--time-budget", f"{max(time_budget, 0):g}"]
+    if epochs is not None:
+        flags += ["--epochs", str(epochs)]
+    if precision is not None:
+        flags += ["--precision", precision]
+    resume = ["attnseg", "train", "--resume", where, "--quiet", *flags]
+    cmd = None
+    if state == "new":
+        cmd, what = [*run.train, *flags], "starting"
+    elif state in ("unfinished", "paused"):
+        cmd, what = resume, f"resuming ({detail})"
+    elif _can_extend(run, epochs):
+        cmd, what = resume, f"training on to {epochs} epochs ({detail})"
+    t0 = time.time()
+    try:
+        with RunLock(run.run_dir):
+            if cmd is not None:
+                if state == "new" and run.prepare is not None:
+                    run.prepare()
+                log(f"{run.label}: {what} in {where}")
+                rc = run_command(cmd, run.run_dir / "log.txt", threads, timeout)
+                _record_sitting(run, cmd, threads, time.time() - t0, rc)
+                if rc != 0:
+                    log(f"{run.label}: FAILED (exit {rc}), see {where}/log.txt")
+                    return {**record, "state": "failed", "returncode": rc,
+                            "seconds": round(time.time() - t0, 1)}  # fmt: skip
+            state, detail = run_state(run)
+            if state in ("trained", "paused") and run.model.exists():
+                if not _fresh(run.run_dir / "evaluation.json", run.model):
+                    rc = run_command(run.evaluate, run.run_dir / "log.txt", threads, timeout)
+                    data = _read_json(run.run_dir / "commands.json")
+                    data["evaluate"] = shlex.join(run.evaluate)
+                    _write_json(run.run_dir / "commands.json", data)
+                    if rc != 0:
+                        log(f"{run.label}: evaluation FAILED (exit {rc}), see {where}/log.txt")
+                        return {**record, "state": "failed", "returncode": rc}
+                state = "done" if state == "trained" else state
+    except RuntimeError as exc:  # the lock was taken in between
+        log(f"{run.label}: skipped, {exc}")
+        return {**record, "state": "busy"}
+    spec, _ = _run_spec(run.run_dir, run.model.stem)
+    evaluation = _evaluation(run)
+    dice = evaluation.get("mean", {}).get("dice")
+    record.update(
+        state=state,
+        status=spec.get("status", detail),
+        dice=dice,
+        seconds=round(time.time() - t0, 1),
+        trained_seconds=_read_json(run.run_dir / "commands.json").get("total_seconds"),
+    )
+    score = f"validation dice {dice:.4f}" if dice is not None else "no evaluation"
+    verb = "already done" if cmd is None and record["before"] == "done" else state
+    log(f"{run.label}: {verb}, {score}; {record['status']} ({where})")
+    return record
+
+
+def _threads(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 2) // max(1, jobs))
+
+
+def train_all(
+    names: list[str],
+    *,
+    variant: str = "compact",
+    jobs: int = 1,
+    time_budget: float | None = None,
+    epochs: int | None = None,
+    precision: str | None = None,
+    device: str = "auto",
+    package_done: bool = False,
+    max_mb: float = 60.0,
+    force: bool = False,
+) -> list[dict]:
+    """``train``: drive every named run (all recipes of ``variant`` by default), ``jobs`` at
+    a time; with ``package_done``, package each model as soon as its run is done."""
+    names = names or recipe_names(variant)
+    unknown = sorted(set(names) - set(recipe_names(variant)))
+    if unknown:
+        raise SystemExit(f"no {variant} recipe for {unknown}; run `zoo.py recipes` first?")
+    threads = _threads(jobs)
+    print(
+        f"{len(names)} run(s), {jobs} at a time with {threads} thread(s) each; run folders "
+        f"in {_rel(runs_dir(variant))}/"
+        + (f"; {time_budget:g} s per sitting" if time_budget else ""),
+        flush=True,
+    )
+    lock = threading.Lock()
+
+    def one(name: str) -> dict:
+        record = drive(
+            zoo_run(name, variant, device),
+            threads=threads,
+            time_budget=time_budget,
+            epochs=epochs,
+            precision=precision,
+            force=force,
+            log=lambda line: print(line, flush=True),
+        )
+        if package_done and record["state"] == "done":
+            with lock:  # one packaging at a time: they all rewrite index.json and docs
+                package([name], variant=variant, max_mb=max_mb)
+        return record
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        return list(pool.map(one, names))
+
+
+def status(names: list[str], variant: str = "compact", runs: Path | None = None) -> None:
+    shipped = shipped_cards()
+    names = names or sorted(
+        set(recipe_names(variant)) | {p.name for p in (runs or runs_dir(variant)).glob("*.*")}
+    )
+    for name in names:
+        run = _bare_run(name, (runs or runs_dir(variant)) / name)
+        state, detail = run_state(run)
+        dice = _evaluation(run).get("mean", {}).get("dice")
+        ship = _dice(shipped[name]) if name in shipped else None
+        print(
+            f"{name:32} {state:10} "
+            + (f"val {dice:.4f} " if dice is not None else "")
+            + (f"(shipped {ship:.4f}) " if ship is not None else "")
+            + f"{detail}  [{_rel(run.run_dir)}]"
+        )
+
+
+# -- cards ---------------------------------------------------------------------------------------
+#: what every shipped card must say (dotted paths into the card document)
+CARD_REQUIRED = (
+    "license",  # the weights' and the training data's terms
+    "training.dataset",  # the data
+    "metadata.recipe",  # recipes/<name>.json
+    "training.command",  # the exact attnseg train command
+    "training.environment.device",
+    "training.precision",  # autocast precision of the training forward pass
+    "training.threads",
+    "training.wall_time_s",
+    "training.epochs_run",
+    "metrics.validation.n_images",  # scored again on the shipped fp16 file:
+    "metrics.validation.mean.dice",
+    "metrics.measured_by",  # the attnseg evaluate command
+    "metrics.weights",  # "fp16 as shipped"
+)
+
+
+def card_value(card: dict, key: str) -> Any:
+    value: Any = card
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def legacy_precision(training: dict) -> str | None:
+    """The precision a card written before ``training.precision`` existed was trained at:
+    its trainer autocast only on CUDA (``config.amp``, fp16), so CPU runs were fp32."""
+    config, device = training.get("config", {}), training.get("environment", {}).get("device")
+    if "precision" in training or device is None or "amp" not in config:
+        return training.get("precision")
+    return "fp16" if config["amp"] and str(device).startswith("cuda") else "fp32"
+
+
+def missing_card_keys(card: dict, *, legacy: bool = False) -> list[str]:
+    """The :data:`CARD_REQUIRED` keys a card lacks; ``legacy`` accepts a precision that
+    :func:`legacy_precision` derives (``zoo.py complete`` writes it into the card)."""
+    missing = [k for k in CARD_REQUIRED if card_value(card, k) in (None, "", [], {})]
+    if legacy and "training.precision" in missing and legacy_precision(card.get("training", {})):
+        missing.remove("training.precision")
+    return missing
+
+
+def _reconstructed_command(spec: dict, recipe_rel: str) -> str:
+    words = ["attnseg", "train", "--config", recipe_rel]
+    for key in ("images", "masks", "fov", "val_images", "val_masks", "val_fov", "out"):
+        if spec.get(key):
+            words += ["--" + key.replace("_", "-"), spec[key]]
+    return shlex.join(words)
+
+
+def complete_card(card, recipe: dict, recipe_path: Path, run_dir: Path | None = None):
+    """Fill what a card lacks from its run folder (``commands.json``, ``run.json``), its
+    recipe and its own training record; returns the card (a ``ModelCard``, changed)."""
+    training = dict(card.training)
+    commands_ = _read_json(run_dir / "commands.json") if run_dir else {}
+    spec, _ = _run_spec(run_dir, card.name) if run_dir else ({}, None)
+    if commands_.get("train"):
+        training["command"] = commands_["train"]
+        training["threads"] = commands_.get("threads", training.get("threads"))
+        resumed = [
+            s["command"] for s in commands_.get("sittings", []) if "--resume" in s["command"]
+        ]
+        if resumed:
+            training["resumed_with"] = resumed
+    elif spec and not training.get("command"):
+        training["command"] = _reconstructed_command(spec, _rel(recipe_path))
+        training["command_source"] = "reconstructed from the run's run.json"
+    training.setdefault("dataset", recipe["card"]["training"]["dataset"])
+    if not training.get("threads"):
+        training["threads"] = training.get("environment", {}).get("threads")
+    if not training.get("precision"):
+        training["precision"] = legacy_precision(training)
+    card.training = training
+    card.license = card.license or recipe["card"].get("license", "")
+    card.metadata = {
+        **recipe["card"].get("metadata", {}),
+        **card.metadata,
+        "task": recipe["task"],
+        "recipe": _rel(recipe_path),
+    }
+    return card
+
+
+def _dice(card: dict) -> float:
+    return float(card_value(card, "metrics.validation.mean.dice") or 0.0)
+
+
+def shipped_cards() -> dict[str, dict]:
+    """``{name: card document}`` of every model in the weights folder."""
+    cards = {}
+    for path in sorted(WEIGHTS.glob("*.safetensors")):
+        card = _read_json(path.with_suffix(".json"))
+        if card:
+            cards[path.stem] = card
+    return cards
+
+
+def _task(name: str, card: dict) -> str:
+    return card.get("metadata", {}).get("task") or name.partition(".")[2]
+
+
+def task_defaults(cards: dict[str, dict]) -> dict[str, str]:
+    """Each task's default: its shipped model with the highest validation Dice."""
+    best: dict[str, tuple[float, str]] = {}
+    for name, card in sorted(cards.items()):
+        task = _task(name, card)
+        if task and (task not in best or _dice(card) > best[task][0]):
+            best[task] = (_dice(card), name)
+    return {task: name for task, (_, name) in sorted(best.items())}
+
+
+def write_index() -> dict[str, str]:
+    defaults = task_defaults(shipped_cards())
+    index = {
+        "defaults": defaults,
+        "note": "task defaults are the shipped models with the highest mean validation Dice, "
+        "measured on the shipped fp16 files (attnseg evaluate on the splits in "
+        "recipes/splits); written by scripts/zoo.py from the cards in this folder",
+    }
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    _write_json(WEIGHTS / "index.json", index)
+    return defaults
+
+
+# -- packaging -----------------------------------------------------------------------------------
+def evaluate_shipped(path: Path, name: str, recipe: dict, device: str = "cpu") -> tuple[dict, str]:
+    """Score a packaged (fp16) file as ``attnseg evaluate`` does; return the result and
+    that command."""
+    # the inference engine more than doubles the start-up of the subcommands that don't score
+    from napari_attnseg.inference import Predictor, evaluate_folder
+
+    split = _split(recipe["task"]) / "val"
+    fov = split / "fov" if recipe["evaluate"]["fov"] else None
+    tta = bool(recipe["evaluate"]["tta"])
+    predictor = Predictor(tta=tta, device=device)
+    result = evaluate_folder(
+        load_model(path), split / "images", split / "masks", fov, predictor=predictor, name=name
+    )
+    cmd = ["attnseg", "evaluate", "--model", name]
+    cmd += ["--images", _rel(split / "images"), "--masks", _rel(split / "masks")]
     cmd += ["--fov", _rel(fov)] if fov else []
     cmd += ["--tta"] if tta else []
+    cmd += ["--device", device]
     return result, shlex.join(cmd)
 
 
-def package(max_mb: float, names: list[str] | None) -> None:
-    """Ship evaluated models as fp16 + cards in the package and write docs/zoo.md.
+def _evaluation_precision(device: str) -> str:
+    import torch
 
-    Per task, the default is the model with the highest validation Dice; shipped
-    are the default, the plain U-Net reference, every model that beats the
-    U-Net, and each architecture's best model (so every architecture can be
-    explored in the viewer), defaults first, within ``max_mb``. The cards'
-    metrics are measured again on the shipped fp16 files, by the same code as
-    ``attnseg evaluate``.
-    """
-    from napari_attnseg.models import load_model, model_cost, save_model
+    from napari_attnseg.inference.device import resolve_device, resolve_precision
 
-    done = sorted(p.parent.name for p in RUNS.glob("*/evaluation.json"))
-    if names:
-        done = [n for n in done if n in names]
-    dice = {n: json.loads((RUNS / n / "evaluation.json").read_text())["mean"]["dice"] for n in done}
-    tasks = sorted({n.split(".")[1] for n in done})
-    defaults = {t: max((n for n in done if n.endswith("." + t)), key=dice.get) for t in tasks}
-    ship = []
-    for t in tasks:
-        members = sorted((n for n in done if n.endswith("." + t)), key=dice.get, reverse=True)
-        reference = dice.get(f"unet.{t}", 0.0)
-        ship += [n for n in members if n == defaults[t] or n == f"unet.{t}" or dice[n] > reference]
-    for arch in ARCHS:  # every architecture ships at least once (its best task), to explore
-        if not any(n.startswith(arch + ".") for n in ship):
-            mine = [n for n in done if n.startswith(arch + ".")]
-            ship += [max(mine, key=dice.get)] if mine else []
-    ship.sort(key=lambda n: (n not in defaults.values(), -dice[n]))
+    return resolve_precision(resolve_device(device) if device != "cpu" else torch.device("cpu"))
+
+
+def _size_mb(paths: Iterable[Path]) -> float:
+    return sum(p.stat().st_size for p in paths if p.exists()) / 2**20
+
+
+def package_one(
+    name: str,
+    *,
+    variant: str = "compact",
+    runs: Path | None = None,
+    max_mb: float = 60.0,
+    device: str = "cpu",
+    only_if_better: bool = False,
+    explicit: bool = True,
+) -> dict[str, Any]:
+    """Ship one run's model: fp16 file + completed card, scored as shipped; adds or
+    replaces ``weights/<name>.*`` only (atomically, after every check passed)."""
+    run = _bare_run(name, (runs or runs_dir(variant)) / name)
+    state, detail = run_state(run)
+    out = {"name": name, "run_dir": _rel(run.run_dir), "state": state}
+    if not run.model.exists() or state in ("busy", "unfinished"):
+        return {**out, "shipped": False, "why": f"no finished model ({state}: {detail})"}
+    if state == "paused" and not explicit:
+        return {**out, "shipped": False, "why": f"paused ({detail}); name it to ship it"}
+    recipe_path = recipes_dir(variant) / f"{name}.json"
+    recipe_ = json.loads(recipe_path.read_text())
+    model = load_model(run.model)
+    target = WEIGHTS / f"{name}.safetensors"
+    old = _read_json(target.with_suffix(".json"))
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    for old in WEIGHTS.glob("*"):
-        old.unlink()
-    index = {
-        "defaults": defaults,
-        "note": "task defaults are the models with the highest mean validation Dice "
-        "(attnseg evaluate on the splits in recipes/splits)",
-    }
-    (WEIGHTS / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    total, rows = 0.0, []
-    for name in ship:
-        recipe = json.loads((RECIPES / f"{name}.json").read_text())
-        cmds = json.loads((RUNS / name / "commands.json").read_text())
-        model = load_model(RUNS / name / f"{name}.safetensors")
-        card = model.card
-        card.training = {**card.training, "command": cmds["train"], "threads": cmds["threads"]}
-        path = save_model(model, WEIGHTS / f"{name}.safetensors", card=card, half=True)
-        size = (path.stat().st_size + path.with_suffix(".json").stat().st_size) / 2**20
-        if total + size > max_mb:
-            path.unlink()
-            path.with_suffix(".json").unlink()
-            print(f"{name}: not shipped (would exceed {max_mb} MB); recipe kept")
-            continue
-        total += size
-        result, command = _evaluate_shipped(name, recipe)
+    others = [p for p in WEIGHTS.iterdir() if p.is_file() and p.stem != name]
+    # cheap checks first: scoring a model takes a while
+    run_dice = _evaluation(run).get("mean", {}).get("dice")
+    if only_if_better and old and run_dice is not None and run_dice < _dice(old):
+        why = f"its run's validation Dice {run_dice:.4f} is below the shipped {_dice(old):.4f}"
+        return {**out, "shipped": False, "why": why}
+    fp16_mb = sum(t.numel() * 2 for t in model.state_dict().values()) / 2**20
+    if _size_mb(others) + fp16_mb > max_mb:
+        why = f"{_size_mb(others) + fp16_mb:.1f} MB would exceed {max_mb:g} MB"
+        return {**out, "shipped": False, "why": why}
+    card = complete_card(model.card, recipe_, recipe_path, run.run_dir)
+    if (DATA / recipe_["task"] / "train" / "masks").is_dir():  # as `annotate` writes them
+        for key, value in object_rules(recipe_["task"], card.input_scale).items():
+            if getattr(card, key) is None:
+                setattr(card, key, value)
+    with tempfile.TemporaryDirectory(prefix=".package-", dir=WEIGHTS.parent) as tmp:
+        path = save_model(model, Path(tmp) / f"{name}.safetensors", card=card, half=True)
+        result, command = evaluate_shipped(path, name, recipe_, device)
         card.metrics = {
             "validation": {k: result[k] for k in ("n_images", "mean", "pooled")},
             "measured_by": command,
             "weights": "fp16 as shipped",
+            "precision": _evaluation_precision(device),
         }
         save_model(model, path, card=card, half=True)
-        cost = model_cost(model, (256, 256))
-        rows.append((name, card, cost, name == defaults[recipe["task"]]))
-        print(
-            f"{name}: {size:.2f} MB, val dice {result['mean']['dice']:.4f}"
-            + ("  [default]" if name == defaults[recipe["task"]] else ""),
-            flush=True,
+        document = _read_json(path.with_suffix(".json"))
+        dice = _dice(document)
+        out.update(dice=dice, status=detail)
+        missing = missing_card_keys(document)
+        if missing:
+            return {**out, "shipped": False, "why": f"its card lacks {missing}"}
+        if only_if_better and old and _dice(old) >= dice:
+            why = f"the shipped one is as good ({_dice(old):.4f})"
+            return {**out, "shipped": False, "why": why}
+        size = _size_mb([path, path.with_suffix(".json")])
+        total = _size_mb(others) + size
+        if total > max_mb:
+            return {**out, "shipped": False, "why": f"{total:.1f} MB would exceed {max_mb:g} MB"}
+        os.replace(path, target)  # the weights first: the card beside them is read first
+        os.replace(path.with_suffix(".json"), target.with_suffix(".json"))
+    return {**out, "shipped": True, "size_mb": round(size, 2), "replaced": bool(old),
+            "previous_dice": _dice(old) if old else None}  # fmt: skip
+
+
+def finished_runs(variant: str = "compact", runs: Path | None = None) -> list[str]:
+    found = []
+    for folder in sorted((runs or runs_dir(variant)).glob("*.*")):
+        if run_state(_bare_run(folder.name, folder))[0] in ("trained", "done"):
+            found.append(folder.name)
+    return found
+
+
+def package(
+    names: list[str] | None = None,
+    *,
+    variant: str = "compact",
+    runs: Path | None = None,
+    max_mb: float = 60.0,
+    device: str = "cpu",
+    only_if_better: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
+    """``package``: ship the named runs (default: every finished one) one by one, then
+    rebuild ``index.json`` and ``docs/zoo.md`` from the shipped cards."""
+    explicit = bool(names)
+    names = names or finished_runs(variant, runs)
+    results = []
+    for name in names:
+        result = package_one(
+            name,
+            variant=variant,
+            runs=runs,
+            max_mb=max_mb,
+            device=device,
+            only_if_better=only_if_better,
+            explicit=explicit,
         )
-    write_zoo_doc(rows, [n for n in done if n not in {r[0] for r in rows}], dice)
-    print(f"shipped {total:.1f} MB; defaults {defaults}")
+        results.append(result)
+        dice = f"val dice {result['dice']:.4f} as fp16" if "dice" in result else ""
+        if result["shipped"]:
+            was = result["previous_dice"]
+            log(
+                f"{name}: shipped, {dice}, {result['size_mb']:.2f} MB"
+                + (f" (replaces {was:.4f})" if was is not None else " (new)")
+            )
+        else:
+            log(f"{name}: not shipped, {result['why']}" + (f"; {dice}" if dice else ""))
+    defaults = write_index()
+    write_zoo_doc()
+    total = _size_mb(p for p in WEIGHTS.iterdir() if p.is_file())
+    log(f"weights folder {total:.1f} MB; task defaults {defaults}")
+    return results
+
+
+def complete_shipped(names: list[str], *, dry_run: bool = False) -> dict[str, list[str]]:
+    """``complete``: fill the card fields that can be derived without a run (precision of
+    legacy cards, threads, dataset, licence, recipe) into shipped cards; weights unchanged."""
+    filled = {}
+    for name in names:
+        path = WEIGHTS / f"{name}.safetensors"
+        before = _read_json(path.with_suffix(".json"))
+        model = load_model(path)
+        recipe_rel = before.get("metadata", {}).get("recipe") or f"recipes/{name}.json"
+        recipe_path = ROOT / recipe_rel
+        card = complete_card(model.card, json.loads(recipe_path.read_text()), recipe_path)
+        after = {**before, **card.to_dict()}
+        changed = [k for k in CARD_REQUIRED if card_value(before, k) != card_value(after, k)]
+        filled[name] = changed
+        print(f"{name}: " + (", ".join(f"{k} = {card_value(after, k)!r}" for k in changed) or
+                             "complete"))  # fmt: skip
+        if changed and not dry_run:
+            save_model(model, path, card=card, half=True)
+    if not dry_run:
+        write_index()
+        write_zoo_doc()
+    return filled
+
+
+def check_shipped() -> int:
+    """``check``: 0 when every shipped card has every :data:`CARD_REQUIRED` key."""
+    bad = 0
+    for name, card in shipped_cards().items():
+        missing = missing_card_keys(card)
+        derived = missing == ["training.precision"] and not missing_card_keys(card, legacy=True)
+        if derived:
+            print(f"{name}: precision only derivable ({legacy_precision(card['training'])}); "
+                  "`zoo.py complete` writes it")  # fmt: skip
+        elif missing:
+            bad += 1
+            print(f"{name}: MISSING {', '.join(missing)}")
+        else:
+            print(f"{name}: complete")
+    return 1 if bad else 0
 
 
 def object_rules(task: str, scale: float = 1.0) -> dict:
@@ -501,88 +1124,431 @@ def object_rules(task: str, scale: float = 1.0) -> dict:
 
 def annotate(names: list[str]) -> None:
     """Write the object rules into shipped cards (weights unchanged; re-saved as fp16)."""
-    from napari_attnseg.models import load_model, save_model
-
     for name in names:
         path = WEIGHTS / f"{name}.safetensors"
         model = load_model(path)
         card = model.card
-        for key, value in object_rules(name.split(".")[1], card.input_scale).items():
+        rules = object_rules(name.split(".")[1], card.input_scale)
+        for key, value in rules.items():
             setattr(card, key, value)
         save_model(model, path, card=card, half=True)
-        print(f"{name}: {object_rules(name.split('.')[1], card.input_scale)}")
+        print(f"{name}: {rules}")
 
 
-def write_zoo_doc(rows: list, kept_back: list[str], dice: dict) -> None:
+def write_zoo_doc() -> Path:
+    """``docs/zoo.md`` from the committed cards in the weights folder and the recipes."""
+    cards = shipped_cards()
+    defaults = task_defaults(cards)
+    order = sorted(cards, key=lambda n: (_task(n, cards[n]), defaults.get(_task(n, cards[n])) != n,
+                                         -_dice(cards[n]), n))  # fmt: skip
     lines = [
         "# The model zoo",
         "",
-        "Written by `python scripts/zoo.py package`. Every model was trained by the "
-        "`attnseg train` command in its card (`attnseg info MODEL --json`), and its validation "
-        "metrics were measured on the shipped fp16 weights by the `attnseg evaluate` command "
-        "in the card. Metrics are per-image means on our validation splits "
-        "(`recipes/splits/`); DRIVE is scored inside the field of view. GFLOPs: one "
-        "3×256×256 (1×256×256 for membranes) forward pass, PyTorch's count.",
+        "Written by `python scripts/zoo.py docs` (also run by `zoo.py package`) from the cards "
+        "in `src/napari_attnseg/zoo/weights/`. Every model was trained by the `attnseg train` "
+        "command in its card (`attnseg info MODEL --json`), and its validation metrics were "
+        "measured on the shipped fp16 weights by the `attnseg evaluate` command in the card. "
+        "Metrics are per-image means on our validation splits (`recipes/splits/`); DRIVE is "
+        "scored inside the field of view. Each task's default is its shipped model with the "
+        "best validation Dice. Params and GFLOPs: one 256×256 forward pass (3 channels; 1 for "
+        "membranes), PyTorch's count.",
         "",
-        "All models were trained on a 2-core CPU (no GPU was available): they are compact "
-        "and briefly trained, and should be retrained on a GPU with `scripts/zoo.py` for "
-        "best results.",
-        "",
-        "| model | default | Dice | Jaccard | precision | recall | params | GFLOPs | epochs "
-        "| train time | licence of the training data |",
+        "| model | task default | Dice | Jaccard | precision | recall | params | GFLOPs "
+        "| epochs | training | data licence |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, card, cost, is_default in rows:
-        m = card.metrics["validation"]["mean"]
-        t = card.training
-        licence = "research/education only" if "RESEARCH" in card.license else "open (see card)"
-        lines.append(
-            f"| `{name}` | {'yes' if is_default else ''} | {m['dice']:.4f} | {m['jaccard']:.4f} "
-            f"| {m['precision']:.4f} | {m['sensitivity']:.4f} | {cost.params / 1e6:.2f} M "
-            f"| {cost.gflops:.2f} | {t.get('epochs_run')} | {t.get('wall_time_s', 0) / 60:.0f} min "
-            f"({t.get('environment', {}).get('device', '?')}, {t.get('threads')} thread(s)) "
-            f"| {licence} |"
+    for name in order:
+        card = cards[name]
+        m = card_value(card, "metrics.validation.mean") or {}
+        t = card.get("training", {})
+        cost = model_cost(load_model(WEIGHTS / f"{name}.safetensors"), (256, 256))
+        terms = card.get("license", "")
+        licence = (
+            "research/education only"
+            if "RESEARCH" in terms
+            else "data: research use"
+            if "research" in terms.lower()
+            else "open"
         )
-    if kept_back:
+        device = t.get("environment", {}).get("device", "?")
+        precision = t.get("precision") or legacy_precision(t) or "?"
+        minutes = (t.get("wall_time_s") or 0) / 60
+        lines.append(
+            f"| `{name}` | {'yes' if defaults.get(_task(name, card)) == name else ''} "
+            f"| {_num(m.get('dice'))} | {_num(m.get('jaccard'))} | {_num(m.get('precision'))} "
+            f"| {_num(m.get('sensitivity'))} | {cost.params / 1e6:.2f} M | {cost.gflops:.2f} "
+            f"| {t.get('epochs_run', '?')} | {minutes:.0f} min on {device}, {precision}, "
+            f"{t.get('threads', '?')} thread(s) | {licence} |"
+        )
+    unshipped = [n for n in recipe_names("compact") if n not in cards]
+    if unshipped:
         lines += [
             "",
-            "Trained but not shipped (they do not beat the U-Net reference of their "
-            "task, or the size budget is spent); their recipes retrain them:",
-            "",
+            f"Recipes without shipped weights ({len(unshipped)}; `python scripts/zoo.py train "
+            "NAME --package` trains and ships one): " + ", ".join(f"`{n}`" for n in unshipped),
         ]
-        lines += [f"- `{n}`: validation Dice {dice[n]:.4f}" for n in kept_back]
-    (ROOT / "docs" / "zoo.md").write_text("\n".join(lines) + "\n")
+    total = _size_mb(p for p in WEIGHTS.iterdir() if p.is_file()) if WEIGHTS.exists() else 0
+    lines += ["", f"{len(cards)} models, {total:.1f} MB in the package.", ""]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines)
+    atomic_write(DOC, lambda tmp: Path(tmp).write_text(text))
+    return DOC
 
 
-def main() -> None:
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+# -- the GPU campaign -----------------------------------------------------------------------------
+#: seconds a run spends outside its training budget: start-up, CUDA, loading the data, one
+#: epoch past the budget (the budget is checked after each epoch) and scoring
+GPU_OVERHEAD_S = 40.0
+#: seconds kept at the end for packaging (scoring the candidates again as fp16), docs/zoo.md
+#: and docs/results.md
+GPU_RESERVE_S = 120.0
+#: runs at once: each is a process with its own CPU thread(s) preparing batches (the 16 cores
+#: of the GPU machine), the network on the one GPU
+GPU_JOBS = 12
+#: the least training time worth starting a run for
+MIN_RUN_S = 10.0
+
+
+def campaign_runs(
+    *,
+    zoo_variant: str = "full",
+    tables_variant: str = "full",
+    tables: bool = True,
+    device: str = "cuda",
+    tasks: list[str] | None = None,
+) -> list[Run]:
+    """Every zoo recipe of ``zoo_variant`` and every table row of ``tables_variant``, one
+    run each (rows that train exactly a zoo recipe share its run)."""
+    runs = []
+    for name in recipe_names(zoo_variant):
+        if not tasks or name.split(".")[1] in tasks:
+            runs.append(zoo_run(name, zoo_variant, device))
+    if tables:
+        # paper_tables imports this module; importing it at the top would be circular
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import paper_tables
+
+        for row in paper_tables.unique_rows(variant=tables_variant, tasks=tasks):
+            runs.append(paper_tables.row_run(row, tables_variant, device))
+    unique: dict[Path, Run] = {}
+    for run in runs:
+        unique.setdefault(run.run_dir, run)
+    return list(unique.values())
+
+
+def deal(runs: list[Run], jobs: int) -> list[list[Run]]:
+    """Runs dealt to ``jobs`` workers, longest first, each to the least loaded worker."""
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    loads = [0] * jobs
+    queues: list[list[Run]] = [[] for _ in range(jobs)]
+    for run in sorted(runs, key=lambda r: -r.units):  # stable: zoo first, then table order
+        worker = min(range(jobs), key=lambda w: (loads[w], w))
+        loads[worker] += run.units
+        queues[worker].append(run)
+    return queues
+
+
+def gpu_plan(
+    runs: list[Run],
+    *,
+    budget_s: float = 600.0,
+    jobs: int = GPU_JOBS,
+    overhead_s: float = GPU_OVERHEAD_S,
+    reserve_s: float = GPU_RESERVE_S,
+) -> dict[str, Any]:
+    """Who runs what, and each run's ``--time-budget``.
+
+    Runs are dealt to ``jobs`` workers longest first (pruning runs count twice); the
+    busiest worker holds ``makespan`` units; one unit of wall time is ``slot =
+    (budget − reserve) / makespan`` and a run's ``--time-budget`` is ``slot − overhead``
+    per training, so every worker ends by ``budget − reserve`` if each run keeps
+    within its overhead.
+    """
+    queues = deal(runs, jobs)
+    loads = [sum(r.units for r in queue) for queue in queues]
+    makespan = max(loads) if runs else 0
+    slot = (budget_s - reserve_s) / makespan if makespan else 0.0
+    time_budget = math.floor(slot - overhead_s) if makespan else 0
+    if runs and time_budget < MIN_RUN_S:
+        raise ValueError(
+            f"{len(runs)} runs ({sum(loads)} trainings) on {jobs} workers leave "
+            f"{time_budget} s of training per run within {budget_s:g} s; raise --budget or "
+            "--jobs, or leave out the tables (--no-tables)"
+        )
+    plan_runs = []
+    for worker, queue in enumerate(queues):
+        for run in queue:
+            plan_runs.append(
+                {
+                    "run": run.label,
+                    "kind": run.kind,
+                    "worker": worker,
+                    "units": run.units,
+                    "run_dir": _rel(run.run_dir),
+                    "time_budget_s": time_budget,
+                    "command": shlex.join([*run.train, "--time-budget", str(time_budget)]),
+                }
+            )
+    return {
+        "budget_s": budget_s,
+        "jobs": jobs,
+        "threads_per_job": _threads(jobs),
+        "overhead_s": overhead_s,
+        "reserve_s": reserve_s,
+        "n_runs": len(runs),
+        "units": sum(loads),
+        "makespan_units": makespan,
+        "slot_s": round(slot, 1),
+        "time_budget_s": time_budget,
+        "estimated_s": round(makespan * slot + reserve_s, 1),
+        "runs": plan_runs,
+    }
+
+
+def gpu_campaign(
+    *,
+    budget_s: float = 600.0,
+    jobs: int = GPU_JOBS,
+    zoo_variant: str = "full",
+    tables_variant: str = "full",
+    tables: bool = True,
+    tasks: list[str] | None = None,
+    device: str = "cuda",
+    overhead_s: float = GPU_OVERHEAD_S,
+    reserve_s: float = GPU_RESERVE_S,
+    max_mb: float = 60.0,
+    only_if_better: bool = True,
+    dry_run: bool = False,
+    out: Path | None = None,
+) -> dict[str, Any]:
+    """``gpu``: train and package the whole zoo and all table rows within ``budget_s``.
+
+    Untested on a GPU (none was available to this work; the plan and commands are
+    tested on a CPU with ``--dry-run``).
+    """
+    started = time.time()
+    runs = campaign_runs(
+        zoo_variant=zoo_variant, tables_variant=tables_variant, tables=tables, device=device,
+        tasks=tasks,
+    )  # fmt: skip
+    plan = gpu_plan(runs, budget_s=budget_s, jobs=jobs, overhead_s=overhead_s, reserve_s=reserve_s)
+    plan.update(device=device, zoo_variant=zoo_variant, tables_variant=tables_variant)
+    header = (
+        f"GPU campaign: {plan['n_runs']} runs ({plan['units']} trainings) on {jobs} workers "
+        f"({plan['threads_per_job']} CPU thread(s) each), {plan['makespan_units']} slots of "
+        f"{plan['slot_s']:g} s: --time-budget {plan['time_budget_s']} s per training, "
+        f"{overhead_s:g} s overhead per run, {reserve_s:g} s for packaging and reports; "
+        f"at most {plan['estimated_s']:g} s of {budget_s:g} s"
+    )
+    if dry_run:
+        print(header)
+        for item in plan["runs"]:
+            print(f"[worker {item['worker']}] {item['command']}")
+        return plan
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA GPU here: give --device cpu (or run it where there is one)")
+    missing = sorted({r.train[r.train.index("--images") + 1] for r in runs
+                      if not (ROOT / r.train[r.train.index("--images") + 1]).is_dir()})  # fmt: skip
+    if missing:
+        raise SystemExit(f"no training data in {missing}: run scripts/make_splits.py first")
+    out = out or GPU_OUT
+    out.mkdir(parents=True, exist_ok=True)
+    log_lock = threading.Lock()
+    log_path = out / "campaign.log"
+
+    def log(line: str) -> None:
+        stamped = f"[{time.time() - started:6.0f} s] {line}"
+        with log_lock, open(log_path, "a") as f:
+            print(stamped, flush=True)
+            f.write(stamped + "\n")
+
+    log(header)
+    queues = [queue for queue in deal(runs, jobs) if queue]  # the plan's queues
+    deadline = started + budget_s - reserve_s
+    threads = plan["threads_per_job"]
+
+    def worker(queue: list[Run]) -> list[dict]:
+        records = []
+        for i, run in enumerate(queue):
+            units_left = sum(r.units for r in queue[i:])
+            per_unit = (deadline - time.time()) / units_left
+            budget = math.floor(per_unit - overhead_s)  # runs that ended early leave more
+            if budget < MIN_RUN_S:
+                log(f"{run.label}: not started, out of time")
+                records.append({"run": run.label, "kind": run.kind, "state": "skipped"})
+                continue
+            record = drive(run, threads=threads, time_budget=budget, log=log,
+                           timeout=(budget + overhead_s) * run.units * 2 + 60)  # fmt: skip
+            record["time_budget_s"] = budget
+            records.append(record)
+        return records
+
+    with ThreadPoolExecutor(jobs) as pool:
+        records = [r for rs in pool.map(worker, queues) for r in rs]
+    zoo_done = [r for r in records if r.get("kind") == "zoo" and r.get("dice") is not None]
+    zoo_done.sort(key=lambda r: -r["dice"])  # the best first, while the size budget lasts
+    shipped = package(
+        [r["run"] for r in zoo_done],
+        variant=zoo_variant,
+        max_mb=max_mb,
+        device=device,
+        only_if_better=only_if_better,
+        log=log,
+    )
+    if tables:
+        import paper_tables
+
+        paper_tables.write_results()
+    result = {
+        **plan,
+        "records": records,
+        "packaged": shipped,
+        "total_s": round(time.time() - started, 1),
+    }
+    _write_json(out / "campaign.json", result)
+    log(f"done in {result['total_s']:.0f} s; {_rel(out / 'campaign.json')}")
+    return result
+
+
+# -- command line --------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("recipes")
-    t = sub.add_parser("train")
-    t.add_argument("names", nargs="*")
-    t.add_argument("--jobs", type=int, default=1)
-    p = sub.add_parser("package")
-    p.add_argument("names", nargs="*")
-    p.add_argument("--max-mb", type=float, default=60.0)
-    sub.add_parser("commands").add_argument("name")
+    r = sub.add_parser("recipes", help="write the recipes")
+    r.add_argument("--full", action="store_true", help="the full-width recipes (recipes/full/)")
+
+    def variant_flag(p):
+        p.add_argument(
+            "--full", dest="variant", action="store_const", const="full", default="compact",
+            help="the full-width recipes and their runs (runs/zoo_full/)",
+        )  # fmt: skip
+
+    t = sub.add_parser("train", help="start, resume or extend runs; evaluate them")
+    t.add_argument("names", nargs="*", help="recipe names (default: all)")
+    t.add_argument("--jobs", type=int, default=1, help="runs at a time (CPU threads shared)")
+    t.add_argument("--time-budget", type=float, default=None, help="seconds per sitting and run")
+    t.add_argument("--epochs", type=int, default=None, help="train (on) to this many epochs")
+    t.add_argument("--precision", default=None, help="auto, fp32, bf16 or fp16")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--package", action="store_true", help="ship each model when its run is done")
+    t.add_argument("--max-mb", type=float, default=60.0)
+    t.add_argument(
+        "--force", action="store_true", help="resume runs marked running (written < 30 min ago)"
+    )
+    variant_flag(t)
+    s = sub.add_parser("status", help="where every run is")
+    s.add_argument("names", nargs="*")
+    s.add_argument("--runs", type=Path, default=None, help="a runs folder (default runs/zoo)")
+    variant_flag(s)
+    p = sub.add_parser("package", help="ship runs' models (adds or replaces only those)")
+    p.add_argument("names", nargs="*", help="run names (default: every finished run)")
+    p.add_argument("--max-mb", type=float, default=60.0, help="size budget of the weights folder")
+    p.add_argument("--runs", type=Path, default=None, help="a runs folder (default runs/zoo)")
+    p.add_argument("--device", default="cpu", help="device that scores the shipped files")
+    p.add_argument("--only-if-better", action="store_true",
+                   help="keep a shipped model whose validation Dice is as good")  # fmt: skip
+    variant_flag(p)
+    sub.add_parser("docs", help="docs/zoo.md from the shipped cards (checks index.json)")
+    sub.add_parser("check", help="is every shipped card complete? (reads JSON only)")
+    c = sub.add_parser("complete", help="fill derivable card fields of shipped models")
+    c.add_argument("names", nargs="*")
+    c.add_argument("--all", action="store_true")
+    c.add_argument("--dry-run", action="store_true", help="say what would be filled")
+    sub.add_parser("commands", help="the train and evaluate commands of a recipe").add_argument(
+        "name"
+    )
     sub.add_parser("annotate", help="write the object rules into shipped cards").add_argument(
         "names", nargs="+"
     )
-    args = parser.parse_args()
+    g = sub.add_parser("gpu", help="the whole zoo and every table row on one GPU")
+    g.add_argument("--budget", type=float, default=600.0, help="seconds for everything")
+    g.add_argument("--jobs", type=int, default=GPU_JOBS, help="runs at once on the GPU")
+    g.add_argument("--device", default="cuda")
+    g.add_argument("--zoo-variant", choices=VARIANTS, default="full")
+    g.add_argument("--tables-variant", choices=VARIANTS, default="full")
+    g.add_argument("--no-tables", dest="tables", action="store_false")
+    g.add_argument("--task", action="append", default=[], help="only these tasks (repeatable)")
+    g.add_argument("--overhead", type=float, default=GPU_OVERHEAD_S, help="seconds per run")
+    g.add_argument("--reserve", type=float, default=GPU_RESERVE_S, help="seconds kept at the end")
+    g.add_argument("--max-mb", type=float, default=60.0)
+    g.add_argument("--replace", dest="only_if_better", action="store_false",
+                   help="ship every new model, even where the shipped one is better")  # fmt: skip
+    g.add_argument("--dry-run", action="store_true", help="print the plan and the commands")
+    g.add_argument("--out", type=Path, default=None, help="campaign.json/log folder (runs/gpu)")
+    args = parser.parse_args(argv)
     if args.cmd == "recipes":
-        write_recipes()
+        write_recipes("full" if args.full else "compact")
     elif args.cmd == "train":
-        train_all(args.names, args.jobs)
+        train_all(
+            args.names,
+            variant=args.variant,
+            jobs=args.jobs,
+            time_budget=args.time_budget,
+            epochs=args.epochs,
+            precision=args.precision,
+            device=args.device,
+            package_done=args.package,
+            max_mb=args.max_mb,
+            force=args.force,
+        )
+    elif args.cmd == "status":
+        status(args.names, args.variant, args.runs)
     elif args.cmd == "package":
-        package(args.max_mb, args.names)
+        package(
+            args.names,
+            variant=args.variant,
+            runs=args.runs,
+            max_mb=args.max_mb,
+            device=args.device,
+            only_if_better=args.only_if_better,
+        )
+    elif args.cmd == "docs":
+        print(f"wrote {_rel(write_zoo_doc())}")
+        defaults = task_defaults(shipped_cards())
+        index = _read_json(WEIGHTS / "index.json").get("defaults")
+        if index != defaults:
+            print(f"index.json says {index}, the cards {defaults}: `zoo.py package` rewrites it")
+            return 1
+    elif args.cmd == "check":
+        return check_shipped()
+    elif args.cmd == "complete":
+        names = sorted(shipped_cards()) if args.all else args.names
+        if not names:
+            parser.error("complete: name models or give --all")
+        complete_shipped(names, dry_run=args.dry_run)
     elif args.cmd == "annotate":
         annotate(args.names)
     elif args.cmd == "commands":
         for cmd in commands(args.name, RUNS / args.name):
             print(shlex.join(cmd))
+    elif args.cmd == "gpu":
+        gpu_campaign(
+            budget_s=args.budget,
+            jobs=args.jobs,
+            zoo_variant=args.zoo_variant,
+            tables_variant=args.tables_variant,
+            tables=args.tables,
+            tasks=args.task or None,
+            device=args.device,
+            overhead_s=args.overhead,
+            reserve_s=args.reserve,
+            max_mb=args.max_mb,
+            only_if_better=args.only_if_better,
+            dry_run=args.dry_run,
+            out=args.out,
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

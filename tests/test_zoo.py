@@ -2,14 +2,20 @@
 
 import hashlib
 import http.server
+import sys
 import threading
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
 
 from napari_attnseg import zoo
 from napari_attnseg.models import create_model, save_model
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import zoo as script  # noqa: E402  scripts/zoo.py
 
 
 @pytest.fixture
@@ -70,3 +76,17 @@ def test_url_without_pin_or_with_wrong_hash_is_refused(
         zoo.resolve(f"{base}/remote.safetensors")
     with pytest.raises(ValueError, match="remote.safetensors"):
         zoo.resolve(f"{base}/remote.safetensors#sha256={'0' * 64}")
+
+
+def test_every_shipped_card_is_complete():
+    """The card keys scripts/zoo.py requires (data, licence, recipe, command, device,
+    precision, threads, wall time, epochs, fp16 validation metrics); JSON only."""
+    cards = script.shipped_cards()
+    assert cards, "no shipped cards"
+    for name, card in cards.items():
+        # cards written before training.precision existed state it through config.amp
+        assert script.missing_card_keys(card, legacy=True) == [], name
+        assert (
+            card["metrics"]["weights"] == "fp16 as shipped" and card["weights_dtype"] == "float16"
+        )
+        assert (ROOT / card["metadata"]["recipe"]).is_file(), name
