@@ -79,8 +79,11 @@ class Processes:
     def device(self, name: str) -> torch.device:
         """This process's device: ``name`` resolved alone; under NCCL GPU ``LOCAL_RANK``
         (set by :func:`process_group`); under gloo the CPU."""
-        if not self.active:
-            return resolve_device(name)
+        return self._group_device if self.active else resolve_device(name)
+
+    @property
+    def _group_device(self) -> torch.device:
+        """Where the group's collectives take tensors: this process's GPU (NCCL) or the CPU."""
         if self.backend == "nccl":
             return torch.device("cuda", torch.cuda.current_device())
         return torch.device("cpu")
@@ -124,8 +127,7 @@ class Processes:
     def mean(self, total: float, count: int) -> float:
         """``sum(total) / sum(count)`` over the processes (an all-reduce)."""
         if self.active:
-            device = self.device("auto") if self.backend == "nccl" else torch.device("cpu")
-            both = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
+            both = torch.tensor([total, count], dtype=torch.float64, device=self._group_device)
             dist.all_reduce(both, op=dist.ReduceOp.SUM)
             total, count = float(both[0]), int(both[1])
         return total / max(1, count)
