@@ -43,6 +43,15 @@ and no other flag; --epochs (to train longer), --time-budget (seconds per
 sitting), --device and --precision may be given with --resume. A resumed run
 ends with the weights an uninterrupted one would have. Starting a new run in a
 folder that holds an unfinished one is refused.
+
+On several GPUs (or CPU processes), start the same command under torchrun:
+
+    torchrun --nproc-per-node N -m napari_attnseg.cli train ...
+
+Each process trains on its share of every epoch with batch --batch-size (so
+a step sees N x batch patches) and rank 0 alone writes the model, the card
+and the run folder. Resume such a run under torchrun with the same N.
+See docs/distributed_training.md (NCCL/gloo, SLURM, timeouts).
 """
 
 FINETUNE_HELP = """\
@@ -52,6 +61,8 @@ scale, input size); training starts from lr 1e-4 for 20 epochs with early
 stopping after 10 epochs without improvement, and flags override any of it.
 The result is a new model file (the original is never changed) whose card
 names the model it was tuned from; every other subcommand accepts it.
+Under `torchrun --nproc-per-node N -m napari_attnseg.cli finetune ...` it
+trains with DDP on N processes and rank 0 alone writes the model.
 """
 
 #: flags a resumed run may take; everything else comes from RUN/run.json
@@ -306,27 +317,45 @@ def _new_spec(args: argparse.Namespace):
     )
 
 
+def _resume_command(run_dir: Path, world_size: int) -> str:
+    """How to continue a run trained by ``world_size`` processes."""
+    if world_size == 1:
+        return f"attnseg train --resume {run_dir}"
+    return (
+        f"torchrun --nproc-per-node {world_size} -m napari_attnseg.cli train --resume {run_dir} "
+        f"({world_size} processes in all, as before)"
+    )
+
+
 def run_train(args: argparse.Namespace) -> int:
     from ..training import default_run_dir, run_training, start_run
+    from ..training.distributed import process_group
 
     if args.resume:
         spec, run_dir = _resumed_spec(args), Path(args.resume)
     else:
         spec = _new_spec(args)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.out)
-        start_run(spec, run_dir)
-    try:
-        with (
-            ProgressBar("loading", disable=args.quiet, unit="image") as loading,
-            ProgressBar("training", disable=args.quiet) as bar,
-        ):
-            result = run_training(
-                spec, run_dir, resume=bool(args.resume), progress=bar, load_progress=loading
-            )
-    except BaseException:
-        if spec.prune_threshold is None and (run_dir / "last.ckpt").exists():
-            print(f"continue this run with: attnseg train --resume {run_dir}", file=sys.stderr)
-        raise
+    with process_group(spec.recipe.train.device) as processes:
+        quiet = args.quiet or not processes.is_main
+        if not args.resume:
+            processes.on_main(start_run, spec, run_dir)
+        try:
+            with (
+                ProgressBar("loading", disable=quiet, unit="image") as loading,
+                ProgressBar("training", disable=quiet) as bar,
+            ):
+                result = run_training(
+                    spec, run_dir, resume=bool(args.resume), progress=bar, load_progress=loading
+                )
+        except BaseException:
+            resumable = spec.prune_threshold is None and (run_dir / "last.ckpt").exists()
+            if resumable and processes.is_main:
+                command = _resume_command(run_dir, spec.world_size)
+                print(f"continue this run with: {command}", file=sys.stderr)
+            raise
+    if not processes.is_main:
+        return 0
     if result.prune is not None:
         print(
             "focal w after the w = 0 probe: "
@@ -340,24 +369,28 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     from ..training import finetune, finetune_recipe, load_folder_data
+    from ..training.distributed import process_group
     from ..zoo import load
 
     model = load(args.model)
     recipe = _override(finetune_recipe(model), args)
-    with ProgressBar("loading", disable=args.quiet, unit="image") as bar:
-        train, val, _ = load_folder_data(
-            args.images,
-            args.masks,
-            recipe.data,
-            fov=args.fov,
-            val_images=args.val_images,
-            val_masks=args.val_masks,
-            val_fov=args.val_fov,
-            progress=bar,
-        )
-    with ProgressBar("fine-tuning", disable=args.quiet) as bar:
-        tuned, history = finetune(
-            model, train, val, recipe.train, out=args.out, base_name=args.model, progress=bar
-        )
-    _summary(history, args.out)
+    with process_group(recipe.train.device) as processes:
+        quiet = args.quiet or not processes.is_main
+        with ProgressBar("loading", disable=quiet, unit="image") as bar:
+            train, val, _ = load_folder_data(
+                args.images,
+                args.masks,
+                recipe.data,
+                fov=args.fov,
+                val_images=args.val_images,
+                val_masks=args.val_masks,
+                val_fov=args.val_fov,
+                progress=bar,
+            )
+        with ProgressBar("fine-tuning", disable=quiet) as bar:
+            tuned, history = finetune(
+                model, train, val, recipe.train, out=args.out, base_name=args.model, progress=bar
+            )
+    if processes.is_main:
+        _summary(history, args.out)
     return 0

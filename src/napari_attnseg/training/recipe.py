@@ -33,6 +33,8 @@ from ..models import compact_options
 from ..models.base import SegmentationModel
 from ..progress import CancelToken, ProgressCallback
 from .config import TrainConfig, read_json
+from .distributed import current as current_processes
+from .distributed import is_main_process
 from .trainer import History
 from .workflows import DataSpec, PruneResult, load_folder_data, prune_workflow, train_new
 
@@ -216,7 +218,8 @@ class RunSpec:
     run started in) to resolve relative ones from anywhere. ``prune_threshold``
     set means the Focal pruning workflow (probe with w = 0, prune, retrain).
     ``status`` is ``"running"`` until the run ends (``"finished: <why>"``) or
-    fails (``"interrupted: <why>"``).
+    fails (``"interrupted: <why>"``). ``world_size`` is the number of processes
+    that train it (more than 1 under torchrun); a resumed run needs as many.
     """
 
     recipe: Recipe
@@ -230,6 +233,7 @@ class RunSpec:
     prune_threshold: float | None = None
     cwd: str = field(default_factory=os.getcwd)
     status: str = "running"
+    world_size: int = 1
 
     def path(self, name: str) -> Path | None:
         """The named path (``images``, ``out``, …) resolved against the run's ``cwd``."""
@@ -247,6 +251,7 @@ class RunSpec:
             "prune_threshold": self.prune_threshold,
             "cwd": self.cwd,
             "status": self.status,
+            "world_size": self.world_size,
         }
 
     @classmethod
@@ -309,6 +314,7 @@ def start_run(spec: RunSpec, run_dir: str | Path) -> Path:
     elif run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"run folder {run_dir} exists and is not a folder")
     spec.status = "running"
+    spec.world_size = current_processes().world_size
     return spec.save(run_dir)
 
 
@@ -334,6 +340,7 @@ def run_training(
     The run's ``run.json`` in ``run_dir`` is updated with the outcome.
     ``resume`` continues from ``run_dir/last.ckpt``; the pruning workflow
     (two trainings in a row) cannot be resumed and is started again instead.
+    Under torchrun every process calls this and only rank 0 writes.
     """
     run_dir = Path(run_dir)
     recipe = spec.recipe
@@ -391,10 +398,12 @@ def run_training(
             result = RunResult(model, history)
     except BaseException as exc:
         spec.status = f"interrupted: {type(exc).__name__}: {exc}".rstrip(": ")
-        spec.save(run_dir)
+        if is_main_process():
+            spec.save(run_dir)
         raise
     spec.status = f"finished: {result.history.stopped}"
-    spec.save(run_dir)
+    if is_main_process():
+        spec.save(run_dir)
     return result
 
 

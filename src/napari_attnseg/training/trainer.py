@@ -28,7 +28,11 @@
   raised; on a stop request (:meth:`CancelToken.request_stop`) it finishes the
   current epoch and returns normally with the best weights so far;
 * stops early after ``early_stopping`` epochs without improvement or when the
-  time budget is spent.
+  time budget is spent;
+* under ``torchrun`` (a ``torch.distributed`` process group), trains with DDP:
+  each process takes its share of every epoch, validation images are shared
+  out and their results gathered, and rank 0 alone writes checkpoints
+  (:mod:`napari_attnseg.training.distributed`).
 """
 
 from __future__ import annotations
@@ -49,13 +53,14 @@ from torch.utils.data import DataLoader
 from .._files import atomic_write
 from ..data.augmentation import Augmenter
 from ..data.patches import PatchDataset
-from ..inference.device import autocast_dtype, resolve_device
+from ..inference.device import autocast_dtype
 from ..losses import build_loss, distance_penalty_map, loss_needs_dpt
 from ..metrics import MetricAccumulator, multiclass_metrics
 from ..models import clamp_focal_weights, focal_weights, save_model
 from ..models.base import SegmentationModel, class_probabilities
 from ..progress import Cancelled, CancelToken, ProgressCallback, check, report, stop_requested
 from .config import TrainConfig
+from .distributed import current as current_processes
 from .optim import build_optimizer, build_scheduler
 
 VAL_METRICS = ("dice", "jaccard", "precision", "sensitivity")
@@ -124,7 +129,11 @@ class Trainer:
             raise ValueError("no training samples")
         self.model = model
         self.config = config
-        self.device = resolve_device(config.device)
+        #: the processes training together (one, unless started by torchrun)
+        self.processes = current_processes()
+        self.device = self.processes.device(config.device)
+        #: what the training steps call: ``model``, or ``model`` in DDP (set by :meth:`fit`)
+        self.network: torch.nn.Module = model
         #: the autocast dtype of the forward pass (None: fp32) and its name
         self.autocast_dtype = autocast_dtype(self.device, config.precision)
         self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[
@@ -148,15 +157,17 @@ class Trainer:
             with_dpt=self.with_dpt,
             samples_per_epoch=config.samples_per_epoch,
             fg_fraction=config.fg_fraction,
-            seed=config.seed,
+            seed=self.processes.seed(config.seed),
         )
+        #: this process's share of each epoch (None: a single process takes all)
+        self.sampler = self.processes.sampler(self.train_data, config.seed)
         self.val_samples = list(val_samples)
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.on_epoch = on_epoch
         self.history = History()
         self.start_epoch = 0
         self.optimizer = build_optimizer(model, config)
-        self.steps_per_epoch = math.ceil(len(self.train_data) / config.batch_size)
+        self.steps_per_epoch = math.ceil(self._items_per_epoch / config.batch_size)
         self.scheduler, self.per_step_schedule = build_scheduler(
             self.optimizer, config, config.epochs * self.steps_per_epoch
         )
@@ -164,6 +175,11 @@ class Trainer:
             "cuda", enabled=self.precision == "fp16" and self.device.type == "cuda"
         )
         self._best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def _items_per_epoch(self) -> int:
+        """Patches this process trains on per epoch."""
+        return len(self.sampler if self.sampler is not None else self.train_data)
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(
@@ -191,6 +207,7 @@ class Trainer:
             "best_state": self._best_state,
             "scaler": self.scaler.state_dict(),
             "config": self.config.to_dict(),
+            "world_size": self.processes.world_size,
         }
         atomic_write(self.last_path, lambda tmp: torch.save(state, tmp))
 
@@ -217,6 +234,17 @@ class Trainer:
                 f"{path} was written by a run with other training settings ({detail}); "
                 f"only {', '.join(RESUMABLE_CHANGES)} may change when resuming"
             )
+        world_size = state.get("world_size", 1)
+        if world_size != self.processes.world_size:
+            how = (
+                f"under torchrun with {world_size} processes in all"
+                if world_size > 1
+                else "in one process (without torchrun)"
+            )
+            raise ValueError(
+                f"{path} was written by a run of {world_size} process(es) and this one has "
+                f"{self.processes.world_size}; resume it {how} so that it continues the same run"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state["scheduler"]:
@@ -232,15 +260,18 @@ class Trainer:
         generator = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         if hasattr(self.train_data, "set_epoch"):
             self.train_data.set_epoch(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
         return DataLoader(
             self.train_data,
             batch_size=self.config.batch_size,
-            shuffle=True,
+            shuffle=self.sampler is None,
+            sampler=self.sampler,
             num_workers=self.config.num_workers,
             generator=generator,
             # a trailing batch of one breaks batch norm on 1×1 maps (e.g. AF-Net's GFF gate);
             # the order is reshuffled every epoch, so no sample is systematically left out
-            drop_last=len(self.train_data) > self.config.batch_size,
+            drop_last=self._items_per_epoch > self.config.batch_size,
         )
 
     def _loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -258,7 +289,7 @@ class Trainer:
             check(cancel)
             x = batch["image"].to(self.device, non_blocking=True)
             with self._autocast():
-                logits = self.model(x)
+                logits = self.network(x)
             loss = self._loss(logits, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -285,7 +316,7 @@ class Trainer:
                 cfg.epochs * steps,
                 f"epoch {epoch + 1}/{cfg.epochs} · loss {total / count:.4f}",
             )
-        return total / max(1, count)
+        return self.processes.mean(total, count)
 
     @torch.no_grad()
     def validate(self) -> dict[str, Any]:
@@ -297,53 +328,70 @@ class Trainer:
         ``val_dice`` (and the other ``val_*`` metrics) is the mean over the
         foreground classes 1..K−1, and ``val_dice_per_class`` lists the Dice of
         every class, background first, each averaged over the images.
+
+        Under torchrun each process scores its share of the images (on rank 0's
+        batch-norm statistics) and every process combines all the per-image
+        results, so every process gets the record a single process would.
         """
         self.model.eval()
-        multiclass = self.n_classes > 2
+        self.processes.sync_buffers(self.model)
         binary = MetricAccumulator()
-        per_image: list[dict[str, Any]] = []
-        losses = []
-        for sample in self.val_samples:
-            x = torch.as_tensor(sample.image, dtype=torch.float32)[None].to(self.device)
-            mask = np.asarray(sample.mask)
-            valid = mask >= 0
-            if sample.roi is not None:
-                valid &= np.asarray(sample.roi, bool)
-            truth = np.where(valid, mask, 0)
-            target = torch.as_tensor(truth, dtype=torch.long)[None]
-            with self._autocast():
-                logits = self.model(x)
-            logits = logits.float()
-            kwargs = {"valid": torch.as_tensor(valid)[None].to(self.device)}
-            if self.with_dpt:
-                if getattr(sample, "dpt", None) is None:
-                    sample.dpt = distance_penalty_map(truth, self.n_classes)
-                kwargs["dpt"] = torch.as_tensor(sample.dpt)[None].to(self.device)
-            losses.append(float(self.loss_fn(logits, target.to(self.device), **kwargs)))
-            probs = class_probabilities(logits)[0].cpu().numpy()
-            if multiclass:
-                labels = probs.argmax(axis=0)
-                per_image.append(multiclass_metrics(labels, truth, self.n_classes, roi=valid))
-            else:
-                binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
-        result: dict[str, Any] = {"val_loss": float(np.mean(losses))}
-        if multiclass:
-            for key in VAL_METRICS:
-                result[f"val_{key}"] = _nanmean([m[key] for m in per_image])
+        rows = self.processes.gather(
+            (i, self._validate_image(sample, binary))
+            for i, sample in self.processes.shard(self.val_samples)
+        )
+        result: dict[str, Any] = {"val_loss": float(np.mean([row["loss"] for row in rows]))}
+        for key in VAL_METRICS:
+            result[f"val_{key}"] = _nanmean([row[key] for row in rows])
+        if self.n_classes > 2:
             result["val_dice_per_class"] = [
-                _nanmean([m["per_class"][c]["dice"] for m in per_image])
-                for c in range(self.n_classes)
+                _nanmean([row["dice_per_class"][c] for row in rows]) for c in range(self.n_classes)
             ]
-        else:
-            summary = binary.summary()
-            for key in VAL_METRICS:
-                result[f"val_{key}"] = float(summary["mean"][key])
         return result
+
+    def _validate_image(self, sample, binary: MetricAccumulator) -> dict[str, Any]:
+        """The loss and :data:`VAL_METRICS` of one validation image (and each class's Dice)."""
+        x = torch.as_tensor(sample.image, dtype=torch.float32)[None].to(self.device)
+        mask = np.asarray(sample.mask)
+        valid = mask >= 0
+        if sample.roi is not None:
+            valid &= np.asarray(sample.roi, bool)
+        truth = np.where(valid, mask, 0)
+        target = torch.as_tensor(truth, dtype=torch.long)[None]
+        with self._autocast():
+            logits = self.model(x)
+        logits = logits.float()
+        kwargs = {"valid": torch.as_tensor(valid)[None].to(self.device)}
+        if self.with_dpt:
+            if getattr(sample, "dpt", None) is None:
+                sample.dpt = distance_penalty_map(truth, self.n_classes)
+            kwargs["dpt"] = torch.as_tensor(sample.dpt)[None].to(self.device)
+        loss = float(self.loss_fn(logits, target.to(self.device), **kwargs))
+        probs = class_probabilities(logits)[0].cpu().numpy()
+        if self.n_classes > 2:
+            metrics = multiclass_metrics(probs.argmax(axis=0), truth, self.n_classes, roi=valid)
+            row = {"dice_per_class": [m["dice"] for m in metrics["per_class"]]}
+        else:
+            metrics = binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
+            row = {}
+        return {"loss": loss, **{k: metrics[k] for k in VAL_METRICS}, **row}
 
     def _score(self, record: dict[str, Any]) -> float:
         if self.config.monitor == "loss" or "val_dice" not in record:
             return -record.get("val_loss", record["train_loss"])
         return record["val_dice"]
+
+    def _stop_reason(self, epoch: int, stale: int, elapsed: float, cancel) -> str:
+        """Why training stops after ``epoch`` ("" to go on); rank 0's answer on every process."""
+        cfg = self.config
+        reason = ""
+        if stop_requested(cancel):
+            reason = f"stopped by the user after epoch {epoch + 1}"
+        elif cfg.early_stopping is not None and stale >= cfg.early_stopping:
+            reason = f"early stopping after epoch {epoch + 1}"
+        elif cfg.time_budget is not None and elapsed >= cfg.time_budget:
+            reason = f"time budget reached after epoch {epoch + 1}"
+        return self.processes.from_main(reason)
 
     def fit(
         self,
@@ -353,8 +401,10 @@ class Trainer:
         cfg = self.config
         self.model.to(self.device)
         initial = copy.deepcopy(self.model.state_dict())
-        if self.checkpoint_dir:
+        writes = self.checkpoint_dir is not None and self.processes.is_main
+        if writes:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.network = self.processes.wrap(self.model)
         sitting = time.perf_counter()
         start = sitting - self.history.seconds
         stale = 0
@@ -366,7 +416,7 @@ class Trainer:
                     # a resumed run that had already stopped early
                     self.history.stopped = f"early stopping after epoch {epoch}"
                     break
-                seed_everything(epoch_seed(cfg.seed, epoch))
+                seed_everything(epoch_seed(self.processes.seed(cfg.seed), epoch))
                 t0 = time.perf_counter()
                 record: dict[str, Any] = {"epoch": epoch + 1}
                 record["train_loss"] = self._train_epoch(epoch, progress, cancel)
@@ -392,21 +442,15 @@ class Trainer:
                 record["best"] = improved
                 self.history.epochs.append(record)
                 self.history.seconds = time.perf_counter() - start
-                if self.checkpoint_dir:
+                if writes:
                     if improved:
                         save_model(self.model, self.best_path)
                     self._save_last(epoch)
                 if self.on_epoch is not None:
                     self.on_epoch(record)
-                if stop_requested(cancel):
-                    self.history.stopped = f"stopped by the user after epoch {epoch + 1}"
-                    break
-                if cfg.early_stopping is not None and stale >= cfg.early_stopping:
-                    self.history.stopped = f"early stopping after epoch {epoch + 1}"
-                    break
-                elapsed = time.perf_counter() - sitting
-                if cfg.time_budget is not None and elapsed >= cfg.time_budget:
-                    self.history.stopped = f"time budget reached after epoch {epoch + 1}"
+                stopped = self._stop_reason(epoch, stale, time.perf_counter() - sitting, cancel)
+                if stopped:
+                    self.history.stopped = stopped
                     break
             else:
                 self.history.stopped = "completed"
@@ -414,6 +458,8 @@ class Trainer:
             self.model.load_state_dict(self._best_state or initial)
             self.history.stopped = "cancelled"
             raise
+        finally:
+            self.network = self.model  # DDP's hooks go with the wrapper
         self.model.load_state_dict(self._best_state or self.model.state_dict())
         self.model.eval()
         report(progress, 1, 1, self.history.stopped)

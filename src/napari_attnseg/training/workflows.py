@@ -30,6 +30,7 @@ from ..models.base import SegmentationModel
 from ..objects import diameter_summary
 from ..progress import CancelToken, ProgressCallback
 from .config import TrainConfig, _integer, _number
+from .distributed import is_main_process
 from .trainer import VAL_METRICS, History, Trainer
 
 
@@ -142,6 +143,7 @@ def training_record(trainer: Trainer, history: History, **extra: Any) -> dict[st
         "n_train": len(trainer.train_data.samples),
         "n_val": len(trainer.val_samples),
         "environment": _environment(trainer.device),
+        "distributed": trainer.processes.record(trainer.config.batch_size),
         "history": [{k: v for k, v in e.items() if k not in ("seconds",)} for e in history.epochs],
         **extra,
     }
@@ -163,7 +165,10 @@ def train_new(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[SegmentationModel, History]:
-    """Build ``arch`` with ``options``, train it and (with ``out``) save it with its card."""
+    """Build ``arch`` with ``options``, train it and (with ``out``) save it with its card.
+
+    Under torchrun every process trains and only rank 0 saves.
+    """
     torch.manual_seed(config.seed)
     model = create_model(arch, in_channels=data.in_channels, n_classes=data.n_classes, **options)
     model.card = ModelCard.from_dict(
@@ -181,7 +186,7 @@ def train_new(
         trainer.resume()
     history = trainer.fit(progress=progress, cancel=cancel)
     model.card.training = {**model.card.training, **training_record(trainer, history)}
-    if out is not None:
+    if out is not None and is_main_process():
         save_model(model, out)
     return model, history
 
@@ -233,7 +238,7 @@ def finetune(
         ),
     }
     tuned.card = card
-    if out is not None:
+    if out is not None and is_main_process():
         save_model(tuned, out)
     return tuned, history
 
