@@ -28,7 +28,7 @@ from napari_attnseg.benchmark import (
 )
 from napari_attnseg.benchmark.report import markers
 from napari_attnseg.cli import main
-from napari_attnseg.inference import cpu_has_native_bf16
+from napari_attnseg.inference import resolve_precision
 
 
 @pytest.fixture
@@ -71,8 +71,8 @@ def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
     machine_keys = {"device", "device_name", "torch", "torch_threads", "cpu_count"}
     assert machine_keys <= set(report["machine"])
     assert report["machine"]["torch_threads"] == 1
-    # auto: bf16 autocast where the CPU computes it natively, fp32 elsewhere
-    auto = "bf16" if cpu_has_native_bf16() else "fp32"
+    # auto: bf16 autocast where the CPU computes it natively and faster, fp32 elsewhere
+    auto = resolve_precision(torch.device("cpu"))
     assert report["precision"] == auto
     assert set(report["load_average"]) == {"start", "end"}
     # variants that resolve alike are measured once (auto+cl = fp32+cl without bf16)
@@ -192,7 +192,7 @@ def test_variant_specs():
     assert parse_variant("bf16", cpu).dtype == torch.bfloat16
     assert parse_variant("auto+cl", cpu, auto="fp32").name == "fp32+cl"
     # auto resolves like everywhere else in the package, and duplicates collapse
-    auto = "bf16" if cpu_has_native_bf16() else "fp32"
+    auto = resolve_precision(torch.device("cpu"))
     assert [v.name for v in parse_variants(["fp32", "auto", "fp32"], cpu)] == \
         list(dict.fromkeys(["fp32", auto]))
     for bad in ("fp64", "fp32+cl+cl", "fp32+turbo", ""):

@@ -135,9 +135,22 @@ def test_blockwise_is_identical_to_the_whole_image(model_path, tmp_path, tta):
     got_labels, got_probs, done = output(tmp_path / "out.zarr")
     assert labels.shape == image.shape and done.shape == (2, 3) and done.all()
     assert labels.chunks == (96, 96)
-    assert np.array_equal(got_probs, reference.foreground)
-    assert np.array_equal(got_labels, reference.labels)
+    if tta:  # the flips of a window go through the network as one batch in the whole image
+        assert_agrees_to_rounding(got_labels, got_probs, reference.labels, reference.foreground)
+    else:
+        assert np.array_equal(got_probs, reference.foreground)
+        assert np.array_equal(got_labels, reference.labels)
     assert 0 < reference.labels.mean() < 1  # a mask with edges, so seams would show
+
+
+def assert_agrees_to_rounding(labels, probs, reference_labels, reference_probs, atol=1e-4):
+    """Equal up to float rounding: CPU inference runs channels-last, where oneDNN's
+    convolutions round differently for another batch composition or thread count
+    (~1e-6 in probability), so labels may differ only where the probability sits at
+    the threshold."""
+    assert np.abs(probs - reference_probs).max() < atol
+    clear = np.abs(reference_probs - 0.5) > atol
+    assert np.array_equal(labels[clear], reference_labels[clear])
 
 
 def test_blockwise_with_tile_batches_agrees_to_rounding(model_path, tmp_path):
@@ -148,9 +161,7 @@ def test_blockwise_with_tile_batches_agrees_to_rounding(model_path, tmp_path):
     )
     reference = whole(model_path, image, settings)
     labels, probs, _ = output(tmp_path / "out.zarr")
-    assert np.abs(probs - reference.foreground).max() < 1e-4
-    clear = np.abs(reference.foreground - 0.5) > 1e-4
-    assert np.array_equal(labels[clear], reference.labels[clear])
+    assert_agrees_to_rounding(labels, probs, reference.labels, reference.foreground)
 
 
 def test_large_planes_get_their_statistics_from_dask(model_path, tmp_path, monkeypatch):
@@ -379,13 +390,19 @@ def test_cluster_failures_name_the_file_and_keep_the_others(client, model_path, 
 def test_cli_on_a_running_cluster_matches_the_single_process_cli(
     client, model_path, folder, tmp_path
 ):
-    argv = ["predict", "--model", str(model_path), str(folder), "--quiet", "--tile-size", "64"]
+    argv = ["predict", "--model", str(model_path), str(folder), "--quiet", "--tile-size", "64",
+            "--probabilities"]
     assert main([*argv, "--out", str(tmp_path / "single")]) == 0
     address = client.scheduler.address
     assert main([*argv, "--out", str(tmp_path / "dask"), "--scheduler", address]) == 0
     for path in sorted(folder.glob("*.tif")):
-        single = read_mask(tmp_path / "single" / path.name, binary=False)
-        assert np.array_equal(read_mask(tmp_path / "dask" / path.name, binary=False), single)
+        single, dask = (
+            (read_mask(tmp_path / run / path.name, binary=False),
+             tifffile.imread(tmp_path / run / "probabilities" / path.name))
+            for run in ("single", "dask")
+        )
+        # the workers run torch on another number of threads than this process
+        assert_agrees_to_rounding(*dask, *single)
 
 
 def test_the_dask_path_never_writes_onto_an_input(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Precision selection: bf16 only where the hardware computes it natively, fp32 otherwise."""
+"""Precision selection: bf16 only where the hardware computes it natively and faster."""
 
 import pytest
 import torch
@@ -9,7 +9,8 @@ from napari_attnseg.inference import (
     cpu_has_native_bf16,
     resolve_precision,
 )
-from napari_attnseg.inference.device import CPU_BF16_ENV
+from napari_attnseg.inference import device as device_module
+from napari_attnseg.inference.device import BF16_MIN_SPEEDUP, CPU_BF16_ENV, cpu_bf16_speedup
 
 CPU = torch.device("cpu")
 
@@ -30,6 +31,33 @@ def test_detection_uses_pytorch_capability_queries(monkeypatch):
     assert resolve_precision(CPU) == "fp32"
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert cpu_has_native_bf16()
+
+
+@pytest.mark.parametrize(("speedup", "expected"), [(0.85, "fp32"), (1.0, "fp32"), (1.6, "bf16")])
+def test_auto_on_a_native_bf16_cpu_takes_bf16_only_where_faster(monkeypatch, speedup, expected):
+    """Native bf16 that runs slower than fp32 (Xeons without AMX: 0.8x) keeps auto at fp32."""
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(device_module, "_measured_cpu_bf16_speedup", lambda: speedup)
+    assert cpu_has_native_bf16()
+    assert resolve_precision(CPU, "auto") == expected
+    assert resolve_precision(CPU, "bf16") == "bf16"  # an explicit choice is still honoured
+
+
+def test_probe_is_skipped_without_native_bf16_and_measures_a_ratio(monkeypatch):
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+
+    def fail():
+        raise AssertionError("probed a CPU without native bf16")
+
+    monkeypatch.setattr(device_module, "_measured_cpu_bf16_speedup", fail)
+    assert resolve_precision(CPU) == "fp32"
+    threads = torch.get_num_threads()
+    ratio = cpu_bf16_speedup(width=8, size=16, repeats=2)
+    assert 0.05 < ratio < 20 and BF16_MIN_SPEEDUP > 1
+    assert torch.get_num_threads() == threads  # the probe restores the thread count
 
 
 def test_explicit_choices_are_honoured_and_mps_stays_fp32(monkeypatch):

@@ -10,7 +10,6 @@ from qtpy.QtGui import QHelpEvent
 from qtpy.QtWidgets import QApplication
 
 from napari_attnseg.models import save_model
-from napari_attnseg.widgets import _finetune_job
 
 from .conftest import blobs, dock, errors, tiny_model, wait_done
 
@@ -38,15 +37,6 @@ def test_finetune_expert_settings_sit_in_a_collapsed_advanced_section(viewer):
         "auto", "fp32", "bf16", "fp16"]
     widget.precision.setCurrentText("bf16")
     assert widget.form.settings().precision == "bf16"
-
-
-def test_training_gets_the_precision_once_the_trainer_takes_it():
-    import dataclasses
-
-    from napari_attnseg.training import TrainConfig
-
-    has = "precision" in {f.name for f in dataclasses.fields(TrainConfig)}
-    assert _finetune_job.trains_with_precision() == has
 
 
 def test_pair_pickers_elide_in_the_middle_with_the_full_name_as_tooltip(viewer):

@@ -33,6 +33,7 @@ and 13), ``runner`` (the run), ``report`` (tables, Markdown, JSON).
 This package never imports napari or Qt; ``attnseg bench`` is a thin wrapper.
 """
 
+from ..inference.device import cpu_bf16_speedup
 from .execution import (
     FLAGS,
     Variant,
@@ -69,7 +70,6 @@ from .networks import (
     resolve_architectures,
 )
 from .ops import measure_ops
-from .probe import cpu_bf16_speedup
 from .report import format_markdown, format_report, read_json, write_json, write_markdown
 from .runner import run_benchmark
 from .settings import DEFAULT_VARIANTS, BenchSettings, Log

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..inference.device import cpu_bf16_speedup
 from .measure import memory_measure
-from .probe import cpu_bf16_speedup
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def format_markdown(report: dict[str, Any]) -> str:
     if "cpu_bf16_probe_speedup" in m:
         lines[-2] += (f" CPU bf16: native {'yes' if m.get('cpu_native_bf16') else 'no'}, AMX "
                       f"{'yes' if m.get('amx') else 'no'}, probe fp32/bf16 time "
-                      f"{m['cpu_bf16_probe_speedup']:.2f}× (`benchmark.probe`).")
+                      f"{m['cpu_bf16_probe_speedup']:.2f}× (`inference.device.cpu_bf16_speedup`; "
+                      "`precision=\"auto\"` takes bf16 only at ≥ 1.1×).")
     busy = busy_note(report)
     if busy:
         lines.append(f"**{busy[0].upper()}{busy[1:]}.**")

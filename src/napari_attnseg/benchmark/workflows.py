@@ -102,7 +102,7 @@ def measure_window_variant(
     """
     from monai.inferers import sliding_window_inference
 
-    from ..data.normalization import prepare_image
+    from ..data.input_spec import InputSpec
     from ..models.base import class_probabilities
     from ..models.persistence import card_of
 
@@ -121,8 +121,7 @@ def measure_window_variant(
         return probs
 
     def predict(image):
-        x = torch.as_tensor(prepare_image(image, model.in_channels, card.normalization,
-                                          rgb=True))[None]
+        x = torch.as_tensor(InputSpec.of(model).network_input(image, rgb=True)[0])[None]
         with running(variant, device):
             probs = sliding_window_inference(
                 x, roi_size=(tile, tile), sw_batch_size=settings.tile_batch, predictor=forward,

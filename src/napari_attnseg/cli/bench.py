@@ -40,7 +40,8 @@ def add_parser(sub) -> None:
     add_device(p)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                    help="what `auto` in the variants stands for, and the Predictor runs' "
-                        "precision (default auto: bf16 where the hardware has it, else fp32)")
+                        "precision (default auto: bf16 where the hardware has it and it is faster,"
+                        " else fp32)")
     p.add_argument("--variants", nargs="+", default=None, metavar="SPEC",
                    help="how to run each network for throughput (default: fp32 fp32+cl auto "
                         "auto+cl); the first is the baseline of the ratios")

@@ -21,9 +21,9 @@ Build an architecture and train it on an image folder and a mask folder paired
 by file stem. With no other flag, the settings fit the data and the machine:
 random patches of the largest power of two that fits the smallest image (at
 most 256 px), batch 8, the architecture's compact width on a CPU (its
-registered width on a GPU) and precision auto (bf16 autocast on CPUs with
-native bf16 and on CUDA GPUs that support it, fp16 on other CUDA GPUs, fp32
-elsewhere; weights, losses and metrics stay fp32).
+registered width on a GPU) and precision auto (bf16 autocast on CPUs where
+native bf16 is measured faster than fp32 and on CUDA GPUs that support it,
+fp16 on other CUDA GPUs, fp32 elsewhere; weights, losses and metrics stay fp32).
 
 --config takes a JSON recipe ({"arch", "options", "data", "train", "card", ...};
 the zoo's recipes/*.json are examples) and command-line flags override it.
@@ -143,7 +143,8 @@ def _add_common(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         "--precision",
         default=None,
         help="auto, fp32, bf16 or fp16: autocast precision of the forward pass (default "
-        "auto: bf16 where the CPU or GPU supports it, fp16 on other CUDA GPUs, else fp32)",
+        "auto: bf16 on GPUs that support it and on CPUs where it is measured faster, fp16 "
+        "on other CUDA GPUs, else fp32)",
     )
     add_device(p, default=None)
     add_quiet(p)

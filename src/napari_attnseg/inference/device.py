@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 
 import torch
+from torch import nn
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 
@@ -87,8 +90,9 @@ def cpu_has_native_bf16() -> bool:
 def resolve_precision(device: torch.device, precision: str = "auto") -> str:
     """The precision a job really runs at on ``device``: ``fp32``, ``bf16`` or ``fp16``.
 
-    ``auto`` is bf16 on CUDA GPUs that support it (else fp16) and on CPUs with
-    native bf16, fp32 everywhere else (other CPUs, MPS). An explicit choice is
+    ``auto`` is bf16 on CUDA GPUs that support it (else fp16) and on CPUs where
+    bf16 is native *and* measured faster (:func:`cpu_auto_bf16`), fp32 everywhere
+    else (other CPUs, MPS). An explicit choice is
     honoured as given. Weights stay fp32 either way: only the autocast
     regions (convolutions, matrix products) run at the lower precision.
     """
@@ -98,7 +102,7 @@ def resolve_precision(device: torch.device, precision: str = "auto") -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_has_native_bf16():
+    if device.type == "cpu" and cpu_auto_bf16():
         return "bf16"
     return "fp32"
 
@@ -109,3 +113,73 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if resolved == "fp32" or device.type not in ("cuda", "cpu"):
         return None
     return torch.bfloat16 if resolved == "bf16" else torch.float16
+
+
+#: ``auto`` picks bf16 on a CPU only when the probe finds it at least this much faster
+BF16_MIN_SPEEDUP = 1.1
+
+
+def _stack(width: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(width, width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(2 * width, width, 3, padding=1),
+    ).eval()
+
+
+@torch.inference_mode()
+def cpu_bf16_speedup(width: int = 32, size: int = 64, repeats: int = 5) -> float:
+    """fp32 seconds / bf16-autocast seconds of a small conv stack on the CPU (> 1: bf16 pays).
+
+    Native bf16 support is not enough to make it pay: on Intel Xeons whose AMX
+    units are hidden by a hypervisor, oneDNN's ``avx512_core_bf16`` convolutions
+    run *slower* than its fp32 ones (0.79–0.86× on our 2-core CI-like machine),
+    while on AMD Zen 4 or Intel with AMX they are faster. So this times a small
+    stack of the convolutions our U-Nets are made of, fp32 against bf16
+    autocast, both channels-last on one thread; each is the best of ``repeats``
+    interleaved calls after a warm-up, so a busy machine biases neither.
+    Takes ~0.1–0.3 s.
+    """
+    torch.manual_seed(0)
+    model = _stack(width).to(memory_format=torch.channels_last)
+    x = torch.randn(1, width, size, size).contiguous(memory_format=torch.channels_last)
+
+    def run(bf16: bool) -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+        return time.perf_counter() - start
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the per-core arithmetic is the question; one thread is steadier
+    try:
+        for _ in range(2):  # one-off costs: kernels generated, weights reordered
+            run(False), run(True)
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(repeats):
+            for bf16 in (False, True):
+                best[bf16] = min(best[bf16], run(bf16))
+    finally:
+        torch.set_num_threads(threads)
+    return best[False] / best[True]
+
+
+@functools.cache
+def _measured_cpu_bf16_speedup() -> float:
+    return cpu_bf16_speedup()
+
+
+def cpu_auto_bf16() -> bool:
+    """Whether ``precision="auto"`` runs bf16 autocast on this CPU.
+
+    ``$NAPARI_ATTNSEG_CPU_BF16`` (0/1) decides if set. Otherwise bf16 needs
+    native support (:func:`cpu_has_native_bf16`) and a measured speed-up of at
+    least :data:`BF16_MIN_SPEEDUP` (:func:`cpu_bf16_speedup`, run once per
+    process, ~0.2 s), so ``auto`` never picks the slower of the two.
+    """
+    override = os.environ.get(CPU_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    return cpu_has_native_bf16() and _measured_cpu_bf16_speedup() >= BF16_MIN_SPEEDUP

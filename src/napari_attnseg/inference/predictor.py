@@ -15,7 +15,7 @@ plane it
    otherwise with MONAI's ``sliding_window_inference`` (overlapping tiles,
    Gaussian blending, batched, output kept on the CPU so memory stays bounded
    by the tile batch rather than the image), under autocast at the resolved
-   precision (bf16 where the hardware computes it natively);
+   precision (bf16 where the hardware computes it natively and faster);
 3. with ``tta=True`` averages the probabilities of the plane and its
    horizontal, vertical and double flips (done on the whole plane so the
    result is exactly flip-equivariant);
@@ -78,7 +78,8 @@ class InferenceSettings:
     #: tiles per forward pass
     batch_size: int = 4
     tta: bool = False
-    #: auto (bf16 where the hardware computes it natively, fp16 on older GPUs, else fp32),
+    #: auto (bf16 where the hardware computes it natively and faster; fp16 on older
+    #: GPUs; else fp32),
     #: fp32, bf16 or fp16; see ``inference.device.resolve_precision``
     precision: str = "auto"
     #: foreground threshold for binary models; None = the card's

@@ -11,7 +11,8 @@ Two settings default to ``"auto"`` and are resolved when training starts:
   fits the smallest training image, at most 256, so small images are not
   padded to a patch mostly made of padding;
 * ``precision`` — :func:`napari_attnseg.inference.device.resolve_precision`:
-  bf16 autocast on CPUs with native bf16 and on CUDA GPUs that support it,
+  bf16 autocast on CPUs where native bf16 is measured faster than fp32 and on
+  CUDA GPUs that support it,
   fp16 on other CUDA GPUs, fp32 elsewhere.
 """
 

@@ -9,7 +9,7 @@
 * optimises with Adam/SGD, weight decay that skips Focal ``w`` and norms,
   poly or plateau schedules;
 * runs the forward pass under autocast at ``config.precision`` (``auto``: bf16
-  on CPUs with native bf16 and on CUDA GPUs that support it, fp16 on other
+  on CPUs where native bf16 is measured faster and on CUDA GPUs that support it, fp16 on other
   CUDA GPUs, fp32 elsewhere); weights stay fp32, losses and metrics are
   computed in fp32, and only fp16 on CUDA uses a gradient scaler;
 * projects every Focal ``w`` back onto ``w >= 0`` after each step;

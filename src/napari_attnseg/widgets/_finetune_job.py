@@ -17,7 +17,6 @@ the base model's numbers.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,19 +27,16 @@ from ..inference import Predictor
 from ..models.card import ModelCard
 from ..training import (
     AnnotatedImage,
-    TrainConfig,
     class_warnings,
     finetune,
     finetune_config,
+    finetune_metrics,
     samples_for_model,
     validation_kind,
 )
 from ._jobs import JobContext
 from ._layers import plane_key
 from ._models import ModelChoice, session
-
-#: validation metrics a round records (the trainer's ``val_*`` keys)
-VAL_KEYS = ("dice", "jaccard", "precision", "sensitivity")
 
 
 @dataclass
@@ -120,9 +116,8 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
         epsilon=settings.epsilon, augment=settings.augment,
         time_budget=settings.time_budget_s, device=settings.device,
         has_validation=bool(val), patches_per_epoch=settings.patches_per_epoch,
+        precision=settings.precision,
     )
-    if trains_with_precision():
-        config = dataclasses.replace(config, precision=settings.precision)
     tuned, history = finetune(
         base, train, val, config, base_name=request.choice.name,
         progress=ctx.progress, cancel=ctx.cancel, on_epoch=ctx.update,
@@ -149,35 +144,16 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
     return FinetuneResult(request, tuned, history, outputs, validation, len(images), len(val))
 
 
-def trains_with_precision() -> bool:
-    """Whether training takes a precision setting (``TrainConfig.precision``) yet."""
-    return "precision" in {f.name for f in dataclasses.fields(TrainConfig)}
-
-
 def _slice_name(name: str, index: tuple[int, ...]) -> str:
     return f"{name}[{','.join(map(str, index))}]" if index else name
 
 
 # -- the card -------------------------------------------------------------------
 def round_metrics(result: FinetuneResult) -> dict[str, Any]:
-    """The round's own validation at its best epoch, as a card's ``metrics`` (may be empty).
-
-    Dense labels: ``{"validation": {"n_images", "mean": {dice, …}, …}}`` — the
-    form ``attnseg models`` reads. Sparse labels are scored only on held-out
-    scribbled pixels, which says little about whole objects, so they go under
-    ``"scribble_validation"`` instead and are never listed as a model's Dice.
-    """
-    best = best_record(result.history)
-    if not result.n_val or "val_dice" not in best:
-        return {}
-    key = "scribble_validation" if result.request.settings.mode == "sparse" else "validation"
-    return {key: {
-        "n_images": result.n_val,
-        "measured_on": result.validation,
-        "epoch": best.get("epoch"),
-        "loss": best.get("val_loss"),
-        "mean": {k: best[f"val_{k}"] for k in VAL_KEYS if f"val_{k}" in best},
-    }}
+    """The round's own validation at its best epoch, as a card's ``metrics`` (may be empty):
+    :func:`~napari_attnseg.training.workflows.finetune_metrics` for this round."""
+    return finetune_metrics(result.history, result.n_val, result.request.settings.mode,
+                            result.validation)
 
 
 def finetuned_card(result: FinetuneResult, name: str) -> ModelCard:
