@@ -351,7 +351,7 @@ def result_of(row: dict) -> dict | None:
 def write_results(doc: Path | None = None) -> Path:
     from report_tables import write_report
 
-    return write_report(experiments(), result_of, doc or DOC)
+    return write_report(experiments(), result_of, doc or DOC, recipe_of=effective)
 
 
 # -- measuring the row budget -----------------------------------------------------------------

@@ -217,14 +217,14 @@ def _budget_note(rows: list[dict], task: str, recipe_of: Callable, paper: str) -
 
 
 def write_report(
-    rows: list[dict], result_of: Callable[[dict], dict | None], doc: Path, recipe_of=None
+    rows: list[dict],
+    result_of: Callable[[dict], dict | None],
+    doc: Path,
+    recipe_of: Callable[[dict], dict],
 ) -> Path:
     """Write the results page; ``result_of(row)`` is a row's evaluation (with
-    ``model_path`` and ``variant``) or None; ``recipe_of(row)`` the recipe it trains."""
-    if recipe_of is None:
-        import paper_tables
-
-        recipe_of = paper_tables.effective
+    ``model_path`` and ``variant``) or None; ``recipe_of(row)`` the recipe it trains
+    (``paper_tables.effective``, passed in: ``paper_tables`` imports this module)."""
     results = {row["id"]: result_of(row) for row in rows}
     by_table: dict[str, list[dict]] = {}
     for row in rows:

@@ -14,6 +14,7 @@ training images), ``patches`` (random training patches), ``augmentation``,
 ``splits``. This package never imports napari or Qt.
 """
 
+from ..models.card import DEFAULT_NORMALIZATION, NORMALIZATION_MODES
 from .annotations import ANNOTATION_MODES, IGNORE, labels_from_annotation
 from .augmentation import Augmenter
 from .input_spec import InputSpec, Layout, canonical, is_colour, layout_of
@@ -27,8 +28,6 @@ from .io import (
     write_mask,
 )
 from .normalization import (
-    DEFAULT_NORMALIZATION,
-    NORMALIZATION_MODES,
     apply_clahe,
     dataset_statistics,
     normalize,

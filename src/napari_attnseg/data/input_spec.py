@@ -38,8 +38,8 @@ import numpy as np
 import torch
 
 from ..models.base import SegmentationModel
-from ..models.card import ModelCard
-from .normalization import DEFAULT_NORMALIZATION, check_spec, normalize
+from ..models.card import DEFAULT_NORMALIZATION, ModelCard, check_spec
+from .normalization import normalize
 from .resize import resize_image, resize_labels, working_size
 
 #: sizes of a trailing axis that napari (and this package) take for colour

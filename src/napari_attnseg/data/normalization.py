@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from skimage.exposure import equalize_adapthist
 
-NORMALIZATION_MODES = ("zscore", "dataset", "percentile", "minmax", "none")
-DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "zscore"}
+from ..models.card import check_spec
+
 #: a constant channel has std 0; anything below this is treated as constant
 EPS = 1e-6
 
@@ -104,23 +104,6 @@ def dataset_statistics(
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return {"mean": [float(m) for m in mean], "std": [float(s) for s in std]}
-
-
-def check_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A complete, checked copy of a normalisation spec (``None``: the default z-score)."""
-    spec = dict(DEFAULT_NORMALIZATION if spec is None else spec)
-    spec.setdefault("mode", "zscore")
-    if spec["mode"] not in NORMALIZATION_MODES:
-        raise ValueError(
-            f"unknown normalization mode {spec['mode']!r}; use one of {NORMALIZATION_MODES}"
-        )
-    if spec["mode"] == "percentile":
-        low, high = float(spec.get("low", 1.0)), float(spec.get("high", 99.8))
-        if not 0.0 <= low < high <= 100.0:
-            raise ValueError(
-                f"percentile normalization needs 0 <= low < high <= 100, got {low}, {high}"
-            )
-    return spec
 
 
 def _per_channel(spec: Mapping[str, Any], key: str, channels: int) -> np.ndarray:

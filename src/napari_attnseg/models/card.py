@@ -8,9 +8,13 @@ weights and embeds it in the safetensors header.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+#: a card's ``normalization`` modes (applied by ``data.normalization.normalize``)
+NORMALIZATION_MODES = ("zscore", "dataset", "percentile", "minmax", "none")
+DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "zscore"}
 #: keys of a saved card document that describe the file, not the card
 ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
 
@@ -68,3 +72,20 @@ class ModelCard:
 
 
 _ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
+
+
+def check_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A complete, checked copy of a normalisation spec (``None``: the default z-score)."""
+    spec = dict(DEFAULT_NORMALIZATION if spec is None else spec)
+    spec.setdefault("mode", "zscore")
+    if spec["mode"] not in NORMALIZATION_MODES:
+        raise ValueError(
+            f"unknown normalization mode {spec['mode']!r}; use one of {NORMALIZATION_MODES}"
+        )
+    if spec["mode"] == "percentile":
+        low, high = float(spec.get("low", 1.0)), float(spec.get("high", 99.8))
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(
+                f"percentile normalization needs 0 <= low < high <= 100, got {low}, {high}"
+            )
+    return spec

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from .._files import atomic_write
 from .base import SegmentationModel
-from .card import ModelCard
+from .card import ModelCard, check_spec
 from .registry import model_from_config
 
 CARD_FORMAT = "napari-attnseg-model"
@@ -373,8 +373,6 @@ def _check_document(document: Any, source: str) -> None:
 
 
 def _check_normalization(spec: dict[str, Any], source: str) -> None:
-    from ..data.normalization import check_spec  # data imports models: import on use
-
     try:
         spec = check_spec(spec)
     except (ValueError, TypeError) as exc:
