@@ -12,6 +12,7 @@ One LocalCluster of two worker processes serves the cluster tests.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import dask.array as da
 import numpy as np
@@ -303,6 +304,10 @@ def test_zarr_inputs_are_predicted_blockwise_by_the_cli(model_path, tmp_path):
         (["--workers", "2", "--scheduler", "tcp://127.0.0.1:9"], "either --workers"),
         (["--workers", "0"], "--workers must be at least 1"),
         (["--scheduler", "tcp://127.0.0.1:9", "missing.tif"], "input not found: missing.tif"),
+        # options of the single-process path are named, never dropped
+        (["--workers", "1", "--table"], "--table is not available with Dask"),
+        (["--workers", "1", "--overlay", "--roi", "none.png"], "--overlay and --roi FILE|DIR are"),
+        (["--blockwise", "--instances"], "--instances needs whole images"),
     ],
 )
 def test_cli_errors_are_one_line(model_path, folder, tmp_path, capsys, extra, message):
@@ -315,6 +320,38 @@ def test_cli_errors_are_one_line(model_path, folder, tmp_path, capsys, extra, me
     err = capsys.readouterr().err.strip()
     assert err.startswith("attnseg predict: error: ") and message in err
     assert "\n" not in err
+
+
+def test_the_dask_path_takes_the_single_process_settings(model_path, folder, tmp_path, monkeypatch):
+    """--instances, --diameter, --roi and --precision reach the Dask tasks as they reach
+    the single-process path (in-process here: the same task code the workers run)."""
+    import napari_attnseg.inference.distributed as engine
+    from napari_attnseg.cli import _distributed, build_parser
+
+    argv = ["predict", "--model", str(model_path), str(folder), "--quiet", "--instances",
+            "--diameter", "12", "--roi", "none", "--precision", "fp32", "--tile-size", "64",
+            "--out", str(tmp_path / "x"), "--workers", "1"]
+    seen = {}
+
+    def fake(model, files, out, settings, **kwargs):
+        seen.update(settings=settings)
+        raise SystemExit(0)  # before a cluster starts
+
+    monkeypatch.setattr(engine, "predict_files", fake)
+    monkeypatch.setattr(engine, "local_client", lambda *a, **k: nullcontext(None))
+    with pytest.raises(SystemExit):
+        _distributed.run_distributed(build_parser().parse_args(argv))
+    settings = seen["settings"]
+    assert (settings.instances, settings.diameter, settings.roi, settings.precision) == (
+        True, 12.0, "none", "fp32")
+    files = sorted(folder.glob("*.tif"))[:2]
+    result = predict_files(model_path, files, tmp_path / "inst", settings)
+    assert len(result.outputs) == 2
+    for path in files:
+        expected = whole(model_path, read_image(path), settings).instances
+        got = read_mask(tmp_path / "inst" / path.name, binary=False)
+        assert expected is not None and expected.max() > 1  # objects, numbered
+        assert np.array_equal(got, expected)
 
 
 # -- on a LocalCluster of two worker processes --------------------------------------------

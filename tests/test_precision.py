@@ -81,3 +81,9 @@ def test_auto_on_cuda_prefers_bf16_when_supported(monkeypatch):
 def test_unknown_precision_is_named():
     with pytest.raises(ValueError, match="precision must be one of auto, fp32, bf16, fp16"):
         resolve_precision(CPU, "int8")
+
+
+def test_the_command_line_offers_every_precision():
+    from napari_attnseg.cli._common import PRECISIONS as CLI_PRECISIONS
+
+    assert CLI_PRECISIONS == PRECISIONS

@@ -42,6 +42,18 @@ class ProgressBar:
         self.close()
 
 
+#: ``--precision`` choices: ``inference.device.PRECISIONS``, written out so that ``--help``
+#: does not import torch (tests/test_precision.py checks that they agree)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``--roi`` words that are not files
+ROI_WORDS = ("auto", "none")
+
+
+def wants_instances(args: argparse.Namespace) -> bool:
+    """Whether ``predict``'s arguments ask for instance labels (``--table`` implies them)."""
+    return bool(getattr(args, "instances", False) or getattr(args, "table", False))
+
+
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument(
         "--device",

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from ..data.io import IMAGE_SUFFIXES
 from ..data.lazy import is_lazy_readable, is_zarr
-from ._common import ProgressBar, refuse_overwrite, refuse_shared_stems
+from ._common import (
+    ROI_WORDS,
+    ProgressBar,
+    refuse_overwrite,
+    refuse_shared_stems,
+    wants_instances,
+)
 
 DISTRIBUTED_HELP = """\
 Scale out (Dask). With --workers N the inputs are predicted on a local Dask cluster
@@ -94,6 +100,21 @@ def wants_distributed(args: argparse.Namespace) -> bool:
     )
 
 
+def refuse_single_process_options(args: argparse.Namespace) -> None:
+    """Options only the single-process path has: named, never silently dropped."""
+    missing = [flag for flag, given in (
+        ("--table", getattr(args, "table", False)),
+        ("--overlay", getattr(args, "overlay", False)),
+        ("--roi FILE|DIR", getattr(args, "roi", "auto") not in ROI_WORDS),
+    ) if given]  # fmt: skip
+    if missing:
+        raise ValueError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not available with "
+            "Dask (--workers, --scheduler, --blockwise or zarr inputs); run without "
+            f"{'it' if len(missing) == 1 else 'them'} or predict in one process"
+        )
+
+
 def split_inputs(inputs: list[str], blockwise: bool) -> tuple[list[Path], list[Path]]:
     """``(files predicted whole, images predicted block by block)`` from files and folders."""
     files: list[Path] = []
@@ -135,7 +156,13 @@ def run_distributed(args: argparse.Namespace) -> int:
         raise ValueError("give either --scheduler or --scheduler-file, not both")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    refuse_single_process_options(args)
     files, blocks = split_inputs(args.inputs, args.blockwise)
+    if blocks and wants_instances(args):
+        raise ValueError(
+            "--instances needs whole images: block-wise prediction (zarr inputs, --blockwise) "
+            "writes class labels; drop --instances or predict those images without Dask"
+        )
     out = Path(args.out)
     # the single-process path's rules: no two outputs share a name, none lands on an input
     refuse_shared_stems([*files, *blocks])
@@ -145,11 +172,15 @@ def run_distributed(args: argparse.Namespace) -> int:
     refuse_overwrite(outputs, [*files, *blocks])
     settings = InferenceSettings(
         device=args.device,
+        precision=args.precision,
         tta=args.tta,
         tile_size=args.tile_size,
         overlap=args.overlap,
         batch_size=args.batch_size,
         threshold=args.threshold,
+        diameter=args.diameter,
+        instances=wants_instances(args),
+        roi=args.roi,
     )
     model = ModelRef.resolve(args.model)
     torch_threads = args.torch_threads

@@ -28,7 +28,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ._common import add_device, add_quiet
+from ._common import PRECISIONS, add_device, add_quiet
 
 #: the MONAI reference networks ``--reference`` accepts
 REFERENCE_CHOICES = ("monai.AttentionUnet", "monai.BasicUNet")
@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark inference and fine-tuning", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_device(p)
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="what `auto` in the variants stands for, and the Predictor runs' "
                         "precision (default auto: bf16 where the hardware has it and it is faster,"
                         " else fp32)")

@@ -40,8 +40,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ._common import refuse_overwrite, refuse_shared_stems
-from .predict import ROI_WORDS, add_inference_options
+from ._common import ROI_WORDS, refuse_overwrite, refuse_shared_stems
+from .predict import add_inference_options
 
 
 def add_parser(sub) -> None:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ..models import PRUNE_THRESHOLD
-from ._common import ProgressBar, add_device, add_quiet, integer, number, parse_options
+from ._common import (
+    PRECISIONS,
+    ProgressBar,
+    add_device,
+    add_quiet,
+    integer,
+    number,
+    parse_options,
+)
 
 TRAIN_HELP = """\
 Build an architecture and train it on an image folder and a mask folder paired
@@ -141,6 +149,7 @@ def _add_common(p: argparse.ArgumentParser, *, required: bool = True) -> None:
     )
     p.add_argument(
         "--precision",
+        choices=PRECISIONS,
         default=None,
         help="auto, fp32, bf16 or fp16: autocast precision of the forward pass (default "
         "auto: bf16 on GPUs that support it and on CPUs where it is measured faster, fp16 "

@@ -397,7 +397,8 @@ def predict_file(
     source = Path(path)
     prediction = predictor.predict(network, read_image(source), progress=progress, cancel=cancel)
     outputs = job.outputs(source)
-    write_mask(outputs[0], prediction.labels)
+    labels = prediction.instances if job.settings.instances else None
+    write_mask(outputs[0], prediction.labels if labels is None else labels)
     if job.probabilities:
         outputs[1].parent.mkdir(parents=True, exist_ok=True)
         write_image(outputs[1], prediction.foreground)
