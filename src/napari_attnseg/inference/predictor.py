@@ -57,6 +57,7 @@ from .objects import (
     check_diameter,
     instance_recipe,
     make_instances,
+    measured_zoom,
     measuring_zooms,
     trained_diameter,
     uses_diameter,
@@ -238,7 +239,7 @@ class Predictor:
                 run.notify("too few objects to measure their size: predicted at the trained scale")
                 first[reference] = passes[1.0]
             else:
-                diameter, zoom = measured, zoom_for(card, spec, measured)
+                diameter, zoom = measured, measured_zoom(card, spec, measured, at)
                 if zoom in passes:
                     first[reference] = passes[zoom]
                 if zoom != 1.0:
