@@ -168,3 +168,26 @@ def test_objects_within_the_training_size_range_are_left_alone():
     assert result.zoom == 1.0 and result.diameter == pytest.approx(30, abs=1.5)
     net = model(object_diameter=10.0, object_diameter_range=[6.0, 20.0])
     assert P().predict(net, discs()).zoom == pytest.approx(1 / 3, rel=0.05)
+
+
+def test_passes_that_found_faint_fragments_are_not_believed_even_at_the_right_size():
+    """A network shown nuclei far larger than trained finds small faint fragments; their
+    size can even match the training size, but their area and confidence give them away."""
+    from napari_attnseg.data import InputSpec
+    from napari_attnseg.inference.objects import believed_passes, best_measurement
+
+    card = ModelCard(object_diameter=6.0)
+    spec = InputSpec(1)
+    fragments = np.zeros((200, 200))
+    for y in range(10, 200, 40):
+        for x in range(10, 200, 40):
+            fragments[y - 3:y + 3, x - 3:x + 3] = 0.7  # 6 px: the trained size, but faint
+    objects = discs(radius=12) * 0.98
+    foregrounds = {1.0: fragments, 0.25: objects, 0.125: objects}
+    assert set(believed_passes(foregrounds)) == {0.25, 0.125}
+    measured, zoom = best_measurement(card, spec, foregrounds)
+    assert zoom == 0.25 and measured == pytest.approx(24, abs=1)
+    # confident fragments over a much smaller area are left out as well
+    assert set(believed_passes({1.0: fragments / 0.7, 0.25: objects})) == {0.25}
+    # the same fragments alone are believed: there is nothing better to go by
+    assert set(believed_passes({1.0: fragments})) == {1.0}

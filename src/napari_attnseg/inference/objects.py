@@ -141,19 +141,14 @@ def foreground_confidence(foreground: np.ndarray) -> float:
     return float(np.mean(2.0 * called - 1.0)) if called.size else 0.0
 
 
-def best_measurement(
-    card: ModelCard, spec: InputSpec, foregrounds: dict[float, np.ndarray]
-) -> tuple[float | None, float | None]:
-    """The objects' diameter (image pixels) from the pass that saw them at the trained size.
+def believed_passes(foregrounds: dict[float, np.ndarray]) -> dict[float, float]:
+    """``{zoom: median object diameter (image pixels)}`` of the measuring passes to believe.
 
-    ``foregrounds`` maps each measuring zoom to its foreground probability on
-    the image's grid. Each pass measures the median diameter. Passes that found
-    less than :data:`FOREGROUND_SHARE` of the largest foreground area, or found
-    it much less confidently than the most confident pass
-    (:data:`CONFIDENCE_MARGIN`), saw fragments and are not believed; of the
-    others, the one whose objects, as the network saw them (diameter × scale ×
-    zoom), came closest to the trained diameter is. Returns ``(diameter, zoom)``
-    or ``(None, None)`` when no pass found enough objects.
+    ``foregrounds`` maps each measuring zoom to its foreground probability on the
+    image's grid. Passes that found too few objects, less than
+    :data:`FOREGROUND_SHARE` of the largest foreground area, or found it much less
+    confidently than the most confident pass (:data:`CONFIDENCE_MARGIN`) saw
+    fragments and are left out.
     """
     found = {}
     for zoom, foreground in foregrounds.items():
@@ -162,30 +157,49 @@ def best_measurement(
             area = float(np.mean(np.asarray(foreground) >= 0.5))
             found[zoom] = (measured, area, foreground_confidence(foreground))
     if not found:
-        return None, None
+        return {}
     area = FOREGROUND_SHARE * max(a for _, a, _ in found.values())
     confident = max(c for _, _, c in found.values()) - CONFIDENCE_MARGIN
+    return {z: m for z, (m, a, c) in found.items() if a >= area and c >= confident}
+
+
+def closest_pass(
+    card: ModelCard, spec: InputSpec, believed: dict[float, float]
+) -> tuple[float | None, float | None]:
+    """``(diameter, zoom)`` of the believed pass whose objects, as the network saw them
+    (diameter × scale × zoom), came closest to the trained diameter; ``(None, None)``
+    when no pass is believed."""
     best, best_error = (None, None), math.inf
-    for zoom, (measured, share, confidence) in found.items():
-        if share < area or confidence < confident:
-            continue
+    for zoom, measured in believed.items():
         error = abs(math.log(measured * spec.scale * zoom / float(card.object_diameter)))
         if error < best_error:
             best, best_error = (measured, zoom), error
     return best
 
 
-def measured_zoom(card: ModelCard, spec: InputSpec, diameter: float, at: float) -> float:
-    """The zoom to predict at, given objects of ``diameter`` px measured by the pass at ``at``.
+def best_measurement(
+    card: ModelCard, spec: InputSpec, foregrounds: dict[float, np.ndarray]
+) -> tuple[float | None, float | None]:
+    """The objects' diameter (image pixels) and the zoom of the pass that saw them closest
+    to the trained size, among the passes to believe (:func:`believed_passes`)."""
+    return closest_pass(card, spec, believed_passes(foregrounds))
 
-    If that pass showed the network objects of sizes it was trained on (within the
-    card's range), its zoom is kept (and its prediction reused); otherwise the image
-    is resampled so that the objects match the median training size (:func:`zoom_for`).
+
+def measured_zoom(
+    card: ModelCard, spec: InputSpec, diameter: float, *, native_believed: bool
+) -> float:
+    """The zoom to predict at, given objects of ``diameter`` px measured by the passes.
+
+    As :func:`zoom_for`, except that objects within the card's range are left alone
+    only if the pass at the trained scale was believed (``native_believed``); if it
+    saw fragments, the image is resampled so that the objects match the median
+    training size.
     """
-    seen = diameter * at
-    if at != 1.0 and zoom_for(card, spec, seen) == 1.0:
-        return at
-    return zoom_for(card, spec, diameter)
+    zoom = zoom_for(card, spec, diameter)
+    if zoom == 1.0 and not native_believed:
+        working = float(diameter) * spec.scale
+        zoom = float(np.clip(float(card.object_diameter) / working, 1.0 / MAX_ZOOM, MAX_ZOOM))
+    return zoom
 
 
 def instance_recipe(card: ModelCard) -> dict[str, Any] | None:

@@ -53,8 +53,9 @@ from ..progress import CancelToken, ProgressCallback, check, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
 from .objects import (
     automatic_roi,
-    best_measurement,
+    believed_passes,
     check_diameter,
+    closest_pass,
     instance_recipe,
     make_instances,
     measured_zoom,
@@ -232,14 +233,14 @@ class Predictor:
             for candidate in measuring_zooms(spec, layout.spatial_shape[-2:]):
                 passes[candidate] = probabilities(reference, candidate)
                 step += 1
-            measured, at = best_measurement(
-                card, spec, {z: 1.0 - out[0][0] for z, out in passes.items()}
-            )
+            believed = believed_passes({z: 1.0 - out[0][0] for z, out in passes.items()})
+            measured, _ = closest_pass(card, spec, believed)
             if measured is None:
                 run.notify("too few objects to measure their size: predicted at the trained scale")
                 first[reference] = passes[1.0]
             else:
-                diameter, zoom = measured, measured_zoom(card, spec, measured, at)
+                diameter = measured
+                zoom = measured_zoom(card, spec, measured, native_believed=1.0 in believed)
                 if zoom in passes:
                     first[reference] = passes[zoom]
                 if zoom != 1.0:
