@@ -24,6 +24,11 @@ line says what the run did (objects, diameter and zoom, region). **Batch**
 segments every image layer or a folder of files into a folder
 (:mod:`._batch`). Cancelling, failing or closing the widget changes nothing;
 the predictor's messages become warning notifications.
+
+A lazily loaded layer (Dask / zarr) larger than
+:data:`._segment_job.BLOCKWISE_PIXELS` is segmented block by block into a
+temporary zarr store and shown as zarr-backed layers (:func:`._segment_job.run_blockwise`);
+the store goes when the last layer showing it is removed, or at exit.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.layers import Image
+from napari.layers import Image, Labels
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -61,6 +66,7 @@ from ._dialogs import choose_folder, confirm_overwrite
 from ._form import advanced_section, precision_picker
 from ._jobs import JobPanel
 from ._layers import (
+    METADATA_KEY,
     check_image_layer,
     current_index,
     find_layer,
@@ -70,6 +76,7 @@ from ._layers import (
     output_name,
     placement,
     same_object,
+    slice_placement,
     spatial_shape,
     write_labels,
 )
@@ -78,7 +85,14 @@ from ._notifications import notify_error, notify_info, notify_warning
 from ._objects import ObjectTable, attach
 from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
 from ._roi import AUTO, WHOLE, RoiPicker, roi_mask
-from ._segment_job import INSTANCES, MASK, SegmentRequest, SegmentResult, run_segmentation
+from ._segment_job import (
+    INSTANCES,
+    MASK,
+    SegmentRequest,
+    SegmentResult,
+    discard_store,
+    run_segmentation,
+)
 from ._segment_job import status_text as describe_run
 
 WHOLE_STACK, CURRENT_SLICE = "whole stack", "current slice"
@@ -293,9 +307,13 @@ class SegmentWidget(QWidget):
             probability=self.add_probability.isChecked(),
             roi=mask,
             roi_name=None if region is None else region.name,
+            slice_placement=slice_placement(layer, index, axis) if index else None,
         )
 
     def _show_result(self, result: SegmentResult) -> None:
+        if result.store is not None:
+            self._show_blockwise(result)
+            return
         request = result.request
         name = output_name(request.image_name, request.choice.name)
         meta = output_metadata(request.image_name, request.choice.name,
@@ -334,6 +352,37 @@ class SegmentWidget(QWidget):
             metadata=output_metadata(request.image_name, request.choice.name, "probability"),
             **request.placement,
         )
+
+    def _show_blockwise(self, result: SegmentResult) -> None:
+        """Zarr-backed layers for a block-wise result (a rerun swaps the data, not undoable)."""
+        request = result.request
+        name = output_name(request.image_name, request.choice.name)
+        where = request.slice_placement if request.index else request.placement
+        released = []
+        outputs = [(name, Labels, result.labels, "labels")]
+        if result.probability is not None:
+            outputs.append((name + " probability", Image, result.probability, "probability"))
+        for layer_name, kind, data, role in outputs:
+            meta = output_metadata(request.image_name, request.choice.name, role,
+                                   store=str(result.store))
+            layer = find_layer(self.viewer, layer_name, kind, tuple(data.shape))
+            if layer is not None:
+                released.append(_store_of(layer))
+                layer.data = data
+                layer.metadata.update(meta)
+            elif kind is Labels:
+                layer = self.viewer.add_labels(data, name=layer_name, metadata=meta, **where)
+            else:
+                layer = self.viewer.add_image(
+                    data, name=layer_name, colormap="magma", blending="additive",
+                    contrast_limits=(0.0, 1.0), opacity=0.6, metadata=meta, **where,
+                )
+            if kind is Labels and same_object(self.objects.layer, layer):
+                self.objects.clear()  # a mask replaced the objects the table listed
+        for store in released:
+            _release_store(self.viewer, store)
+        self.viewer.layers.events.removed.connect(_on_layer_removed)
+        self.jobs.status.setText(f"{describe_run(result)} (block by block, in {result.store})")
 
     # -- batch -------------------------------------------------------------
     def _batch_clicked(self) -> None:
@@ -440,3 +489,21 @@ class SegmentWidget(QWidget):
         self.channels.set_layer(layer)
         stack = layer is not None and len(spatial_shape(layer, self.channels.axis())) > 2
         self.scope.setEnabled(stack)
+
+
+def _store_of(layer: Any) -> str | None:
+    """The temporary store a layer's data lives in (block-wise results), if any."""
+    return (layer.metadata.get(METADATA_KEY) or {}).get("store")
+
+
+def _release_store(viewer: Any, store: str | None) -> None:
+    """Delete a block-wise result's temporary store once no layer of ``viewer`` shows it."""
+    if store is not None and all(_store_of(layer) != store for layer in viewer.layers):
+        discard_store(store)
+
+
+def _on_layer_removed(event: Any) -> None:
+    layers = event.source
+    store = _store_of(event.value)
+    if store is not None and all(_store_of(layer) != store for layer in layers):
+        discard_store(store)
