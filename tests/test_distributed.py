@@ -454,3 +454,22 @@ def test_the_dask_path_never_writes_onto_an_input(tmp_path, capsys):
     )
     assert code == 1 and "refusing to overwrite input files" in capsys.readouterr().err
     assert (images / "x.tif").read_bytes() == before
+
+
+def test_blockwise_runs_drop_what_needs_the_whole_image_and_say_so(tmp_path):
+    """A nuclei-like card (object size, instances, fundus region) predicted block by block:
+    every block runs at the trained scale, everywhere, as class labels — with a note each."""
+    path = tiny_model(
+        tmp_path / "m.safetensors", object_diameter=6.0, instances={"method": "watershed"},
+        roi={"method": "fundus"},
+    )
+    image = smooth_image((150, 170))
+    notes = []
+    settings = InferenceSettings(**{**EXACT.__dict__, "instances": True, "diameter": "auto"})
+    labels = predict_blockwise(
+        path, image, tmp_path / "out.zarr", settings, chunk=96, on_message=notes.append
+    )
+    assert len(notes) == 3 and "instances" in notes[0] and "diameter" in notes[1]
+    assert "fundus" in notes[2]
+    plain = InferenceSettings(**{**EXACT.__dict__, "diameter": None, "roi": "none"})
+    assert np.array_equal(labels[...], whole(path, image, plain).labels)

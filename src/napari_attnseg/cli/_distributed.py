@@ -237,6 +237,7 @@ def run_distributed(args: argparse.Namespace) -> int:
                     client=client,
                     torch_threads=torch_threads,
                     progress=bar or dask_bar,
+                    on_message=lambda note, name=path.name: notes.append(f"{name}: {note}"),
                 )
             if not args.quiet:
                 print(f"{path} -> {target}")

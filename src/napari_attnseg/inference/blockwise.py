@@ -87,6 +87,7 @@ from .distributed import (
     settings_fingerprint,
     with_card,
 )
+from .objects import uses_diameter
 from .predictor import TTA_FLIPS, InferenceSettings, Predictor
 
 #: default block edge (pixels); also the output's zarr chunk
@@ -519,6 +520,7 @@ class BlockwisePrediction:
         network: SegmentationModel | None,
         statistics: list[dict[str, Any]],
         name: str,
+        notes: Sequence[str] = (),
     ) -> None:
         self.image = image
         self.layout = layout
@@ -528,6 +530,8 @@ class BlockwisePrediction:
         self.network = network
         self.statistics = statistics
         self.name = name
+        #: what the settings asked for that a block-wise run cannot do (see blockwise_settings)
+        self.notes = list(notes)
         self.messages: list[str] = []
         self._plane_index = {p: i for i, p in enumerate(np.ndindex(*layout.stack_shape))}
 
@@ -617,6 +621,29 @@ class BlockwisePrediction:
         ]
 
 
+def blockwise_settings(
+    settings: InferenceSettings, card: ModelCard
+) -> tuple[InferenceSettings, list[str]]:
+    """The settings a block-wise run can honour, and a note for each one it drops.
+
+    Instances, matching the object diameter and the card's automatic region need
+    the whole image (each block would otherwise measure, resample or find its own),
+    so a block-wise run predicts at the trained scale, everywhere, class labels.
+    """
+    notes = []
+    if settings.instances:
+        notes.append("instances and their table skipped: splitting objects needs the whole image; "
+                     "the block-wise result is the class mask")
+    if uses_diameter(card) and settings.diameter is not None:
+        notes.append("object diameter not matched (no resampling): block-wise prediction "
+                     "runs at the scale the model was trained at")
+    if settings.roi == "auto" and card.roi:
+        notes.append(f"the model's own region ({card.roi.get('method', 'automatic')}) not "
+                     "applied: it is found on the whole image")
+    fields = {**settings.__dict__, "instances": False, "diameter": None, "roi": "none"}
+    return InferenceSettings(**fields), notes
+
+
 def prepare_blockwise(
     model: ModelSpec,
     image: Any,
@@ -649,6 +676,7 @@ def prepare_blockwise(
         card = network.card if network.card is not None else ModelCard(name=network.name)
         in_channels = network.in_channels
     spec = InputSpec.from_card(card, in_channels)
+    settings, notes = blockwise_settings(settings, card)
     tile = settings.tile_size
     if tile is None:
         raise ValueError("block-wise prediction needs a tile size (tile_size=None never tiles)")
@@ -714,6 +742,7 @@ def prepare_blockwise(
         network=network,
         statistics=statistics,
         name=name,
+        notes=notes,
     )
 
 
@@ -732,12 +761,14 @@ def predict_blockwise(
     torch_threads: int | None = None,
     progress: Progress = None,
     cancel: CancelToken | None = None,
+    on_message: Callable[[str], None] | None = None,
 ) -> zarr.Array:
     """Predict ``image`` block by block into the zarr group ``out``; its ``labels`` array.
 
     See :func:`prepare_blockwise` for the arguments and the module docstring
     for how blocks match the whole-image prediction. A stopped run resumes
-    where it stopped (done blocks are skipped).
+    where it stopped (done blocks are skipped). ``on_message`` gets a note for
+    each setting a block-wise run cannot honour (:func:`blockwise_settings`).
     """
     plan = prepare_blockwise(
         model,
@@ -752,6 +783,8 @@ def predict_blockwise(
         client=client,
         torch_threads=torch_threads,
     )
+    for note in plan.notes if on_message is not None else ():
+        on_message(note)
     return plan.run(client=client, progress=progress, cancel=cancel)
 
 

@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 
 from ..inference import InferenceSettings, Predictor
-from ..inference.objects import uses_diameter
 from ..models.card import ModelCard
 from ..progress import check
 from ._jobs import JobContext
@@ -169,31 +168,20 @@ def lazy_selection(request: SegmentRequest) -> Any:
 def blockwise_settings(
     request: SegmentRequest, card: ModelCard
 ) -> tuple[InferenceSettings, list[str]]:
-    """The settings a block-wise run can honour, and a note for each one it cannot."""
+    """The settings a block-wise run can honour, and a note for each one it cannot
+    (:func:`~napari_attnseg.inference.blockwise.blockwise_settings`)."""
+    from ..inference import blockwise
+
     settings = dict(request.settings)
-    notes = []
     if settings.get("tile_size") is None:
         raise ValueError(
             f"{request.image_name} is segmented block by block (a lazily loaded image of more "
             f"than {BLOCKWISE_PIXELS} pixels), which needs tiles: choose a tile size (Advanced)"
         )
-    if request.instances:
-        notes.append(
-            "instances and their table skipped: splitting objects needs the whole image; "
-            "the block-wise result is the foreground mask"
-        )
-    if uses_diameter(card) and settings.get("diameter") is not None:
-        notes.append(
-            "object diameter not matched (no resampling): block-wise prediction runs at the "
-            "scale the model was trained at"
-        )
-    if request.roi is None and settings.get("roi") == "auto" and card.roi:
-        method = card.roi.get("method", "automatic")
-        notes.append(
-            f"the model's own region ({method}) not applied: it is found on the whole image"
-        )
-    settings.update(instances=False, diameter=None, roi="none")
-    return InferenceSettings(**settings), notes
+    settings.update(instances=request.instances)
+    if request.roi is not None:  # the user's region is applied block by block
+        settings.update(roi="none")
+    return blockwise.blockwise_settings(InferenceSettings(**settings), card)
 
 
 def run_blockwise(request: SegmentRequest, ctx: JobContext) -> SegmentResult:
