@@ -1,4 +1,4 @@
-"""Writing files so that nothing is ever half-written.
+"""Writing files so that nothing is ever half-written, and knowing when two paths are one file.
 
 :func:`atomic_write` lets a writer fill a temporary file in the target's
 folder and renames it over the target only when the writer succeeded; an
@@ -34,3 +34,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def file_identity(path: str | os.PathLike) -> tuple[str, object]:
+    """A key equal for two paths that name one file (links, ``..``, case-folding file
+    systems): the device and inode when the file exists, else the resolved path."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+        return ("inode", (stat.st_dev, stat.st_ino))
+    except OSError:
+        return ("path", path.resolve())

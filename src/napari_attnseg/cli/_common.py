@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from .._files import file_identity
+
 
 class ProgressBar:
     """Adapts the engine's ``progress(done, total, message)`` callbacks to a tqdm bar."""
@@ -118,7 +120,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         raise ValueError("no input images found")
     unique: dict[object, Path] = {}
     for path in paths:
-        unique.setdefault(_identity(path), path)
+        unique.setdefault(file_identity(path), path)
     return list(unique.values())
 
 
@@ -262,24 +264,15 @@ def _describe(hint: Any) -> str:
 
 
 # -- inputs and outputs -----------------------------------------------------------------------
-def _identity(path: Path) -> tuple[str, object]:
-    """A key equal for two paths that name one file: the inode when it exists, else the path."""
-    try:
-        stat = path.stat()
-        return ("inode", (stat.st_dev, stat.st_ino))
-    except OSError:
-        return ("path", path.resolve())
-
-
 def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path], what: str = "output") -> None:
     """``ValueError`` listing every output that would land on one of the ``inputs``.
 
     Paths are compared resolved (symbolic links, ``..``) and, for files that
     exist, by inode (hard links, case-insensitive file systems).
     """
-    sources = {_identity(Path(src)): Path(src) for src in inputs}
+    sources = {file_identity(Path(src)): Path(src) for src in inputs}
     clashes = [
-        (Path(out), sources[key]) for out in outputs if (key := _identity(Path(out))) in sources
+        (Path(out), sources[key]) for out in outputs if (key := file_identity(Path(out))) in sources
     ]
     if clashes:
         shown = "; ".join(

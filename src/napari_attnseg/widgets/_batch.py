@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import file_identity
 from ..data.io import IMAGE_SUFFIXES, ImageFileError, read_image, write_mask
 from ..data.pairing import natural_key
 from ..inference import InferenceSettings, Predictor
@@ -104,15 +105,6 @@ def output_paths(item: BatchItem, out: Path, table: bool) -> list[Path]:
     return paths
 
 
-def _identity(path: Path) -> tuple[str, object]:
-    """Equal for two paths naming one file: the inode when it exists, else the resolved path."""
-    try:
-        stat = path.stat()
-        return ("inode", (stat.st_dev, stat.st_ino))
-    except OSError:
-        return ("path", path.resolve())
-
-
 def check_outputs(items: list[BatchItem], out: Path, tables: bool) -> list[Path]:
     """Every output path; ``ValueError`` if one would replace an input or another output."""
     by_stem: dict[str, list[str]] = {}
@@ -126,8 +118,8 @@ def check_outputs(items: list[BatchItem], out: Path, tables: bool) -> list[Path]
             "rename them first"
         )
     outputs = [path for item in items for path in output_paths(item, out, tables)]
-    sources = {_identity(item.source): item.source for item in items if item.source is not None}
-    clashes = [(path, sources[key]) for path in outputs if (key := _identity(path)) in sources]
+    sources = {file_identity(item.source): item.source for item in items if item.source is not None}
+    clashes = [(path, sources[key]) for path in outputs if (key := file_identity(path)) in sources]
     if clashes:
         shown = "; ".join(f"{path} is the input {src}" for path, src in clashes[:5])
         raise ValueError(f"refusing to overwrite input files: {shown}; choose another folder")
