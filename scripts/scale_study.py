@@ -4,6 +4,8 @@
     python scripts/make_splits.py                  # runs/data/nuclei/{train,val}
     python scripts/scale_study.py make             # runs/data/nuclei_native*, see below
     python scripts/scale_study.py run --model nuclei [--model runs/x.safetensors ...]
+    python scripts/scale_study.py check --model nuclei     # auto vs each image's 96² scale
+    python scripts/scale_study.py cost --model nuclei [--model ...]   # seconds per 512² image
 
 Validation sets (never trained on; none of them is committed):
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -123,6 +126,58 @@ def run(models: list[str], out: Path | None) -> None:
         out.write_text(json.dumps(records, indent=2) + "\n")
 
 
+def _dice(labels: np.ndarray, mask: np.ndarray) -> float:
+    a, b = labels > 0, mask > 0
+    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
+
+
+def check(models: list[str], every: int) -> None:
+    """Every ``every``-th resampled native image: the zoom and Dice of ``auto`` against
+    predicting it exactly at its 96² scale (the diameter its resampling implies)."""
+    folder = DATA / "nuclei_native" / "val"
+    for spec in models:
+        model = load(spec, device="cpu")
+        rows = []
+        for path in sorted((folder / "images").iterdir())[::every]:
+            image, mask = read_image(path), read_mask(folder / "masks" / path.name)
+            factor = image.shape[0] / 96
+            at_96 = model.card.object_diameter / model.card.input_scale * factor
+            row = []
+            for diameter in ("auto", at_96):
+                result = Predictor(device="cpu", precision="fp32", diameter=diameter).predict(
+                    model, image
+                )
+                row.append((result.zoom, _dice(result.labels, mask)))
+            rows.append(row)
+            print(f"{path.name[:12]} {image.shape[:2]}: auto zoom {row[0][0]:.3f} Dice "
+                  f"{row[0][1]:.3f}; at 96² zoom {row[1][0]:.3f} Dice {row[1][1]:.3f}", flush=True)
+        means = np.mean([[r[0][1], r[1][1]] for r in rows], axis=0)
+        print(f"{spec}: {len(rows)} images, mean Dice auto {means[0]:.3f}, at 96² {means[1]:.3f}")
+
+
+def cost(models: list[str], repeats: int = 3) -> None:
+    """Seconds per 512² image (the nuclei sample tiled), best of ``repeats``, 2 threads."""
+    import torch
+
+    torch.set_num_threads(2)
+    sample = read_image(ROOT / "src" / "napari_attnseg" / "samples" / "nuclei.tif")
+    image = np.tile(sample, (2, 2) + (1,) * (sample.ndim - 2))[:512, :512]
+    for spec in models:
+        model = load(spec, device="cpu")
+        for diameter in (None, "auto"):
+            predictor = Predictor(device="cpu", diameter=diameter, instances=True)
+            predictor.predict(model, image)  # warm-up
+            best = min(_timed(predictor, model, image) for _ in range(repeats))
+            print(f"{spec}: diameter {diameter or 'none'}: {best:.2f} s", flush=True)
+    print("load average:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+
+
+def _timed(predictor, model, image) -> float:
+    start = time.perf_counter()
+    predictor.predict(model, image)
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -133,9 +188,18 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--model", action="append", default=None)
     r.add_argument("--json", type=Path, default=None)
+    c = sub.add_parser("check")
+    c.add_argument("--model", action="append", default=None)
+    c.add_argument("--every", type=int, default=10)
+    t = sub.add_parser("cost")
+    t.add_argument("--model", action="append", default=None)
     args = parser.parse_args()
     if args.cmd == "make":
         make(args.stardist)
+    elif args.cmd == "check":
+        check(args.model or ["nuclei"], args.every)
+    elif args.cmd == "cost":
+        cost(args.model or ["nuclei"])
     else:
         run(args.model or ["nuclei"], args.json)
 
