@@ -371,3 +371,15 @@ def test_gpu_check_dry_run_on_the_cpu(tmp_path):
         assert tests["tests"] > 0 and tests["skipped"] == tests["tests"]
     assert result["bench"]["ratios"] and (out / "train" / "unet.nuclei.smoke.safetensors").exists()
     assert "gpu_check: all steps passed" in (out / "gpu_check.log").read_text()
+
+
+def test_the_busy_note_discounts_the_benchmark_s_own_threads():
+    from napari_attnseg.benchmark.machine import busy_note
+
+    report = _tiny_report()  # 2 CPUs, 2 torch threads
+    report["load_average"] = {"start": [0.3, 1.3, 2.0], "end": [1.9, 1.8, 1.8]}
+    assert busy_note(report) == ""  # an idle machine, loaded by this run alone
+    report["load_average"]["end"] = [3.5, 2.0, 1.9]  # 1.5 beyond its own 2 threads
+    assert "other processes compete" in busy_note(report)
+    report["load_average"] = {"start": [1.2, 1.0, 1.0], "end": [1.9, 1.8, 1.8]}
+    assert "up to 1.9" in busy_note(report)  # busy before it began
