@@ -10,7 +10,7 @@
     python scripts/zoo.py check                    # every shipped card complete? (reads JSON only)
     python scripts/zoo.py complete NAME...|--all   # fill derivable card fields (weights unchanged)
     python scripts/zoo.py annotate NAME...         # the tasks' object rules into shipped cards
-    python scripts/zoo.py gpu [--budget 600] [--jobs 12] [--dry-run]   # the whole GPU campaign
+    python scripts/gpu_campaign.py [--budget 600] [--jobs 12] [--dry-run]   # the GPU campaign
 
 **Runs.** Every model is trained by ``attnseg train --config recipes/<name>.json``
 in its own run folder ``runs/zoo/<name>/`` (``runs/zoo_full/<name>/`` for the
@@ -1213,27 +1213,33 @@ GPU_JOBS = 12
 MIN_RUN_S = 10.0
 
 
+@dataclass
+class TableRows:
+    """What the campaign needs of ``scripts/paper_tables.py`` (passed in by
+    ``scripts/gpu_campaign.py``: paper_tables imports this module, not the reverse)."""
+
+    #: ``runs(variant, tasks, device)``: one run per unique table row
+    runs: Callable[[str, list[str] | None, str], list[Run]]
+    #: writes docs/results.md from the runs
+    write: Callable[[], object]
+
+
 def campaign_runs(
     *,
     zoo_variant: str = "full",
     tables_variant: str = "full",
-    tables: bool = True,
+    tables: TableRows | None = None,
     device: str = "cuda",
     tasks: list[str] | None = None,
 ) -> list[Run]:
-    """Every zoo recipe of ``zoo_variant`` and every table row of ``tables_variant``, one
-    run each (rows that train exactly a zoo recipe share its run)."""
+    """Every zoo recipe of ``zoo_variant`` and, with ``tables``, every table row of
+    ``tables_variant``, one run each (rows that train exactly a zoo recipe share its run)."""
     runs = []
     for name in recipe_names(zoo_variant):
         if not tasks or name.split(".")[1] in tasks:
             runs.append(zoo_run(name, zoo_variant, device))
-    if tables:
-        # paper_tables imports this module; importing it at the top would be circular
-        sys.path.insert(0, str(ROOT / "scripts"))
-        import paper_tables
-
-        for row in paper_tables.unique_rows(variant=tables_variant, tasks=tasks):
-            runs.append(paper_tables.row_run(row, tables_variant, device))
+    if tables is not None:
+        runs += tables.runs(tables_variant, tasks, device)
     unique: dict[Path, Run] = {}
     for run in runs:
         unique.setdefault(run.run_dir, run)
@@ -1316,7 +1322,7 @@ def gpu_campaign(
     jobs: int = GPU_JOBS,
     zoo_variant: str = "full",
     tables_variant: str = "full",
-    tables: bool = True,
+    tables: TableRows | None = None,
     tasks: list[str] | None = None,
     device: str = "cuda",
     overhead_s: float = GPU_OVERHEAD_S,
@@ -1326,7 +1332,8 @@ def gpu_campaign(
     dry_run: bool = False,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """``gpu``: train and package the whole zoo and all table rows within ``budget_s``.
+    """Train and package the whole zoo (and, with ``tables``, all table rows) within
+    ``budget_s``; ``python scripts/gpu_campaign.py`` runs it with the tables.
 
     Untested on a GPU (none was available to this work; the plan and commands are
     tested on a CPU with ``--dry-run``).
@@ -1403,10 +1410,8 @@ def gpu_campaign(
         only_if_better=only_if_better,
         log=log,
     )
-    if tables:
-        import paper_tables
-
-        paper_tables.write_results()
+    if tables is not None:
+        tables.write()
     result = {
         **plan,
         "records": records,
@@ -1470,21 +1475,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("annotate", help="write the object rules into shipped cards").add_argument(
         "names", nargs="+"
     )
-    g = sub.add_parser("gpu", help="the whole zoo and every table row on one GPU")
-    g.add_argument("--budget", type=float, default=600.0, help="seconds for everything")
-    g.add_argument("--jobs", type=int, default=GPU_JOBS, help="runs at once on the GPU")
-    g.add_argument("--device", default="cuda")
-    g.add_argument("--zoo-variant", choices=VARIANTS, default="full")
-    g.add_argument("--tables-variant", choices=VARIANTS, default="full")
-    g.add_argument("--no-tables", dest="tables", action="store_false")
-    g.add_argument("--task", action="append", default=[], help="only these tasks (repeatable)")
-    g.add_argument("--overhead", type=float, default=GPU_OVERHEAD_S, help="seconds per run")
-    g.add_argument("--reserve", type=float, default=GPU_RESERVE_S, help="seconds kept at the end")
-    g.add_argument("--max-mb", type=float, default=60.0)
-    g.add_argument("--replace", dest="only_if_better", action="store_false",
-                   help="ship every new model, even where the shipped one is better")  # fmt: skip
-    g.add_argument("--dry-run", action="store_true", help="print the plan and the commands")
-    g.add_argument("--out", type=Path, default=None, help="campaign.json/log folder (runs/gpu)")
     args = parser.parse_args(argv)
     if args.cmd == "recipes":
         write_recipes("full" if args.full else "compact")
@@ -1531,22 +1521,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "commands":
         for cmd in commands(args.name, RUNS / args.name):
             print(shlex.join(cmd))
-    elif args.cmd == "gpu":
-        gpu_campaign(
-            budget_s=args.budget,
-            jobs=args.jobs,
-            zoo_variant=args.zoo_variant,
-            tables_variant=args.tables_variant,
-            tables=args.tables,
-            tasks=args.task or None,
-            device=args.device,
-            overhead_s=args.overhead,
-            reserve_s=args.reserve,
-            max_mb=args.max_mb,
-            only_if_better=args.only_if_better,
-            dry_run=args.dry_run,
-            out=args.out,
-        )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""scripts/zoo.py, paper_tables.py and report_tables.py: packaging, run driver, GPU plan, tables.
+"""scripts/zoo.py, paper_tables.py, report_tables.py and gpu_campaign.py: packaging, run
+driver, GPU plan, tables.
 
 Packaging and the driver run against a temporary weights folder, runs folder and
 data split (the scripts' module paths are monkeypatched), with tiny untrained
@@ -24,6 +25,7 @@ from napari_attnseg.models.card import ModelCard
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+import gpu_campaign  # noqa: E402
 import paper_tables  # noqa: E402
 import report_tables  # noqa: E402
 import zoo as zs  # noqa: E402
@@ -360,7 +362,7 @@ def test_committed_recipes_are_the_generators_and_full_ones_have_paper_widths():
 
 
 def test_gpu_dry_run_covers_the_zoo_and_every_table_row_within_the_budget(capsys):
-    plan = zs.gpu_campaign(budget_s=600, jobs=12, dry_run=True)
+    plan = gpu_campaign.campaign(budget_s=600, jobs=12, dry_run=True)
     printed = capsys.readouterr().out
     dirs = {item["run_dir"] for item in plan["runs"]}
     for name in zs.recipe_names("full"):
@@ -380,7 +382,7 @@ def test_gpu_dry_run_covers_the_zoo_and_every_table_row_within_the_budget(capsys
         assert item["command"].endswith(f"--time-budget {plan['time_budget_s']}")
         assert "--device cuda" in item["command"]
     with pytest.raises(ValueError, match="raise --budget"):
-        zs.gpu_campaign(budget_s=150, jobs=2, dry_run=True)
+        gpu_campaign.campaign(budget_s=150, jobs=2, dry_run=True)
 
 
 def test_gpu_campaign_runs_every_run_with_its_budget_packages_and_reports(sandbox, monkeypatch):
@@ -388,7 +390,7 @@ def test_gpu_campaign_runs_every_run_with_its_budget_packages_and_reports(sandbo
     --time-budget, every zoo model that beats the shipped one ships, one JSON + log."""
     fake = FakeAttnseg(epochs=1)
     monkeypatch.setattr(zs, "run_command", fake)
-    result = zs.gpu_campaign(budget_s=100, jobs=2, zoo_variant="compact", tables=False,
+    result = zs.gpu_campaign(budget_s=100, jobs=2, zoo_variant="compact", tables=None,
                              device="cpu", overhead_s=5, reserve_s=10,
                              out=sandbox / "gpu")  # fmt: skip
     assert result["n_runs"] == 2 and result["time_budget_s"] == 85
