@@ -390,22 +390,29 @@ class MetricAccumulator:
         }
 
 
-def format_table(summary: dict[str, Any], *, digits: int = 4) -> str:
-    """A fixed-width text table: one row per image, then the mean and pooled rows."""
+def format_table(
+    summary: dict[str, Any], *, digits: int = 4, columns: Sequence[str] = METRICS
+) -> str:
+    """A fixed-width text table of ``columns``: one row per image, then the mean and pooled
+    rows. Missing or NaN values show as ``-``, integers (counts) as integers."""
     rows = [(str(m.get("name", i)), m) for i, m in enumerate(summary.get("per_image", []))]
     footer = [(label, summary[label]) for label in ("mean", "pooled") if label in summary]
     width = max([len(name) for name, _ in rows + footer] + [5])
-    column = max(max(len(name) for name in METRICS), digits + 3)
+    column = max(max(len(name) for name in columns), digits + 3)
 
     def cell(value: Any) -> str:
-        text = "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            text = str(int(value))
+        elif value is None or math.isnan(value):
+            text = "-"
+        else:
+            text = f"{value:.{digits}f}"
         return f"{text:>{column}}"
 
     def line(name: str, values: dict[str, Any]) -> str:
-        cells = (cell(values.get(metric, math.nan)) for metric in METRICS)
-        return f"{name:<{width}}  " + " ".join(cells)
+        return f"{name:<{width}}  " + " ".join(cell(values.get(c)) for c in columns)
 
-    header = f"{'image':<{width}}  " + " ".join(f"{metric:>{column}}" for metric in METRICS)
+    header = f"{'image':<{width}}  " + " ".join(f"{c:>{column}}" for c in columns)
     rule = "-" * len(header)
     lines = [header, rule, *(line(name, m) for name, m in rows)]
     if footer:

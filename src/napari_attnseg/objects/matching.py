@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..metrics import format_table
+
 #: IoU thresholds of the mean AP (the 2018 DSB score): 0.50, 0.55, …, 0.95
 THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
 #: per-image and summary keys, in table order
@@ -355,31 +357,7 @@ class InstanceAccumulator:
 
 def format_instance_table(summary: dict[str, Any], *, digits: int = 3) -> str:
     """A fixed-width text table: one row per image, then the mean and pooled rows."""
-    columns = (*INSTANCE_METRICS, "n_true", "n_pred")
-    rows = [(str(m.get("name", i)), m) for i, m in enumerate(summary.get("per_image", []))]
-    footer = [(label, summary[label]) for label in ("mean", "pooled") if label in summary]
-    width = max([len(name) for name, _ in rows + footer] + [5])
-    column = max(max(len(c) for c in columns), digits + 3)
-
-    def cell(value: Any) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            text = "-"
-        elif isinstance(value, (int, np.integer)):
-            text = str(int(value))
-        else:
-            text = f"{value:.{digits}f}"
-        return f"{text:>{column}}"
-
-    def line(name: str, values: dict[str, Any]) -> str:
-        return f"{name:<{width}}  " + " ".join(cell(values.get(c)) for c in columns)
-
-    header = f"{'image':<{width}}  " + " ".join(f"{c:>{column}}" for c in columns)
-    rule = "-" * len(header)
-    lines = [header, rule, *(line(name, m) for name, m in rows)]
-    if footer:
-        lines += [rule, *(line(name, m) for name, m in footer)]
-    lines.append(f"({summary.get('n_images', len(rows))} images)")
-    return "\n".join(lines)
+    return format_table(summary, digits=digits, columns=(*INSTANCE_METRICS, "n_true", "n_pred"))
 
 
 __all__ = [
