@@ -56,6 +56,26 @@ def wants_instances(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "instances", False) or getattr(args, "table", False))
 
 
+def inference_settings(args: argparse.Namespace):
+    """``InferenceSettings`` from ``predict``/``evaluate``'s inference options (a ``--roi``
+    file or folder is given per call, so the settings keep ``auto`` for it)."""
+    from ..inference import InferenceSettings
+
+    roi = getattr(args, "roi", "auto")
+    return InferenceSettings(
+        device=args.device,
+        precision=args.precision,
+        tta=args.tta,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        diameter=getattr(args, "diameter", "auto"),
+        instances=wants_instances(args),
+        roi=roi if roi in ROI_WORDS else "auto",
+    )
+
+
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument(
         "--device",

@@ -19,6 +19,7 @@ from ..data.lazy import is_lazy_readable, is_zarr
 from ._common import (
     ROI_WORDS,
     ProgressBar,
+    inference_settings,
     refuse_overwrite,
     refuse_shared_stems,
     wants_instances,
@@ -140,7 +141,6 @@ def run_distributed(args: argparse.Namespace) -> int:
     """``attnseg predict`` with Dask (see the module docstring)."""
     from contextlib import nullcontext
 
-    from ..inference import InferenceSettings
     from ..inference.blockwise import predict_blockwise
     from ..inference.distributed import (
         DASK_PROGRESS,
@@ -170,18 +170,7 @@ def run_distributed(args: argparse.Namespace) -> int:
     if args.probabilities:
         outputs += [out / "probabilities" / f"{p.stem}.tif" for p in files]
     refuse_overwrite(outputs, [*files, *blocks])
-    settings = InferenceSettings(
-        device=args.device,
-        precision=args.precision,
-        tta=args.tta,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        diameter=args.diameter,
-        instances=wants_instances(args),
-        roi=args.roi,
-    )
+    settings = inference_settings(args)  # --roi FILE|DIR was refused above
     model = ModelRef.resolve(args.model)
     torch_threads = args.torch_threads
     if args.workers is not None:

@@ -59,6 +59,7 @@ from ._common import (
     add_quiet,
     diameter,
     expand_inputs,
+    inference_settings,
     integer,
     number,
     refuse_overwrite,
@@ -184,19 +185,7 @@ def make_predictor(args: argparse.Namespace):
     from ..inference import Predictor
     from ..zoo import load
 
-    roi = getattr(args, "roi", "auto")
-    predictor = Predictor(
-        device=args.device,
-        precision=args.precision,
-        tta=args.tta,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        diameter=getattr(args, "diameter", "auto"),
-        instances=wants_instances(args),
-        roi=roi if roi in ROI_WORDS else "auto",  # a file or folder: given per call
-    )
+    predictor = Predictor(inference_settings(args))
     model = load(args.model, device=predictor.device)
     check_model(model, args)
     return model, predictor
