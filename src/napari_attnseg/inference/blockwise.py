@@ -50,6 +50,7 @@ refused with a message.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -640,8 +641,7 @@ def blockwise_settings(
     if settings.roi == "auto" and card.roi:
         notes.append(f"the model's own region ({card.roi.get('method', 'automatic')}) not "
                      "applied: it is found on the whole image")
-    fields = {**settings.__dict__, "instances": False, "diameter": None, "roi": "none"}
-    return InferenceSettings(**fields), notes
+    return dataclasses.replace(settings, instances=False, diameter=None, roi="none"), notes
 
 
 def prepare_blockwise(

@@ -70,6 +70,12 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CPU_BF16_ENV = "NAPARI_ATTNSEG_CPU_BF16"
 
 
+def _cpu_bf16_override() -> bool | None:
+    """``$NAPARI_ATTNSEG_CPU_BF16`` as set (0/1), else None."""
+    value = os.environ.get(CPU_BF16_ENV, "").strip()
+    return value == "1" if value in ("0", "1") else None
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), per PyTorch.
 
@@ -78,9 +84,9 @@ def cpu_has_native_bf16() -> bool:
     support bfloat16 is emulated and slower than fp32, so ``auto`` keeps fp32.
     ``$NAPARI_ATTNSEG_CPU_BF16`` (0/1) overrides the detection.
     """
-    override = os.environ.get(CPU_BF16_ENV, "").strip()
-    if override in ("0", "1"):
-        return override == "1"
+    override = _cpu_bf16_override()
+    if override is not None:
+        return override
     if not torch.backends.mkldnn.is_available():
         return False
     queries = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -179,7 +185,7 @@ def cpu_auto_bf16() -> bool:
     least :data:`BF16_MIN_SPEEDUP` (:func:`cpu_bf16_speedup`, run once per
     process, ~0.2 s), so ``auto`` never picks the slower of the two.
     """
-    override = os.environ.get(CPU_BF16_ENV, "").strip()
-    if override in ("0", "1"):
-        return override == "1"
+    override = _cpu_bf16_override()
+    if override is not None:
+        return override
     return cpu_has_native_bf16() and _measured_cpu_bf16_speedup() >= BF16_MIN_SPEEDUP

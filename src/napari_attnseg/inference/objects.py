@@ -96,6 +96,12 @@ def zoom_for(card: ModelCard, spec: InputSpec, diameter: float) -> float:
     )
     if low <= working <= high:
         return 1.0
+    return _to_median(card, working)
+
+
+def _to_median(card: ModelCard, working: float) -> float:
+    """The zoom that brings objects of ``working`` px (as the network sees them unresampled)
+    to the median training size, within ``MAX_ZOOM`` either way."""
     return float(np.clip(float(card.object_diameter) / working, 1.0 / MAX_ZOOM, MAX_ZOOM))
 
 
@@ -197,8 +203,7 @@ def measured_zoom(
     """
     zoom = zoom_for(card, spec, diameter)
     if zoom == 1.0 and not native_believed:
-        working = float(diameter) * spec.scale
-        zoom = float(np.clip(float(card.object_diameter) / working, 1.0 / MAX_ZOOM, MAX_ZOOM))
+        zoom = _to_median(card, float(diameter) * spec.scale)
     return zoom
 
 
