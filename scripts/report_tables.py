@@ -195,7 +195,7 @@ def _budget_note(rows: list[dict], task: str, recipe_of: Callable, paper: str) -
     ours = (
         "; ".join(WIDTH_NOTE.get(a, a) for a in archs)
         + f"; batch {train['batch_size']}, {train['epochs']} epochs of {per_epoch} on a "
-        "2-core CPU in bf16"
+        "2-core CPU (precision and wall time per row under *trained*)"
     )
     scale = data.get("scale", 1.0)
     zoom = (train.get("augment") or {}).get("zoom")

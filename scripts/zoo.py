@@ -325,6 +325,41 @@ def _check_variant(variant: str) -> None:
         raise ValueError(f"unknown recipe variant {variant!r}; choose {' or '.join(VARIANTS)}")
 
 
+#: compact models trained further from an earlier shipped version of themselves (recipe
+#: ``init``: that file, pinned by SHA-256; ``git show`` restores it), with these changes
+TRAIN_FURTHER: dict[str, dict[str, Any]] = {
+    "unet.polyp": {
+        "init": {
+            "model": "runs/init/unet.polyp.24ep.safetensors",
+            "sha256": "2cd72525d0e7163f33fe61f53bd2b4cd889e3235840c4fb6187e689612695168",
+            "source": "git show 92cc0de:src/napari_attnseg/zoo/weights/unet.polyp.safetensors "
+            "(and .json beside it): the first unet.polyp, 24 epochs at lr 1e-3",
+        },
+        "train": {
+            "epochs": 24,
+            "lr": 5e-4,
+            "schedule": "poly",
+            "poly_power": 0.9,
+            "early_stopping": None,
+            "augment": {
+                "flips": True,
+                "rot90": True,
+                "rotation_deg": 20.0,
+                "zoom": [0.75, 1.33],
+                "brightness": 0.2,
+                "contrast": 0.2,
+                "channel_shift": 0.05,
+            },
+        },
+        "tta": True,
+        "notes": " Trained further: 24 more epochs from the first unet.polyp (24 epochs at a "
+        "constant lr 1e-3, still improving), lr 5e-4 with poly decay, stronger colour and "
+        "geometry augmentation, flip TTA recommended (polyp literature without ImageNet "
+        "weights: longer schedule, strong augmentation, TTA).",
+    },
+}
+
+
 def recipe(arch: str, task: str, variant: str = "compact") -> dict:
     """The recipe of ``<arch>.<task>``: compact (CPU) or full (the papers' sizes and epochs)."""
     _check_variant(variant)
@@ -349,7 +384,12 @@ def recipe(arch: str, task: str, variant: str = "compact") -> dict:
             f"{FULL_TRAIN[arch]['epochs']} epochs, for a GPU."
         )
         metadata = {"task": task, "recipe": f"recipes/full/{name}.json", "variant": "full"}
-    return {
+    further = TRAIN_FURTHER.get(name, {}) if variant == "compact" else {}
+    if further:
+        train.update(further["train"])
+        notes += further["notes"]
+        a = {**a, "tta": further.get("tta", a.get("tta"))}
+    result = {
         "name": name,
         "task": task,
         "arch": arch,
@@ -365,6 +405,9 @@ def recipe(arch: str, task: str, variant: str = "compact") -> dict:
             "training": {"dataset": t["dataset"]},
         },
     }
+    if further:
+        result["init"] = further["init"]
+    return result
 
 
 def write_recipes(variant: str = "compact") -> list[Path]:

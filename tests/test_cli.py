@@ -277,3 +277,19 @@ def test_help_has_no_internal_references(capsys):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert not re.search(r"\bissue\b|#\d|\bhelper\b", text, re.IGNORECASE), (command, text)
+
+
+
+def test_tta_flag_defaults_to_the_card_and_can_be_forced_either_way():
+    from napari_attnseg.cli import build_parser
+    from napari_attnseg.cli._common import inference_settings
+
+    parser = build_parser()
+    commands = (
+        ["predict", "--model", "x", "image.tif", "--out", "o"],
+        ["evaluate", "--model", "x", "--images", "i", "--masks", "m"],
+    )
+    for flags, expected in (([], None), (["--tta"], True), (["--no-tta"], False)):
+        for command in commands:
+            args = parser.parse_args([*command, *flags])
+            assert args.tta is expected and inference_settings(args).tta is expected

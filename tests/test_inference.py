@@ -88,6 +88,17 @@ def test_tta_differs_from_plain_prediction():
     assert not np.allclose(plain, tta)
 
 
+def test_tta_by_default_where_the_card_recommends_it():
+    model = tiny(norm="instance")
+    image = np.random.default_rng(1).normal(size=(45, 61)).astype(np.float32)
+    plain = P(tta=False).predict(model, image).probabilities
+    flips = P(tta=True).predict(model, image).probabilities
+    assert np.array_equal(P().predict(model, image).probabilities, plain)  # no recommendation
+    model.card.metadata = {"recommended_tta": True}
+    assert np.array_equal(P().predict(model, image).probabilities, flips)
+    assert np.array_equal(P(tta=False).predict(model, image).probabilities, plain)
+
+
 def test_rgb_image_and_labels():
     model = tiny(in_channels=3, n_classes=3)
     image = np.random.default_rng(2).integers(0, 255, size=(40, 50, 3), dtype=np.uint8)

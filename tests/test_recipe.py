@@ -239,3 +239,53 @@ def test_run_spec_round_trips_and_resolves_paths(tmp_path):
     assert again == spec
     assert again.path("images") == tmp_path / "data/images"
     assert default_run_dir("x/m.safetensors") == Path("x/m.run")
+
+
+# -- init: train on from a saved model's weights ---------------------------------------
+def test_init_starts_from_the_saved_weights_and_pins_them(folders, tmp_path, capsys):
+    first = tmp_path / "first.safetensors"
+    assert main(tiny_args(folders, first, "--epochs", "2")) == 0
+    base = load_model(first).state_dict()
+
+    # zero epochs are not allowed, so compare the weights the run started from via lr ~ 0
+    again = tmp_path / "again.safetensors"
+    args = tiny_args(folders, again, "--epochs", "1", "--lr", "1e-12", "--init", str(first))
+    assert main(args) == 0
+    tuned = load_model(again)
+    for key, value in base.items():
+        torch.testing.assert_close(tuned.state_dict()[key], value, rtol=1e-4, atol=1e-5)
+    init = tuned.card.training["init"]
+    assert tuned.card.base_model == load_model(first).card.name
+    run = RunSpec.load(default_run_dir(again))
+    assert run.recipe.init["sha256"] == init["sha256"] and len(init["sha256"]) == 64
+    # a random start differs from the saved weights
+    fresh = tmp_path / "fresh.safetensors"
+    assert main(tiny_args(folders, fresh, "--epochs", "1", "--lr", "1e-12")) == 0
+    weights = load_model(fresh).state_dict()
+    assert any(not torch.allclose(weights[k], base[k]) for k in base if base[k].is_floating_point())
+
+    # the pinned file changed: the recipe refuses to start from other weights
+    recipe = run.recipe.to_dict()
+    config = tmp_path / "pinned.json"
+    config.write_text(json.dumps(recipe))
+    assert main(tiny_args(folders, first, "--epochs", "1")) == 0  # retrained: new weights
+    pinned = tiny_args(folders, tmp_path / "p", "--epochs", "1", "--config", str(config))
+    assert main(pinned) == 1
+    assert "not the weights the recipe starts from" in capsys.readouterr().err
+
+
+def test_init_refuses_another_architecture(folders, tmp_path, capsys):
+    first = tmp_path / "first.safetensors"
+    assert main(tiny_args(folders, first, "--epochs", "1")) == 0
+    other = tiny_args(folders, tmp_path / "o.safetensors", "--epochs", "1", "--init", str(first))
+    other[other.index("width=4")] = "width=8"
+    assert main(other) == 1
+    err = capsys.readouterr().err
+    assert "another network than the recipe builds" in err and "width: 4 vs 8" in err
+    with pytest.raises(ValueError, match="'init' needs a 'model' path"):
+        Recipe.from_dict({"init": {"sha256": "0" * 64}})
+    with pytest.raises(ValueError, match="64 lower-case hex"):
+        Recipe.from_dict({"init": {"model": "m.safetensors", "sha256": "abc"}})
+    assert Recipe.from_dict(Recipe(init={"model": "m.safetensors"}).to_dict()).init == {
+        "model": "m.safetensors"
+    }

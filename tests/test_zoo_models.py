@@ -94,7 +94,8 @@ def test_zoo_card_matches_its_recorded_recipe_and_evaluation(info):
     assert measured["--images"] == trained["--val-images"]
     assert measured["--masks"] == trained["--val-masks"]
     assert measured.get("--fov") == trained.get("--val-fov")
-    assert measured.get("--tta") is None and not recipe["evaluate"]["tta"]
+    # scored as users get it by default: with flip TTA exactly where the card recommends it
+    assert ("--tta" in measured) == recipe["evaluate"]["tta"] == card.metadata["recommended_tta"]
     n_val = card.metrics["validation"]["n_images"]
     assert n_val == card.training["n_val"] > 0
     split = ROOT / "recipes" / "splits" / f"{recipe['task']}.json"

@@ -178,3 +178,16 @@ def test_the_engine_gets_the_chosen_output_diameter_and_precision(
     run(qtbot, widget)
     assert seen["precision"] == "fp32" and seen["diameter"] == 12.5
     assert seen["instances"] is False and seen["roi"] == "auto" and seen["roi_array"] is None
+
+
+def test_tta_follows_the_selected_models_card(viewer, user_model_dir):
+    disc_model("polyps", metadata={"recommended_tta": True})
+    disc_model("plain")
+    viewer.add_image(blobs()[0], name="cells")
+    widget = dock(viewer, "Segment")
+    assert widget.model_picker.select("polyps") and widget.tta.isChecked()
+    assert widget._settings()["tta"] is True
+    assert widget.model_picker.select("plain") and not widget.tta.isChecked()
+    widget.tta.setChecked(True)  # the user's choice holds until another model is selected
+    _models.session().add_unsaved(tiny_model(), "another")
+    assert widget.tta.isChecked()

@@ -42,7 +42,7 @@ def measure_end_to_end(settings: BenchSettings, device: torch.device, log: Log) 
     model, label = _predictor_model(settings)
     size = settings.e2e_size
     predictor = Predictor(device=str(device), precision=settings.precision,
-                          tile_size=max(size, settings.tile_size), batch_size=1)
+                          tile_size=max(size, settings.tile_size), batch_size=1, tta=False)
     image = synthetic_image(size, 3, settings.seed)
     log(f"end to end {label} {size}x{size} RGB")
     times = time_repeats(lambda: predictor.predict(model, image), device, **settings.repetition)
@@ -68,7 +68,7 @@ def measure_sliding_window(
     model, label = _predictor_model(settings)
     size, tile = settings.large_size, settings.tile_size
     predictor = Predictor(device=str(device), precision=settings.precision, tile_size=tile,
-                          overlap=settings.overlap, batch_size=settings.tile_batch)
+                          overlap=settings.overlap, batch_size=settings.tile_batch, tta=False)
     warm = synthetic_image(tile, 3, settings.seed + 1)
     predictor.predict(model, warm)  # one-off start-up costs (thread pools, kernels) stay out
     image = synthetic_image(size, 3, settings.seed)

@@ -80,7 +80,13 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="zoo name (focal_use_net.nuclei), task (nuclei), user model or path",
     )
-    p.add_argument("--tta", action="store_true", help="average over horizontal/vertical flips")
+    p.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average over horizontal/vertical flips (4x the work); default: as the model's "
+        "card recommends (models trained and scored with flip TTA)",
+    )
     add_device(p)
     p.add_argument(
         "--precision",

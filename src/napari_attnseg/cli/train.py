@@ -37,6 +37,11 @@ fp16 on other CUDA GPUs, fp32 elsewhere; weights, losses and metrics stay fp32).
 the zoo's recipes/*.json are examples) and command-line flags override it.
 --prune-workflow runs Yeung et al.'s Focal pruning in one go: train with every
 Focal w initialised to 0, prune the modules with w < --prune-threshold, retrain.
+--init MODEL (or a recipe's "init": {"model": PATH, "sha256": HEX}) starts from a
+saved model's weights instead of random ones, to train a model further with a
+new schedule or augmentation: the architecture and options must match, and the
+run records the file's SHA-256 so that it resumes from the same weights.
+(`attnseg finetune` instead keeps the model's recipe and adapts it to new data.)
 
 Every run has a run folder (--run-dir; default: beside --out, named after it,
 e.g. m.safetensors -> m.run/) holding run.json (the recipe with every override
@@ -211,6 +216,13 @@ def add_parser(sub) -> None:
         help=f"prune Focal modules with w below this (default {PRUNE_THRESHOLD:g})",
     )
     p.add_argument(
+        "--init",
+        metavar="MODEL",
+        default=None,
+        help="start from this saved or zoo model's weights (same architecture and options) "
+        "instead of random ones; the run pins the file's SHA-256",
+    )
+    p.add_argument(
         "--run-dir",
         "--checkpoint-dir",
         dest="run_dir",
@@ -309,6 +321,10 @@ def _new_spec(args: argparse.Namespace):
     recipe = Recipe.from_json(args.config) if args.config else Recipe()
     recipe = _override(recipe, args)
     recipe = recipe.for_device(resolve_device(recipe.train.device))
+    if args.init is not None:
+        from ..zoo import resolve
+
+        recipe = dataclasses.replace(recipe, init={"model": str(resolve(args.init))})
     threshold = None
     if args.prune_workflow:
         threshold = PRUNE_THRESHOLD if args.prune_threshold is None else args.prune_threshold

@@ -590,7 +590,8 @@ def export_bioimageio(
     # our own pipeline at the trained scale, as the package runs it: no object-size
     # matching, automatic region of interest or instance labels (they stay outside it)
     predictor = Predictor(
-        device="cpu", tile_size=None, precision="fp32", diameter=None, roi="none", instances=False
+        device="cpu", tile_size=None, precision="fp32", diameter=None, roi="none",
+        instances=False, tta=False,
     )
     prediction = predictor.predict(model, np.moveaxis(chw, 0, -1), channel_axis=-1)
     probabilities, labels = prediction.probabilities, prediction.labels

@@ -89,7 +89,7 @@ from .distributed import (
     with_card,
 )
 from .objects import uses_diameter
-from .predictor import TTA_FLIPS, InferenceSettings, Predictor
+from .predictor import TTA_FLIPS, InferenceSettings, Predictor, uses_tta
 
 #: default block edge (pixels); also the output's zarr chunk
 DEFAULT_CHUNK = 2048
@@ -703,7 +703,9 @@ def prepare_blockwise(
     ):
         raise ValueError(f"the output {out} would overwrite the input {source.path}")
     # the plane's window grid can be followed at the native scale (see the module docstring)
-    flips = (TTA_FLIPS if settings.tta else ((),)) if spec.scale == 1.0 else None
+    tta = uses_tta(settings.tta, card)
+    settings = replace(settings, tta=tta)  # the blocks' predictors: the card's choice, decided
+    flips = (TTA_FLIPS if tta else ((),)) if spec.scale == 1.0 else None
     blocks = plan_blocks(
         layout.stack_shape,
         height,

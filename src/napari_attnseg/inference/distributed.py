@@ -59,7 +59,7 @@ from .._files import atomic_write
 from ..data.io import read_image, write_image, write_mask
 from ..models.base import SegmentationModel
 from ..models.card import ModelCard
-from ..models.persistence import card_path, load_model, read_card
+from ..models.persistence import card_path, file_sha256, load_model, read_card
 from ..progress import Cancelled, CancelToken, ProgressCallback, check, report
 from .predictor import InferenceSettings, Predictor
 
@@ -99,20 +99,6 @@ class ModelRef:
 
 #: how a model may be given: zoo name, task or path, a reference, or (in-process only) a network
 ModelSpec = str | os.PathLike | ModelRef | SegmentationModel
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a saved model: its weights file and the JSON card beside it (if any).
-
-    The card counts: it holds the threshold and normalisation the masks depend on.
-    """
-    digest = hashlib.sha256()
-    for part in (Path(path), card_path(path)):
-        if part.is_file():
-            with open(part, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
 
 
 def model_sha256(model: SegmentationModel) -> str:

@@ -16,9 +16,10 @@ plane it
    Gaussian blending, batched, output kept on the CPU so memory stays bounded
    by the tile batch rather than the image), under autocast at the resolved
    precision (bf16 where the hardware computes it natively and faster);
-3. with ``tta=True`` averages the probabilities of the plane and its
-   horizontal, vertical and double flips (done on the whole plane so the
-   result is exactly flip-equivariant);
+3. with test-time augmentation (``tta=True``, or the default ``None`` for a
+   model whose card recommends it, :func:`uses_tta`) averages the
+   probabilities of the plane and its horizontal, vertical and double flips
+   (done on the whole plane so the result is exactly flip-equivariant);
 4. maps the probabilities back onto the plane's own grid and thresholds
    (binary) or takes the arg-max (multi-class) into labels.
 
@@ -79,7 +80,9 @@ class InferenceSettings:
     overlap: float = 0.25
     #: tiles per forward pass
     batch_size: int = 4
-    tta: bool = False
+    #: average over flips: True, False, or None for the card's recommendation
+    #: (``metadata.recommended_tta``, set by models trained and scored with it)
+    tta: bool | None = None
     #: auto (bf16 where the hardware computes it natively and faster; fp16 on older
     #: GPUs; else fp32),
     #: fp32, bf16 or fp16; see ``inference.device.resolve_precision``
@@ -115,6 +118,13 @@ class InferenceSettings:
         self.diameter = check_diameter(self.diameter)
         if self.roi not in ("auto", "none"):
             raise ValueError(f"roi must be 'auto' or 'none', got {self.roi!r}")
+
+
+def uses_tta(tta: bool | None, card: ModelCard | None) -> bool:
+    """Whether to average over flips: the setting, or (None) the card's recommendation."""
+    if tta is not None:
+        return bool(tta)
+    return bool(card is not None and (card.metadata or {}).get("recommended_tta"))
 
 
 @dataclass
@@ -331,6 +341,7 @@ class Run:
         self.on_message = predictor.on_message
         self.model = model
         self.network = _usable_on(model, self.device)
+        self.tta = uses_tta(self.settings.tta, model.card)
         self.tile = self.settings.tile_size
         self.batch = self.settings.batch_size
         self.messages: list[str] = []
@@ -361,7 +372,7 @@ class Run:
         self, forward: Forward, x: torch.Tensor, progress, cancel
     ) -> torch.Tensor:
         """``forward`` over ``x`` (N, C, h, w): whole, or in blended tiles; flips for TTA."""
-        flips = TTA_FLIPS if self.settings.tta else ((),)
+        flips = TTA_FLIPS if self.tta else ((),)
         tile = self.tile
         tiled = tile is not None and max(x.shape[-2:]) > tile
         per_flip = (

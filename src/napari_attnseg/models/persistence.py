@@ -15,6 +15,7 @@ anything: safetensors holds raw tensors and the card is JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -79,6 +80,20 @@ def card_path(weights: str | os.PathLike) -> Path:
     """The JSON card that belongs to a weights file."""
     return Path(weights).with_suffix(".json")
 
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a saved model: its weights file and the JSON card beside it (if any).
+
+    The card counts: it holds the threshold and normalisation the masks depend on.
+    """
+    digest = hashlib.sha256()
+    for part in (Path(path), card_path(path)):
+        if part.is_file():
+            with open(part, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
 
 def save_model(
     model: SegmentationModel,

@@ -31,12 +31,20 @@ from .._files import atomic_write
 from ..losses import loss_defaults
 from ..models import compact_options
 from ..models.base import SegmentationModel
+from ..models.persistence import file_sha256
 from ..progress import CancelToken, ProgressCallback
 from .config import TrainConfig, read_json
 from .distributed import current as current_processes
 from .distributed import is_main_process
 from .trainer import History
-from .workflows import DataSpec, PruneResult, load_folder_data, prune_workflow, train_new
+from .workflows import (
+    DataSpec,
+    PruneResult,
+    load_folder_data,
+    prune_workflow,
+    resolve_init,
+    train_new,
+)
 
 T = TypeVar("T")
 
@@ -68,6 +76,19 @@ def _mapping(value: Any, what: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _init(value: Any) -> dict[str, Any]:
+    """A recipe's ``init``: ``{}`` or ``{"model": path, "sha256": hex, ...}``."""
+    init = _mapping(value, "recipe 'init'")
+    if init and not isinstance(init.get("model"), str):
+        raise ValueError(f"recipe 'init' needs a 'model' path (a string), got {value!r}")
+    sha = init.get("sha256")
+    if sha is not None and not (
+        isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+    ):
+        raise ValueError(f"recipe 'init' sha256 must be 64 lower-case hex digits, got {sha!r}")
+    return init
+
+
 @dataclass
 class Recipe:
     """What to train and how; see the module docstring.
@@ -75,6 +96,10 @@ class Recipe:
     ``evaluate`` holds how the model is scored (``{"tta": bool, "fov": bool}``
     in the zoo), ``card`` the model card's text fields (description, licence,
     class names, metadata) and ``notes`` why the recipe departs from its paper.
+    ``init`` starts the weights from a saved model of the same architecture
+    instead of at random (``{"model": path, "sha256": hex}``; the file must
+    have that hash, so a run can only start from the weights it names; see
+    :func:`~napari_attnseg.training.workflows.initial_weights`).
     """
 
     name: str = ""
@@ -86,6 +111,7 @@ class Recipe:
     evaluate: dict[str, Any] = field(default_factory=dict)
     card: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    init: dict[str, Any] = field(default_factory=dict)
 
     # -- (de)serialisation --------------------------------------------------
     @classmethod
@@ -109,6 +135,7 @@ class Recipe:
             evaluate=_mapping(data.get("evaluate"), "recipe 'evaluate'"),
             card=_mapping(data.get("card"), "recipe 'card'"),
             notes=data.get("notes", ""),
+            init=_init(data.get("init")),
         )
 
     @classmethod
@@ -130,6 +157,7 @@ class Recipe:
             "evaluate": dict(self.evaluate),
             "notes": self.notes,
             "card": dict(self.card),
+            **({"init": dict(self.init)} if self.init else {}),
         }
 
     # -- changes ------------------------------------------------------------
@@ -315,6 +343,10 @@ def start_run(spec: RunSpec, run_dir: str | Path) -> Path:
         raise ValueError(f"run folder {run_dir} exists and is not a folder")
     spec.status = "running"
     spec.world_size = current_processes().world_size
+    if spec.recipe.init and not spec.recipe.init.get("sha256"):  # pin the starting weights
+        path = resolve_init(spec.recipe.init, spec.cwd)["model"]
+        init = {**spec.recipe.init, "sha256": file_sha256(path)}
+        spec.recipe = dataclasses.replace(spec.recipe, init=init)
     return spec.save(run_dir)
 
 
@@ -348,6 +380,8 @@ def run_training(
         raise ValueError(
             f"{run_dir} is a --prune-workflow run, which cannot be resumed; start it again"
         )
+    if recipe.init and spec.prune_threshold is not None:
+        raise ValueError("the pruning workflow trains from random weights; it takes no 'init'")
     try:
         train, val, normalization = load_folder_data(
             spec.path("images"),
@@ -393,6 +427,7 @@ def run_training(
                 recipe.train,
                 checkpoint_dir=run_dir,
                 resume=resume,
+                init=resolve_init(recipe.init, spec.cwd),
                 **common,
             )
             result = RunResult(model, history)

@@ -162,15 +162,20 @@ def train_new(
     card: dict[str, Any] | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    init: dict[str, Any] | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[SegmentationModel, History]:
     """Build ``arch`` with ``options``, train it and (with ``out``) save it with its card.
 
-    Under torchrun every process trains and only rank 0 saves.
+    ``init`` (``{"model": path, "sha256": hex}``, see :func:`resolve_init`)
+    starts from that model's weights instead of random ones; the card records
+    it (``base_model``, ``training.init``). Under torchrun every process trains
+    and only rank 0 saves.
     """
     torch.manual_seed(config.seed)
     model = create_model(arch, in_channels=data.in_channels, n_classes=data.n_classes, **options)
+    start = initial_weights(model, init) if init else None
     model.card = ModelCard.from_dict(
         {
             "name": arch,
@@ -180,6 +185,9 @@ def train_new(
             "input_size": data.input_size,
         }
     )
+    if start is not None:
+        model.card.base_model = start["name"]
+        model.card.training = {**model.card.training, "init": start}
     record_object_size(model.card, train_samples)
     trainer = Trainer(model, config, train_samples, val_samples, checkpoint_dir=checkpoint_dir)
     if resume:
@@ -189,6 +197,49 @@ def train_new(
     if out is not None and is_main_process():
         save_model(model, out)
     return model, history
+
+
+def resolve_init(init: dict[str, Any], cwd: str | Path) -> dict[str, Any]:
+    """A recipe's ``init`` with its model path resolved against the run's folder ``cwd``
+    (``{}`` stays ``{}``)."""
+    if not init:
+        return {}
+    given = init.get("given", init["model"])
+    return {**init, "model": str(Path(cwd) / Path(given).expanduser()), "given": given}
+
+
+def initial_weights(model: SegmentationModel, init: dict[str, Any]) -> dict[str, Any]:
+    """Copy the weights of the saved model ``init["model"]`` into ``model``.
+
+    The file must hash to ``init["sha256"]`` when that is given (weights and
+    card, :func:`~napari_attnseg.models.persistence.file_sha256`) and describe
+    the same architecture with the same options as ``model``; anything else is
+    a ``ValueError`` that names the difference. Returns what the card records.
+    """
+    from ..models.persistence import file_sha256, load_model
+
+    path = Path(init["model"])
+    sha = file_sha256(path) if path.is_file() else None
+    if sha is None:
+        raise ValueError(f"init model not found: {path}")
+    if init.get("sha256") and sha != init["sha256"]:
+        raise ValueError(
+            f"init model {path} has SHA-256 {sha[:12]}…, the recipe names "
+            f"{init['sha256'][:12]}…: not the weights the recipe starts from"
+        )
+    source = load_model(path)
+    mine = {k: v for k, v in model.config.items() if k != "pruned"}
+    theirs = {k: v for k, v in source.config.items() if k != "pruned"}
+    differ = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    if differ or source.config.get("pruned"):
+        what = ", ".join(f"{k}: {theirs.get(k)!r} vs {mine.get(k)!r}" for k in differ)
+        raise ValueError(
+            f"init model {path} is another network than the recipe builds "
+            f"({what or 'it is pruned'}); start from a model of the same architecture"
+        )
+    model.load_state_dict(source.state_dict())
+    name = source.card.name if source.card else path.stem
+    return {"name": name, "model": str(init.get("given", init["model"])), "sha256": sha}
 
 
 def finetune(

@@ -53,6 +53,7 @@ from qtpy.QtWidgets import (
 
 from ..inference import InferenceSettings
 from ..inference.objects import check_diameter
+from ..inference.predictor import uses_tta
 from . import _shortcuts
 from ._batch import (
     BatchRequest,
@@ -190,7 +191,10 @@ class SegmentWidget(QWidget):
         )
         self.precision = precision_picker()
         self.tta = QCheckBox("test-time augmentation (flips)")
-        self.tta.setToolTip("average the predictions of the image and its flips: 4× slower")
+        self.tta.setToolTip(
+            "average the predictions of the image and its flips: 4× slower; selecting a model "
+            "sets it as the model's card recommends"
+        )
         self.add_probability = QCheckBox("add probability layer")
         self.add_probability.setToolTip("also add the foreground probability as an image layer")
         form = QFormLayout()
@@ -459,6 +463,7 @@ class SegmentWidget(QWidget):
             self.output.setCurrentText(
                 INSTANCES if card is not None and card.instances and binary else MASK
             )
+            self.tta.setChecked(uses_tta(None, card))  # as the card recommends
         elif not binary:
             self.output.setCurrentText(MASK)
         self.output.model().item(0).setEnabled(binary)
