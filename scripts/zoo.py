@@ -898,6 +898,11 @@ def complete_card(card, recipe: dict, recipe_path: Path, run_dir: Path | None = 
     elif spec and not training.get("command"):
         training["command"] = _reconstructed_command(spec, _rel(recipe_path))
         training["command_source"] = "reconstructed from the run's run.json"
+    init = training.get("init")
+    if init and "epochs_run" not in init and (ROOT / init["model"]).exists():
+        before = _read_json((ROOT / init["model"]).with_suffix(".json")).get("training", {})
+        training["init"] = {**init, **{k: before[k] for k in ("epochs_run", "wall_time_s")
+                                       if before.get(k) is not None}}  # fmt: skip
     training.setdefault("dataset", recipe["card"]["training"]["dataset"])
     if not training.get("threads"):
         training["threads"] = training.get("environment", {}).get("threads")
@@ -1194,7 +1199,10 @@ def write_zoo_doc() -> Path:
         "Metrics are per-image means on our validation splits (`recipes/splits/`); DRIVE is "
         "scored inside the field of view. Each task's default is its shipped model with the "
         "best validation Dice. Params and GFLOPs: one 256×256 forward pass (3 channels; 1 for "
-        "membranes), PyTorch's count.",
+        "membranes), PyTorch's count. *Epochs*: those trained; \"15 of 40\" is a model trained "
+        "for a CPU budget short of its recipe (`zoo.py train NAME --epochs 40` trains it on), "
+        "\"after N (model)\" one that started from an earlier model's weights (the recipe's "
+        "`init`; the training time counts both).",
         "",
         "| model | task default | Dice | Jaccard | precision | recall | params | GFLOPs "
         "| epochs | training | data licence |",
@@ -1216,11 +1224,19 @@ def write_zoo_doc() -> Path:
         device = t.get("environment", {}).get("device", "?")
         precision = t.get("precision") or legacy_precision(t) or "?"
         minutes = (t.get("wall_time_s") or 0) / 60
+        epochs = str(t.get("epochs_run", "?"))
+        planned = _read_json(RECIPES / f"{name}.json").get("train", {}).get("epochs")
+        if planned and t.get("epochs_run") and t["epochs_run"] < planned:
+            epochs += f" of {planned}"
+        init = t.get("init") or {}
+        if init:
+            epochs += f" after {init.get('epochs_run', '?')} ({init.get('name', '?')})"
+            minutes += (init.get("wall_time_s") or 0) / 60
         lines.append(
             f"| `{name}` | {'yes' if defaults.get(_task(name, card)) == name else ''} "
             f"| {_num(m.get('dice'))} | {_num(m.get('jaccard'))} | {_num(m.get('precision'))} "
             f"| {_num(m.get('sensitivity'))} | {cost.params / 1e6:.2f} M | {cost.gflops:.2f} "
-            f"| {t.get('epochs_run', '?')} | {minutes:.0f} min on {device}, {precision}, "
+            f"| {epochs} | {minutes:.0f} min on {device}, {precision}, "
             f"{t.get('threads', '?')} thread(s) | {licence} |"
         )
     unshipped = [n for n in recipe_names("compact") if n not in cards]

@@ -256,6 +256,7 @@ def test_init_starts_from_the_saved_weights_and_pins_them(folders, tmp_path, cap
         torch.testing.assert_close(tuned.state_dict()[key], value, rtol=1e-4, atol=1e-5)
     init = tuned.card.training["init"]
     assert tuned.card.base_model == load_model(first).card.name
+    assert init["epochs_run"] == 2 and init["model"] == str(first)  # the whole schedule
     run = RunSpec.load(default_run_dir(again))
     assert run.recipe.init["sha256"] == init["sha256"] and len(init["sha256"]) == 64
     # a random start differs from the saved weights

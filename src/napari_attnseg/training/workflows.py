@@ -238,8 +238,13 @@ def initial_weights(model: SegmentationModel, init: dict[str, Any]) -> dict[str,
             f"({what or 'it is pruned'}); start from a model of the same architecture"
         )
     model.load_state_dict(source.state_dict())
-    name = source.card.name if source.card else path.stem
-    return {"name": name, "model": str(init.get("given", init["model"])), "sha256": sha}
+    card = source.card or ModelCard(name=path.stem)
+    record = {"name": card.name, "model": str(init.get("given", init["model"])), "sha256": sha}
+    # how far the starting weights had been trained, so the card tells the whole schedule
+    for key in ("epochs_run", "wall_time_s"):
+        if card.training.get(key) is not None:
+            record[key] = card.training[key]
+    return record
 
 
 def finetune(
