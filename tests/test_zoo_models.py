@@ -5,9 +5,9 @@ these tests check what would break if the zoo were broken: each card agrees
 with the recipe and the evaluation command it records (architecture,
 normalisation, validation split, image count), each task's default is the
 model with the best recorded Dice, and the weights segment what they were
-trained for — the nuclei default on the bundled CC0 crop (ground truth), the
-two vessel models on the bundled fundus image (they must agree with each
-other, which two broken or mismatched models do not), the membrane model on a
+trained for — every nuclei model on the bundled CC0 crop (ground truth), every
+vessel model on the bundled fundus image (each must agree with the task
+default, which a broken or mismatched model does not), the membrane model on a
 synthetic membrane image with known truth. The polyp model has no bundled
 image with an answer; only its card is checked.
 """
@@ -32,6 +32,8 @@ SHIPPED = zoo.zoo_models()
 TASKS = {"nuclei", "vessels", "polyp", "membranes"}
 ROOT = Path(__file__).resolve().parents[1]
 PREDICTOR = Predictor(device="cpu", precision="fp32")
+NUCLEI = [m for m in SHIPPED if m.task == "nuclei"]
+VESSELS = [m for m in SHIPPED if m.task == "vessels"]
 
 
 def test_the_zoo_is_shipped_with_a_default_per_task():
@@ -62,12 +64,13 @@ def test_zoo_model_loads_offline_with_complete_card(info):
     assert y.shape == (1, model.n_classes, 40, 52)
 
 
-def test_nuclei_default_segments_the_bundled_cc0_crop():
+@pytest.mark.parametrize("info", NUCLEI, ids=[m.name for m in NUCLEI])
+def test_every_nuclei_model_segments_the_bundled_cc0_crop(info):
     image, truth = load_sample("nuclei")
-    prediction = Predictor(device="cpu").predict(zoo.load("nuclei"), image)
+    prediction = PREDICTOR.predict(zoo.load(info.name), image)
     dice = binary_metrics(prediction.foreground, truth > 0)["dice"]
-    assert dice >= 0.7, f"nuclei default reaches Dice {dice:.3f} on the bundled sample"
-    assert not np.array_equal(prediction.labels, np.zeros_like(prediction.labels))
+    assert dice >= 0.7, f"{info.name} reaches Dice {dice:.3f} on the bundled sample"
+    assert prediction.instances is not None and prediction.instances.max() >= 10
 
 
 def _options(command: str) -> dict[str, str]:
@@ -112,16 +115,20 @@ def test_task_defaults_are_the_best_recorded_models():
     assert zoo.task_defaults() == {task: name for task, (_, name) in best.items()}
 
 
-def test_vessel_models_agree_on_the_bundled_fundus():
+@pytest.fixture(scope="module")
+def fundus_default():
     fundus = load_sample("fundus")[0][150:406, 150:406]  # optic disc and vessels
-    masks = [PREDICTOR.predict(zoo.load(m.name), fundus).labels for m in SHIPPED
-             if m.task == "vessels"]  # fmt: skip
-    assert len(masks) == 2
-    for mask in masks:
-        assert 0.05 < mask.mean() < 0.3  # vessels, not background or everything
+    return fundus, PREDICTOR.predict(zoo.load("vessels"), fundus).labels
+
+
+@pytest.mark.parametrize("info", VESSELS, ids=[m.name for m in VESSELS])
+def test_every_vessel_model_agrees_with_the_default_on_the_bundled_fundus(info, fundus_default):
+    fundus, default = fundus_default
+    mask = PREDICTOR.predict(zoo.load(info.name), fundus).labels
+    assert 0.05 < mask.mean() < 0.3  # vessels, not background or everything
     # untrained networks of these sizes agree with the trained ones at Dice 0.15-0.35
-    agreement = binary_metrics(masks[0].astype(np.float32), masks[1] > 0)["dice"]
-    assert agreement > 0.65, f"the two vessel models agree only at Dice {agreement:.3f}"
+    agreement = binary_metrics(mask.astype(np.float32), default > 0)["dice"]
+    assert agreement > 0.65, f"{info.name} agrees with the default only at Dice {agreement:.3f}"
 
 
 def _synthetic_membranes(size=256, cells=60, seed=0):
