@@ -93,3 +93,20 @@ def test_saved_files_are_readable_by_others(tmp_path):
     for f in (path, path.with_suffix(".json"), mask):
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_half_precision_files_keep_tensors_beyond_fp16_range_in_fp32(tmp_path):
+    import torch
+
+    from napari_attnseg.models import create_model, load_model, save_model
+
+    model = create_model("focusnet", in_channels=3, n_classes=1, width_multiplier=0.25)
+    name, var = next((k, v) for k, v in model.named_buffers() if k.endswith("running_var"))
+    var.fill_(1e6)  # large activations: beyond fp16's 65504
+    path = save_model(model.eval(), tmp_path / "m.safetensors", half=True)
+    loaded = load_model(path)  # used to fail: "holds NaN or infinite weights"
+    assert torch.equal(loaded.state_dict()[name], var)
+    conv = next(k for k, v in model.state_dict().items() if v.ndim == 4)  # the rest is fp16
+    assert torch.equal(loaded.state_dict()[conv], model.state_dict()[conv].half().float())
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.isfinite(loaded(x)).all()

@@ -95,6 +95,12 @@ def file_sha256(path: str | os.PathLike) -> str:
                     digest.update(block)
     return digest.hexdigest()
 
+def _fits_half(tensor: torch.Tensor) -> bool:
+    """Every finite value of ``tensor`` is within fp16's range."""
+    finite = tensor[torch.isfinite(tensor)]
+    return finite.numel() == 0 or float(finite.abs().max()) <= float(torch.finfo(torch.float16).max)
+
+
 def save_model(
     model: SegmentationModel,
     path: str | os.PathLike,
@@ -105,7 +111,10 @@ def save_model(
     """Write ``path`` (``.safetensors`` added if missing) and its ``.json`` card.
 
     ``card`` defaults to ``model.card``; ``half=True`` stores floating-point
-    weights as fp16 (the zoo does, to stay small). Returns the weights path.
+    weights as fp16 (the zoo does, to stay small), except a tensor with values
+    beyond fp16's range (±65504; e.g. a batch-norm running variance of large
+    activations), which stays fp32 rather than turn into infinities. Returns the
+    weights path.
     """
     path = weights_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +127,7 @@ def save_model(
     state = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu()
-        if half and tensor.is_floating_point():
+        if half and tensor.is_floating_point() and _fits_half(tensor):
             tensor = tensor.half()
         state[key] = tensor.contiguous()
     metadata = {_METADATA_KEY: json.dumps(document)}
