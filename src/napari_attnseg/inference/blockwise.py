@@ -50,7 +50,6 @@ refused with a message.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -641,7 +640,7 @@ def blockwise_settings(
     if settings.roi == "auto" and card.roi:
         notes.append(f"the model's own region ({card.roi.get('method', 'automatic')}) not "
                      "applied: it is found on the whole image")
-    return dataclasses.replace(settings, instances=False, diameter=None, roi="none"), notes
+    return replace(settings, instances=False, diameter=None, roi="none"), notes
 
 
 def prepare_blockwise(
