@@ -88,6 +88,8 @@ from typing import Any
 
 from napari_attnseg._files import atomic_write
 from napari_attnseg.models import compact_options, get_entry, load_model, model_cost, save_model
+from napari_attnseg.models.persistence import file_sha256
+from napari_attnseg.training.workflows import trained_before
 from napari_attnseg.zoo import WEIGHTS_DIR as WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -234,9 +236,13 @@ def arch_recipe(arch: str, task: str) -> dict:
             },
             "notes": "Kaul et al. 2019 recipe (1 - Dice, Adam 1e-3, plateau x0.5/5, dataset "
             "z-score, zoom and flips); width multiplier 0.25 for the CPU budget."
-            + (" Dice + cross-entropy instead of Dice: with Dice alone the network predicted "
-               "every pixel as vessel from the first epoch on (validation Dice 0.2108, "
-               "unchanged for 7 epochs)." if thin else ""),
+            + (
+                " Dice + cross-entropy instead of Dice: with Dice alone the network predicted "
+                "every pixel as vessel from the first epoch on (validation Dice 0.2108, "
+                "unchanged for 7 epochs)."
+                if thin
+                else ""
+            ),
         }
     if arch == "afnet":
         return {
@@ -336,14 +342,20 @@ def _check_variant(variant: str) -> None:
 TRAIN_FURTHER: dict[str, dict[str, Any]] = {
     "unet.polyp": {
         "init": {
-            "model": "runs/init/unet.polyp.24ep.safetensors",
-            "sha256": "2cd72525d0e7163f33fe61f53bd2b4cd889e3235840c4fb6187e689612695168",
-            "source": "git show 92cc0de:src/napari_attnseg/zoo/weights/unet.polyp.safetensors "
-            "(and .json beside it): the first unet.polyp, 24 epochs at lr 1e-3",
+            "model": "runs/init/unet.polyp.48ep.safetensors",
+            "sha256": "cceb34d5d17e7f0102f39ad8820e98c8f4ef49b9eaa7bbcc1340e36052086c89",
+            "source": "git show 99af89b:src/napari_attnseg/zoo/weights/unet.polyp.safetensors "
+            "(and .json beside it): the second unet.polyp, 24 epochs at 160×208 (lr 5e-4, poly) "
+            "after the first's 24 (git show 92cc0de:…, lr 1e-3)",
+        },
+        "data": {"input_size": [224, 288]},
+        "card": {
+            "description": "Colonoscopy polyps (Kvasir-SEG + CVC-ClinicDB); frames are "
+            "resized to 224×288 for the network.",
         },
         "train": {
-            "epochs": 24,
-            "lr": 5e-4,
+            "epochs": 30,
+            "lr": 3e-4,
             "schedule": "poly",
             "poly_power": 0.9,
             "early_stopping": None,
@@ -358,10 +370,11 @@ TRAIN_FURTHER: dict[str, dict[str, Any]] = {
             },
         },
         "tta": True,
-        "notes": " Trained further: 24 more epochs from the first unet.polyp (24 epochs at a "
-        "constant lr 1e-3, still improving), lr 5e-4 with poly decay, stronger colour and "
-        "geometry augmentation, flip TTA recommended (polyp literature without ImageNet "
-        "weights: longer schedule, strong augmentation, TTA).",
+        "notes": " Trained in three sittings, each from the last one's weights: 24 epochs at "
+        "160×208 and a constant lr 1e-3; 24 at lr 5e-4 with poly decay and stronger colour and "
+        "geometry augmentation; 30 at a larger input (224×288, CVC-ClinicDB frames are "
+        "288×384), lr 3e-4 poly. Flip TTA recommended (polyp literature without ImageNet "
+        "weights: larger input, longer schedule, strong augmentation, TTA).",
     },
 }
 
@@ -393,6 +406,7 @@ def recipe(arch: str, task: str, variant: str = "compact") -> dict:
     further = TRAIN_FURTHER.get(name, {}) if variant == "compact" else {}
     if further:
         train.update(further["train"])
+        data.update(further.get("data", {}))
         notes += further["notes"]
         a = {**a, "tta": further.get("tta", a.get("tta"))}
     result = {
@@ -406,6 +420,7 @@ def recipe(arch: str, task: str, variant: str = "compact") -> dict:
         "notes": notes,
         "card": {
             **t["card"],
+            **further.get("card", {}),
             "name": name,
             "metadata": {**metadata, "notes": notes, "recommended_tta": bool(a.get("tta"))},
             "training": {"dataset": t["dataset"]},
@@ -905,10 +920,13 @@ def complete_card(card, recipe: dict, recipe_path: Path, run_dir: Path | None = 
         training["command"] = _reconstructed_command(spec, _rel(recipe_path))
         training["command_source"] = "reconstructed from the run's run.json"
     init = training.get("init")
-    if init and "epochs_run" not in init and (ROOT / init["model"]).exists():
+    if (
+        init
+        and (ROOT / init["model"]).exists()
+        and file_sha256(ROOT / init["model"]) == init.get("sha256")
+    ):  # the starting file's whole schedule (runs started before the card recorded it)
         before = _read_json((ROOT / init["model"]).with_suffix(".json")).get("training", {})
-        training["init"] = {**init, **{k: before[k] for k in ("epochs_run", "wall_time_s")
-                                       if before.get(k) is not None}}  # fmt: skip
+        training["init"] = {**init, **trained_before(before)}
     training.setdefault("dataset", recipe["card"]["training"]["dataset"])
     if not training.get("threads"):
         training["threads"] = training.get("environment", {}).get("threads")
@@ -1205,7 +1223,7 @@ def write_zoo_doc() -> Path:
         "Metrics are per-image means on our validation splits (`recipes/splits/`); DRIVE is "
         "scored inside the field of view. Each task's default is its shipped model with the "
         "best validation Dice. Params and GFLOPs: one 256×256 forward pass (3 channels; 1 for "
-        "membranes), PyTorch's count. *Epochs*: those trained; \"15 of 40\" is a model trained "
+        'membranes), PyTorch\'s count. *Epochs*: those trained; "15 of 40" is a model trained '
         "for a CPU budget short of its recipe (`zoo.py train NAME --epochs 40` trains it on), "
         "\"after N (model)\" one that started from an earlier model's weights (the recipe's "
         "`init`; the training time counts both).",

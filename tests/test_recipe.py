@@ -264,6 +264,12 @@ def test_init_starts_from_the_saved_weights_and_pins_them(folders, tmp_path, cap
     assert main(tiny_args(folders, fresh, "--epochs", "1", "--lr", "1e-12")) == 0
     weights = load_model(fresh).state_dict()
     assert any(not torch.allclose(weights[k], base[k]) for k in base if base[k].is_floating_point())
+    # a third sitting from the second's file: its card counts both earlier sittings
+    third = tmp_path / "third.safetensors"
+    assert main(tiny_args(folders, third, "--epochs", "1", "--init", str(again))) == 0
+    chain = load_model(third).card.training["init"]
+    assert chain["epochs_run"] == 3 and chain["model"] == str(again)
+    assert chain["wall_time_s"] > init["wall_time_s"]
 
     # the pinned file changed: the recipe refuses to start from other weights
     recipe = run.recipe.to_dict()

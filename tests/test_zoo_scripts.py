@@ -354,6 +354,12 @@ def test_committed_recipes_are_the_generators_and_full_ones_have_paper_widths():
     assert full["unet.nuclei"] == {"width": 32} and full["afnet.nuclei"] == {"width": 64}
     assert full["focusnet.nuclei"] == {"width_multiplier": 1.0}
     assert full["denseunet.nuclei"]["growth_rate"] == 48
+    for name, further in zs.TRAIN_FURTHER.items():  # a further sitting's own settings win
+        r = zs.recipe(*name.split("."))
+        assert r["init"] == further["init"] and len(further["init"]["sha256"]) == 64
+        for part in ("data", "card", "train"):
+            for key, value in further.get(part, {}).items():
+                assert r[part][key] == value, f"{name}: {part}.{key}"
     if NEW_TRAIN_CLI:
         from napari_attnseg.training.recipe import Recipe
 

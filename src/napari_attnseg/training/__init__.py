@@ -30,6 +30,7 @@ from .workflows import (
     load_folder_data,
     prune_workflow,
     train_new,
+    trained_before,
 )
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "finetune_config",
     "finetune_metrics",
     "initial_weights",
+    "trained_before",
     "finetune_recipe",
     "hold_out_tiles",
     "load_folder_data",

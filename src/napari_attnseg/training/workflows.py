@@ -241,10 +241,20 @@ def initial_weights(model: SegmentationModel, init: dict[str, Any]) -> dict[str,
     card = source.card or ModelCard(name=path.stem)
     record = {"name": card.name, "model": str(init.get("given", init["model"])), "sha256": sha}
     # how far the starting weights had been trained, so the card tells the whole schedule
+    return {**record, **trained_before(card.training)}
+
+
+def trained_before(training: dict[str, Any]) -> dict[str, Any]:
+    """``epochs_run`` and ``wall_time_s`` of a card's ``training`` record, its own
+    sitting plus those of the weights it started from (``training["init"]``, which
+    already holds the totals of its own chain), so a model trained in several
+    sittings, each from the last one's file, tells its whole schedule."""
+    before = training.get("init") or {}
+    totals = {}
     for key in ("epochs_run", "wall_time_s"):
-        if card.training.get(key) is not None:
-            record[key] = card.training[key]
-    return record
+        if training.get(key) is not None:
+            totals[key] = training[key] + (before.get(key) or 0)
+    return totals
 
 
 def finetune(
