@@ -87,9 +87,16 @@ from pathlib import Path
 from typing import Any
 
 from napari_attnseg._files import atomic_write
-from napari_attnseg.models import compact_options, get_entry, load_model, model_cost, save_model
+from napari_attnseg.models import (
+    compact_options,
+    get_entry,
+    load_model,
+    model_cost,
+    read_card,
+    save_model,
+)
 from napari_attnseg.models.persistence import file_sha256
-from napari_attnseg.training.workflows import trained_before
+from napari_attnseg.training import trained_before
 from napari_attnseg.zoo import WEIGHTS_DIR as WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -920,13 +927,10 @@ def complete_card(card, recipe: dict, recipe_path: Path, run_dir: Path | None = 
         training["command"] = _reconstructed_command(spec, _rel(recipe_path))
         training["command_source"] = "reconstructed from the run's run.json"
     init = training.get("init")
-    if (
-        init
-        and (ROOT / init["model"]).exists()
-        and file_sha256(ROOT / init["model"]) == init.get("sha256")
-    ):  # the starting file's whole schedule (runs started before the card recorded it)
-        before = _read_json((ROOT / init["model"]).with_suffix(".json")).get("training", {})
-        training["init"] = {**init, **trained_before(before)}
+    start = ROOT / init["model"] if init else None
+    if start is not None and start.exists() and file_sha256(start) == init.get("sha256"):
+        # the starting file's whole schedule (runs started before the card recorded it)
+        training["init"] = {**init, **trained_before(read_card(start).get("training", {}))}
     training.setdefault("dataset", recipe["card"]["training"]["dataset"])
     if not training.get("threads"):
         training["threads"] = training.get("environment", {}).get("threads")
