@@ -219,6 +219,30 @@ def test_complete_and_annotate_rewrite_shipped_cards_only(sandbox):
     assert torch.equal(load_model(path).head.bias, model.head.bias)
 
 
+def test_a_card_started_from_a_saved_file_counts_that_files_whole_schedule(sandbox):
+    """complete_card fills ``training.init`` of runs whose card did not record how far
+    the starting weights had been trained — only when the file is still the one pinned."""
+    from napari_attnseg.models.persistence import file_sha256
+
+    first = sandbox / "init" / "first.safetensors"
+    first_card = _trained_card("first")  # 3 epochs, 12.5 s, after a sitting of its own
+    first_card.training["init"] = {"epochs_run": 5, "wall_time_s": 20.0}
+    save_model(_tiny(True), first, card=first_card)
+    recipe_path = zs.RECIPES / "unet.nuclei.json"
+    recipe = json.loads(recipe_path.read_text())
+
+    def completed(sha):
+        card = _trained_card("unet.nuclei")
+        card.training["init"] = {"name": "first", "model": str(first), "sha256": sha}
+        return zs.complete_card(card, recipe, recipe_path).training["init"]
+
+    init = completed(file_sha256(first))
+    assert init["epochs_run"] == 8 and init["wall_time_s"] == pytest.approx(32.5)
+    assert init["name"] == "first" and init["sha256"] == file_sha256(first)
+    other = completed("0" * 64)  # the file changed since: its schedule is not this card's
+    assert "epochs_run" not in other and "wall_time_s" not in other
+
+
 def test_check_reports_missing_keys(sandbox):
     _fake_run("unet.nuclei", foreground=True)
     zs.package(["unet.nuclei"])
