@@ -486,6 +486,37 @@ def test_results_page_lists_every_row_with_the_papers_figure(tmp_path):
     assert "images enlarged 2× (the working scale)" in text
 
 
+def test_a_pruned_row_lists_the_probes_weights_and_says_when_nothing_survived(tmp_path):
+    rows = paper_tables.experiments()
+    pruned = {r["label"]: r for r in rows if r["prune"] and r["task"] == "nuclei"}
+    probes = {
+        "pruned Focal USE-Net": {"encoder.0.se": 0.05, "decoder.0.se": 0.31, "decoder.1.se": 0.2},
+        "pruned Focal Attention U-Net": {"decoder.0.gate": 0.035, "decoder.3.gate": 0.062},
+    }
+    results = {}
+    for label, weights in probes.items():
+        model = _tiny(True)
+        model.card = ModelCard(
+            name=label, training={"epochs_run": 15, "wall_time_s": 60},
+            metadata={"pruning": {"threshold": 0.2, "probe_focal_weights": weights}},
+        )  # fmt: skip
+        path = save_model(model, tmp_path / label.replace(" ", "_") / "model.safetensors")
+        results[pruned[label]["id"]] = {
+            "mean": {"dice": 0.88, "jaccard": 0.8, "precision": 0.85, "sensitivity": 0.9},
+            "model_path": path, "variant": "compact",
+        }  # fmt: skip
+    text = report_tables.write_report(
+        rows, lambda r: results.get(r["id"]), tmp_path / "results.md",
+        recipe_of=paper_tables.effective,
+    ).read_text()  # fmt: skip
+    se = next(x for x in text.splitlines() if x.startswith("pruned Focal USE-Net: Focal w"))
+    assert "`decoder.0.se` 0.310" in se and "Kept 2 of 3 modules; the paper kept 4." in se
+    assert "plain backbone" not in se  # w = 0.2 is at the cut-off: kept
+    ag = next(x for x in text.splitlines() if x.startswith("pruned Focal Attention U-Net: Focal w"))
+    assert "Kept 0 of 2 modules; the paper kept 1." in ag
+    assert "the retrained network is the plain backbone" in ag
+
+
 def test_a_row_uses_the_zoo_run_that_trained_exactly_its_configuration(sandbox):
     from napari_attnseg.training import Recipe, RunSpec
 
