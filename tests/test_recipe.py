@@ -283,6 +283,24 @@ def test_init_starts_from_the_saved_weights_and_pins_them(folders, tmp_path, cap
     assert "not the weights the recipe starts from" in capsys.readouterr().err
 
 
+def test_a_resumed_run_needs_no_longer_the_file_it_started_from(folders, tmp_path, capsys):
+    first = tmp_path / "first.safetensors"
+    assert main(tiny_args(folders, first, "--epochs", "2")) == 0
+    again = tmp_path / "again.safetensors"
+    assert main(tiny_args(folders, again, "--epochs", "1", "--init", str(first))) == 0
+    record = load_model(again).card.training["init"]
+    run_dir = default_run_dir(again)
+    assert json.loads((run_dir / "init.json").read_text()) == record
+    first.rename(tmp_path / "gone.safetensors")  # the starting file moved away
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2", "--quiet"]) == 0
+    resumed = load_model(again).card
+    assert resumed.training["epochs_run"] == 2 and resumed.training["init"] == record
+    # a record that names other weights than the pinned ones is not trusted: the file is read
+    (run_dir / "init.json").write_text(json.dumps({**record, "sha256": "0" * 64}))
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--quiet"]) == 1
+    assert "init model not found" in capsys.readouterr().err
+
+
 def test_init_refuses_another_architecture(folders, tmp_path, capsys):
     first = tmp_path / "first.safetensors"
     assert main(tiny_args(folders, first, "--epochs", "1")) == 0

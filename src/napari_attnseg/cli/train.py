@@ -40,7 +40,8 @@ Focal w initialised to 0, prune the modules with w < --prune-threshold, retrain.
 --init MODEL (or a recipe's "init": {"model": PATH, "sha256": HEX}) starts from a
 saved model's weights instead of random ones, to train a model further with a
 new schedule or augmentation: the architecture and options must match, and the
-run records the file's SHA-256 so that it resumes from the same weights.
+run pins the file's SHA-256 (a changed file is refused) and keeps what it
+started from in init.json, so that a --resume continues without the file.
 (`attnseg finetune` instead keeps the model's recipe and adapts it to new data.)
 
 Every run has a run folder (--run-dir; default: beside --out, named after it,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .._files import atomic_write
 from ..data.input_spec import InputSpec, canonical
 from ..data.io import read_image
 from ..data.normalization import dataset_statistics
@@ -175,7 +177,7 @@ def train_new(
     """
     torch.manual_seed(config.seed)
     model = create_model(arch, in_channels=data.in_channels, n_classes=data.n_classes, **options)
-    start = initial_weights(model, init) if init else None
+    start = _started_from(model, init, checkpoint_dir, resume) if init else None
     model.card = ModelCard.from_dict(
         {
             "name": arch,
@@ -242,6 +244,33 @@ def initial_weights(model: SegmentationModel, init: dict[str, Any]) -> dict[str,
     record = {"name": card.name, "model": str(init.get("given", init["model"])), "sha256": sha}
     # how far the starting weights had been trained, so the card tells the whole schedule
     return {**record, **trained_before(card.training)}
+
+
+INIT_RECORD = "init.json"
+
+
+def _started_from(
+    model: SegmentationModel, init: dict[str, Any], run_dir: str | Path | None, resume: bool
+) -> dict[str, Any]:
+    """:func:`initial_weights`, whose record a run keeps in ``run_dir/init.json``.
+
+    A resumed run takes its weights from the checkpoint, so it reads that
+    record instead of the starting file, which need not be there any more
+    (the record must name the pinned SHA-256, else the file is read again).
+    """
+    kept = Path(run_dir) / INIT_RECORD if run_dir is not None else None
+    if resume and kept is not None and kept.is_file():
+        try:
+            record = json.loads(kept.read_text())
+        except (OSError, ValueError):
+            record = {}
+        if record.get("sha256") and record["sha256"] == init.get("sha256"):
+            return record
+    record = initial_weights(model, init)
+    if kept is not None and is_main_process():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1)))
+    return record
 
 
 def trained_before(training: dict[str, Any]) -> dict[str, Any]:
