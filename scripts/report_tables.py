@@ -2,7 +2,10 @@
 
 Every number on the page comes from a run folder's ``evaluation.json`` (``attnseg
 evaluate``), its model file (parameters, GFLOPs: ``model_cost``) and its card (how
-it was trained), or from the papers (architectures.md §2.9, §4.7, §5.7).
+it was trained), or from the papers (architectures.md §2.9, §4.7, §5.7). What the
+page shows of each run is kept in ``docs/results.json`` (committed, unlike
+``runs/``): a row whose run folder is missing is shown from there, so the page is
+rewritten the same on a fresh clone.
 """
 
 from __future__ import annotations
@@ -121,26 +124,46 @@ def _working_size(task: str, card: dict) -> tuple[int, int]:
     return tuple(round(side * scale) for side in TASK_SIZE[task])
 
 
-def _cells(result: dict, task: str) -> list[str]:
-    """Metrics, size and how the model was trained."""
-    m = result["mean"]
+def figures(result: dict, task: str) -> dict:
+    """What the page shows of one evaluated row, from its evaluation and model file.
+
+    These records are kept in ``docs/results.json`` beside the page, so that
+    ``report`` rewrites the page the same on a machine without the run folders.
+    """
     card = _card(result["model_path"])
     cost = model_cost(load_model(result["model_path"]), _working_size(task, card))
     t = card.get("training", {})
-    device = t.get("environment", {}).get("device", "?")
+    return {
+        "mean": {k: result["mean"][k] for k in ("dice", "jaccard", "precision", "sensitivity")},
+        "params": cost.params,
+        "gflops": round(cost.gflops, 4),
+        "trained": {
+            "device": t.get("environment", {}).get("device", "?"),
+            "precision": t.get("precision", "?"),
+            "epochs_run": t.get("epochs_run", "?"),
+            "wall_time_s": t.get("wall_time_s"),
+        },
+        "variant": result.get("variant", "compact"),
+        "pruning": card.get("metadata", {}).get("pruning", {}),
+    }
+
+
+def _cells(record: dict) -> list[str]:
+    """Metrics, size and how the model was trained."""
+    m, t = record["mean"], record["trained"]
     trained = (
-        f"{device} {t.get('precision', '?')}, {t.get('epochs_run', '?')} ep, "
+        f"{t['device']} {t['precision']}, {t['epochs_run']} ep, "
         f"{(t.get('wall_time_s') or 0) / 60:.0f} min"
     )
-    if result.get("variant") == "full":
+    if record.get("variant") == "full":
         trained += ", full width"
     return [
         _fmt(m["dice"]),
         _fmt(m["jaccard"]),
         _fmt(m["precision"]),
         _fmt(m["sensitivity"]),
-        f"{cost.params / 1e6:.2f} M",
-        f"{cost.gflops:.2f}",
+        f"{record['params'] / 1e6:.2f} M",
+        f"{record['gflops']:.2f}",
         trained,
     ]
 
@@ -159,7 +182,7 @@ def _rows(rows, results, paper_fn) -> list[str]:
             out.append(f"| {row['label']} | (not run) | | | | | | | {paper} | |")
             continue
         delta = result["mean"]["dice"] - paper_dice if paper_dice is not None else None
-        cells = _cells(result, row["task"])
+        cells = _cells(result)
         delta_cell = "–" if delta is None else f"{delta:+.4f}"
         out.append(f"| {row['label']} | " + " | ".join(cells) + f" | {paper} | {delta_cell} |")
     return out
@@ -225,7 +248,12 @@ def write_report(
     """Write the results page; ``result_of(row)`` is a row's evaluation (with
     ``model_path`` and ``variant``) or None; ``recipe_of(row)`` the recipe it trains
     (``paper_tables.effective``, passed in: ``paper_tables`` imports this module)."""
-    results = {row["id"]: result_of(row) for row in rows}
+    ledger = doc.with_suffix(".json")
+    kept = json.loads(ledger.read_text()) if ledger.exists() else {}
+    results = {}
+    for row in rows:  # a fresh evaluation, else the figures kept from an earlier report
+        result = result_of(row)
+        results[row["id"]] = figures(result, row["task"]) if result else kept.get(row["id"])
     by_table: dict[str, list[dict]] = {}
     for row in rows:
         by_table.setdefault(row["table"], []).append(row)
@@ -241,7 +269,9 @@ def write_report(
         "`--task vessels`) and `python scripts/paper_tables.py report` (this file). Each row "
         "is one `attnseg train` run of a zoo recipe with the row's change and one `attnseg "
         "evaluate` run on the validation split in `recipes/splits/` (the commands are in each "
-        "run folder's `commands.json`, `runs/tables/<row>/`). Metrics are per-image means; "
+        "run folder's `commands.json`, `runs/tables/<row>/`; the figures each run gave are "
+        "kept in `docs/results.json`, from which `report` rewrites this page without the run "
+        "folders). Metrics are per-image means; "
         "DRIVE is scored inside its field-of-view mask. Params and GFLOPs (PyTorch's count, "
         "1 multiply-add = 2 FLOPs) are for one image at the network's working size (nuclei: "
         "96² images at the 2× working scale, 192²; vessels 584×565). *Δ Dice* is our Dice "
@@ -316,8 +346,7 @@ def write_report(
         lines += _rows(mine, results, arch_paper)
         for r in mine:
             if r["prune"] and results[r["id"]]:
-                card = _card(results[r["id"]]["model_path"])
-                pruning = card.get("metadata", {}).get("pruning", {})
+                pruning = results[r["id"]].get("pruning", {})
                 weights = pruning.get("probe_focal_weights", {})
                 kept = [n for n, w in weights.items() if w >= pruning.get("threshold", 0.2)]
                 lines += [
@@ -388,5 +417,8 @@ def write_report(
         lines += ["", _budget_note(mine, "nuclei", recipe_of, PAPER_TRAINING["ja"]), ""]
     text = "\n".join(lines).rstrip() + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
+    figures_kept = {k: results[k] for k in sorted(results) if results[k] is not None}
+    data = json.dumps(figures_kept, indent=1) + "\n"  # the probe's weights keep their order
+    atomic_write(ledger, lambda tmp: Path(tmp).write_text(data))
     atomic_write(doc, lambda tmp: Path(tmp).write_text(text))
     return doc

@@ -484,6 +484,24 @@ def test_results_page_lists_every_row_with_the_papers_figure(tmp_path):
         assert f"| {r['label']} |" in text
     assert "*Why the figures differ (nuclei).*" in text and "15 epochs" in text
     assert "images enlarged 2× (the working scale)" in text
+    # the figures are kept beside the page: without the run folders it is written the same
+    kept = json.loads((tmp_path / "results.json").read_text())
+    assert list(kept) == [row["id"]] and kept[row["id"]]["mean"]["dice"] == 0.9
+    path.unlink()
+    again = report_tables.write_report(
+        rows, lambda r: None, tmp_path / "results.md", recipe_of=paper_tables.effective
+    )
+    assert again.read_text() == text
+
+
+def test_the_committed_results_page_is_what_its_committed_figures_give(tmp_path):
+    """docs/results.md is rewritten from docs/results.json alone (no run folders)."""
+    (tmp_path / "results.json").write_bytes((ROOT / "docs" / "results.json").read_bytes())
+    page = report_tables.write_report(
+        paper_tables.experiments(), lambda r: None, tmp_path / "results.md",
+        recipe_of=paper_tables.effective,
+    )  # fmt: skip
+    assert page.read_text() == (ROOT / "docs" / "results.md").read_text()
 
 
 def test_a_pruned_row_lists_the_probes_weights_and_says_when_nothing_survived(tmp_path):
