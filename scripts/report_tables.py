@@ -359,9 +359,14 @@ def write_report(
                 if weights and not kept:
                     lines[-1] += (
                         f" With every w under the cut-off ({pruning.get('threshold', 0.2)}), "
-                        "the retrained network is the plain backbone: a short probe leaves w "
-                        "near 0, because a module's own weights learn only once w leaves 0 "
-                        "(architectures.md §2.3; the paper's probe ran to convergence)."
+                        "the retrained network is the plain backbone"
+                        + (
+                            ": a short probe leaves w near 0, because a module's own weights "
+                            "learn only once w leaves 0 (architectures.md §2.3; the paper's "
+                            "probe ran to convergence)."
+                            if PAPER_PRUNED_COUNT[r["label"]][task]
+                            else ", as in the paper."
+                        )
                     )
         paper = (
             f"{PAPER_TRAINING['yeung']}, {PAPER_DATA[task]} (FocusNet, AF-Net and DenseUNet: "
