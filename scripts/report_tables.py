@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from napari_attnseg._files import atomic_write
-from napari_attnseg.models import load_model, model_cost
+from napari_attnseg.models import PRUNE_THRESHOLD, load_model, model_cost
 
 # The papers' own numbers, for the columns beside ours.
 PAPER_LOSS = {  # Yeung et al., Table II, DSC; DRIVE and 2018 DSB rows
@@ -348,26 +348,28 @@ def write_report(
             if r["prune"] and results[r["id"]]:
                 pruning = results[r["id"]].get("pruning", {})
                 weights = pruning.get("probe_focal_weights", {})
-                kept = [n for n, w in weights.items() if w >= pruning.get("threshold", 0.2)]
-                lines += [
-                    "",
+                threshold = pruning.get("threshold", PRUNE_THRESHOLD)
+                paper_kept = PAPER_PRUNED_COUNT[r["label"]][task]
+                kept = [n for n, w in weights.items() if w >= threshold]
+                note = (
                     f"{r['label']}: Focal w after the w = 0 probe: "
                     + ", ".join(f"`{n}` {w:.3f}" for n, w in weights.items())
                     + f". Kept {len(kept)} of {len(weights)} modules; the paper kept "
-                    f"{PAPER_PRUNED_COUNT[r['label']][task]}.",
-                ]
+                    f"{paper_kept}."
+                )
                 if weights and not kept:
-                    lines[-1] += (
-                        f" With every w under the cut-off ({pruning.get('threshold', 0.2)}), "
-                        "the retrained network is the plain backbone"
+                    note += (
+                        f" With every w under the cut-off ({threshold}), the retrained network "
+                        "is the plain backbone"
                         + (
                             ": a short probe leaves w near 0, because a module's own weights "
                             "learn only once w leaves 0 (architectures.md §2.3; the paper's "
                             "probe ran to convergence)."
-                            if PAPER_PRUNED_COUNT[r["label"]][task]
+                            if paper_kept
                             else ", as in the paper."
                         )
                     )
+                lines += ["", note]
         paper = (
             f"{PAPER_TRAINING['yeung']}, {PAPER_DATA[task]} (FocusNet, AF-Net and DenseUNet: "
             "their own papers' sizes and data)"
