@@ -48,9 +48,9 @@ def test_auto_diameter_resamples_objects_to_the_trained_size():
     result = P().predict(net, discs())  # discs ~30 px across, trained on 10 px
     assert result.diameter == pytest.approx(30, abs=1.5)
     assert result.zoom == pytest.approx(10 / result.diameter, rel=1e-6)
-    # measuring passes at the trained scale, ½ and ¼ (⅛ would be under 48 px) …
-    assert net.seen[:3] == [(200, 200), (100, 100), (50, 50)]
-    assert net.seen[3:] == [(round(200 * result.zoom),) * 2]  # … then the resampled one
+    # one measuring pass at reduced resolution (0.45² ≈ 20 % of the pixels) …
+    assert net.seen[:1] == [(90, 90)]
+    assert net.seen[1:] == [(round(200 * result.zoom),) * 2]  # … then the resampled one
     assert result.labels.shape == (200, 200)
     # mapped back onto the image: every disc found where it is
     truth, found = discs() > 0, result.labels > 0
@@ -70,15 +70,47 @@ def test_a_given_diameter_skips_the_measuring_pass_and_none_keeps_the_scale():
 def test_too_few_objects_to_measure_keep_the_trained_scale():
     net = model(object_diameter=10.0)
     result = P().predict(net, discs(centres=SIX[:2]))
-    assert result.zoom == 1.0 and net.seen == [(200, 200), (100, 100), (50, 50)]
-    assert any("too few objects" in m for m in result.messages)
+    # the reduced pass found two objects, the prediction at the trained scale as well: it
+    # is the result, not resampled, and the note says why
+    assert result.zoom == 1.0 and net.seen == [(90, 90), (200, 200)]
+    assert any("only 2 object(s) found" in m and "not resampled" in m for m in result.messages)
+    assert not any("×" in m for m in result.messages)
 
 
 def test_objects_near_the_trained_size_are_not_resampled():
     net = model(object_diameter=29.0)
     result = P().predict(net, discs())
-    # the measuring pass at the trained scale is the result: no pass after the three
-    assert result.zoom == 1.0 and net.seen == [(200, 200), (100, 100), (50, 50)]
+    # the measuring pass and the prediction at the trained scale, nothing else
+    assert result.zoom == 1.0 and net.seen == [(90, 90), (200, 200)]
+    assert any("not resampled" in m for m in result.messages)
+
+
+def test_small_objects_the_reduced_pass_cannot_see_are_measured_at_the_trained_scale():
+    # discs 6 px across: 2.7 px in the reduced pass, too small to trust; the prediction at
+    # the trained scale measures them and the image is resampled up to the trained 16 px
+    centres = [(y, x) for y in range(20, 200, 40) for x in range(20, 200, 40)]
+    net = model(object_diameter=16.0)
+    result = P().predict(net, discs(radius=3, centres=centres))
+    assert result.diameter == pytest.approx(6.1, abs=0.3)
+    assert result.zoom == pytest.approx(16 / result.diameter, rel=1e-6)
+    assert net.seen[:2] == [(90, 90), (200, 200)] and net.seen[2][0] > 400
+    assert result.labels.shape == (200, 200) and result.labels[20, 20] == 1
+
+
+def test_noise_is_not_resampled_and_costs_one_reduced_pass_more():
+    rng = np.random.default_rng(0)
+    noise = (rng.random((200, 200)) > 0.97).astype(np.float32)  # isolated bright pixels
+    net = model(object_diameter=10.0)
+    result = P().predict(net, noise)
+    assert result.zoom == 1.0 and net.seen == [(90, 90), (200, 200)]
+    assert any("object size not measured" in m for m in result.messages)
+
+
+def test_auto_zoom_is_clipped_to_the_card_s_zoom_range():
+    net = model(object_diameter=10.0, zoom_range=[0.5, 2.0])
+    result = P().predict(net, discs())  # 30 px objects would want ×0.33
+    assert result.zoom == 0.5 and net.seen[-1] == (100, 100)
+    assert any("resampled ×0.50" in m for m in result.messages)
 
 
 def test_models_without_an_object_size_are_unaffected():
@@ -145,21 +177,20 @@ def test_stacks_get_instances_per_plane():
     assert len(np.unique(result.instances[1])) - 1 == 1
 
 
-def test_the_measuring_pass_that_saw_objects_at_the_trained_size_is_believed():
-    from napari_attnseg.data import InputSpec
-    from napari_attnseg.inference.objects import best_measurement
+def test_a_measurement_says_why_its_objects_are_not_credible():
+    from napari_attnseg.inference.objects import measure
 
-    card = ModelCard(object_diameter=6.0)
-    spec = InputSpec(1)
-    # objects 24 px across: at full size the network fails and finds 3-px fragments;
-    # at ¼ it sees them at 6 px and measures them right (24 px on the image's grid)
-    fragments = np.zeros((200, 200))
-    fragments[5::20, 5::20] = 1
-    fragments = np.maximum(fragments, np.roll(fragments, 1, 0))
-    foregrounds = {1.0: fragments, 0.25: discs(radius=12), 0.5: discs(radius=13)}
-    measured, zoom = best_measurement(card, spec, foregrounds)
-    assert zoom == 0.25 and measured == pytest.approx(24, abs=1)
-    assert best_measurement(card, spec, {1.0: np.zeros((50, 50))}) == (None, None)
+    good = measure(discs() * 0.98, image_pixels=2.0, network_pixels=1.0)
+    assert good.credible and good.objects == 6 and good.diameter == pytest.approx(60, abs=3)
+    few = measure(discs(centres=SIX[:3]))
+    assert not few.credible and "only 3 object(s)" in few.doubt
+    dots = np.zeros((200, 200), np.float32)
+    dots[5::20, 5::20] = dots[6::20, 5::20] = dots[5::20, 6::20] = dots[6::20, 6::20] = 1.0
+    tiny = measure(dots)  # 2×2 px
+    assert not tiny.credible and "px across as the network saw them" in tiny.doubt
+    assert measure(dots, network_pixels=4.0).credible  # the same dots seen 4× larger
+    faint = measure(discs() * 0.6)
+    assert not faint.credible and "low confidence" in faint.doubt
 
 
 def test_objects_within_the_training_size_range_are_left_alone():
@@ -168,26 +199,3 @@ def test_objects_within_the_training_size_range_are_left_alone():
     assert result.zoom == 1.0 and result.diameter == pytest.approx(30, abs=1.5)
     net = model(object_diameter=10.0, object_diameter_range=[6.0, 20.0])
     assert P().predict(net, discs()).zoom == pytest.approx(1 / 3, rel=0.05)
-
-
-def test_passes_that_found_faint_fragments_are_not_believed_even_at_the_right_size():
-    """A network shown nuclei far larger than trained finds small faint fragments; their
-    size can even match the training size, but their area and confidence give them away."""
-    from napari_attnseg.data import InputSpec
-    from napari_attnseg.inference.objects import believed_passes, best_measurement
-
-    card = ModelCard(object_diameter=6.0)
-    spec = InputSpec(1)
-    fragments = np.zeros((200, 200))
-    for y in range(10, 200, 40):
-        for x in range(10, 200, 40):
-            fragments[y - 3:y + 3, x - 3:x + 3] = 0.7  # 6 px: the trained size, but faint
-    objects = discs(radius=12) * 0.98
-    foregrounds = {1.0: fragments, 0.25: objects, 0.125: objects}
-    assert set(believed_passes(foregrounds)) == {0.25, 0.125}
-    measured, zoom = best_measurement(card, spec, foregrounds)
-    assert zoom == 0.25 and measured == pytest.approx(24, abs=1)
-    # confident fragments over a much smaller area are left out as well
-    assert set(believed_passes({1.0: fragments / 0.7, 0.25: objects})) == {0.25}
-    # the same fragments alone are believed: there is nothing better to go by
-    assert set(believed_passes({1.0: fragments})) == {1.0}

@@ -24,6 +24,7 @@ the answers come from the card's ``roi``, ``object_diameter`` and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,11 @@ from ..objects import (
     cells_from_membranes,
     field_of_view,
     instances_from_foreground,
-    median_diameter,
+    instances_from_head,
+    object_diameters,
+    stitch_planes,
 )
+from ..objects.targets import HEADS
 from ..progress import CancelToken
 
 ROI_METHODS = {"fundus": field_of_view}
@@ -112,33 +116,21 @@ def trained_diameter(card: ModelCard, spec: InputSpec) -> float | None:
     return float(card.object_diameter) / spec.scale
 
 
-def measured_diameter(foreground: np.ndarray) -> float | None:
-    """Median object diameter (pixels) of a foreground probability map, None if too few."""
-    return median_diameter(np.asarray(foreground) >= 0.5)
-
-
-#: the scales of the measuring passes: a network shown objects several times larger than
-#: it was trained on fails outright (a nuclei model's native-size pass on 4× larger nuclei
-#: found fragments 2.5 px across), so one pass at the trained scale cannot be trusted
-MEASURING_ZOOMS = (1.0, 0.5, 0.25, 0.125)
-#: the smallest side worth a measuring pass (pixels at the working scale)
+#: the measuring pass of auto size sees the image at this zoom: 0.45² ≈ 20 % of the pixels,
+#: so it costs at most a fifth of the prediction it decides
+MEASURING_ZOOM = 0.45
+#: the smallest side worth a measuring pass (pixels as the network sees it)
 MIN_MEASURING_SIDE = 48
-
-
-def measuring_zooms(spec: InputSpec, size: tuple[int, int]) -> list[float]:
-    """The zooms of the measuring passes for an image of ``size`` (the trained scale first)."""
-    side = min(size) * spec.scale
-    return [z for z in MEASURING_ZOOMS if z == 1.0 or side * z >= MIN_MEASURING_SIDE]
-
-
-#: A measuring pass is believed only if it found about as much foreground, and about as
-#: confidently, as the others: a network shown objects far larger than it was trained on
-#: breaks them into small, faint fragments whose size is meaningless. On resampled DSB
-#: images such a pass covered 3-7 % of the image against 17-33 % at the other zooms (the
-#: foreground's share of the image does not depend on the zoom), with a mean foreground
-#: confidence 0.07-0.27 below the best pass's.
-FOREGROUND_SHARE = 0.5
-CONFIDENCE_MARGIN = 0.1
+#: objects found by a pass are credible only if there are at least this many …
+MIN_CREDIBLE_OBJECTS = 5
+#: … they are at least this many pixels across as the network saw them …
+MIN_SEEN_DIAMETER = 3.0
+#: … and the network called them with at least this mean confidence (2p − 1 over the pixels
+#: it called object): on noise, a phase-contrast cell and a blank image the nuclei models find
+#: speckle well below it (docs/objects.md, "Auto size")
+MIN_PASS_CONFIDENCE = 0.5
+#: the resampling auto size may apply when the card names no ``zoom_range``
+DEFAULT_ZOOM_RANGE = (0.25, 4.0)
 
 
 def foreground_confidence(foreground: np.ndarray) -> float:
@@ -147,69 +139,116 @@ def foreground_confidence(foreground: np.ndarray) -> float:
     return float(np.mean(2.0 * called - 1.0)) if called.size else 0.0
 
 
-def believed_passes(foregrounds: dict[float, np.ndarray]) -> dict[float, float]:
-    """``{zoom: median object diameter (image pixels)}`` of the measuring passes to believe.
+@dataclass(frozen=True)
+class Measurement:
+    """What one pass of the network says about the objects' size in an image."""
 
-    ``foregrounds`` maps each measuring zoom to its foreground probability on the
-    image's grid. Passes that found too few objects, less than
-    :data:`FOREGROUND_SHARE` of the largest foreground area, or found it much less
-    confidently than the most confident pass (:data:`CONFIDENCE_MARGIN`) saw
-    fragments and are left out.
-    """
-    found = {}
-    for zoom, foreground in foregrounds.items():
-        measured = measured_diameter(foreground)
-        if measured is not None:
-            area = float(np.mean(np.asarray(foreground) >= 0.5))
-            found[zoom] = (measured, area, foreground_confidence(foreground))
-    if not found:
-        return {}
-    area = FOREGROUND_SHARE * max(a for _, a, _ in found.values())
-    confident = max(c for _, _, c in found.values()) - CONFIDENCE_MARGIN
-    return {z: m for z, (m, a, c) in found.items() if a >= area and c >= confident}
+    #: median object diameter in pixels of the image (None: fewer than two objects)
+    diameter: float | None
+    objects: int
+    #: mean foreground confidence (2p − 1) over the pixels called object
+    confidence: float
+    #: the zoom (× working scale) the pass saw the image at
+    seen_at: float
+    #: why the objects are not credible ("" when they are)
+    doubt: str = ""
 
+    @property
+    def credible(self) -> bool:
+        return not self.doubt
 
-def closest_pass(
-    card: ModelCard, spec: InputSpec, believed: dict[float, float]
-) -> tuple[float | None, float | None]:
-    """``(diameter, zoom)`` of the believed pass whose objects, as the network saw them
-    (diameter × scale × zoom), came closest to the trained diameter; ``(None, None)``
-    when no pass is believed."""
-    best, best_error = (None, None), math.inf
-    for zoom, measured in believed.items():
-        error = abs(math.log(measured * spec.scale * zoom / float(card.object_diameter)))
-        if error < best_error:
-            best, best_error = (measured, zoom), error
-    return best
+    def describe(self) -> str:
+        return (
+            f"{self.objects} object(s), median {self.diameter or 0:.1f} px, "
+            f"confidence {self.confidence:.2f}"
+        )
 
 
-def best_measurement(
-    card: ModelCard, spec: InputSpec, foregrounds: dict[float, np.ndarray]
-) -> tuple[float | None, float | None]:
-    """The objects' diameter (image pixels) and the zoom of the pass that saw them closest
-    to the trained size, among the passes to believe (:func:`believed_passes`)."""
-    return closest_pass(card, spec, believed_passes(foregrounds))
+def measure(
+    foreground: np.ndarray,
+    *,
+    image_pixels: float = 1.0,
+    network_pixels: float = 1.0,
+    labels: np.ndarray | None = None,
+) -> Measurement:
+    """The objects one pass found: ``foreground`` is its probability on some grid, one pixel
+    of which is ``image_pixels`` pixels of the image and ``network_pixels`` pixels as the
+    network saw them; ``labels`` its objects on that grid (when the model made them; else
+    the watershed of the mask). Diameters come back in pixels of the image."""
+    foreground = np.asarray(foreground, dtype=np.float32)
+    if labels is None:
+        labels = instances_from_foreground(foreground, threshold=0.5)
+    diameters = object_diameters(labels)
+    confidence = foreground_confidence(foreground)
+    grid = float(np.median(diameters)) if diameters.size >= 2 else None
+    seen = None if grid is None else grid * network_pixels
+    doubt = ""
+    if diameters.size < MIN_CREDIBLE_OBJECTS:
+        doubt = f"only {diameters.size} object(s) found"
+    elif seen < MIN_SEEN_DIAMETER:
+        doubt = f"objects only {seen:.1f} px across as the network saw them"
+    elif confidence < MIN_PASS_CONFIDENCE:
+        doubt = f"low confidence ({confidence:.2f} < {MIN_PASS_CONFIDENCE})"
+    diameter = None if grid is None else grid * image_pixels
+    return Measurement(diameter, int(diameters.size), confidence, network_pixels / image_pixels,
+                       doubt)
 
 
-def measured_zoom(
-    card: ModelCard, spec: InputSpec, diameter: float, *, native_believed: bool
-) -> float:
-    """The zoom to predict at, given objects of ``diameter`` px measured by the passes.
+def measuring_zoom(spec: InputSpec, size: tuple[int, int]) -> float | None:
+    """The zoom of the reduced-resolution measuring pass, or None when the image is too
+    small for one (its side would drop under :data:`MIN_MEASURING_SIDE`)."""
+    if min(size) * spec.scale * MEASURING_ZOOM < MIN_MEASURING_SIDE:
+        return None
+    return MEASURING_ZOOM
 
-    As :func:`zoom_for`, except that objects within the card's range are left alone
-    only if the pass at the trained scale was believed (``native_believed``); if it
-    saw fragments, the image is resampled so that the objects match the median
-    training size.
-    """
+
+def zoom_range(card: ModelCard) -> tuple[float, float]:
+    """The resampling auto size may apply: the card's ``zoom_range``, else the default."""
+    low, high = card.zoom_range or DEFAULT_ZOOM_RANGE
+    return float(low), float(high)
+
+
+def auto_zoom(card: ModelCard, spec: InputSpec, diameter: float) -> float:
+    """The zoom auto size applies to objects of ``diameter`` px (measured, credible): 1 inside
+    the card's trained size range, else towards the median training size, clipped to
+    :func:`zoom_range`."""
     zoom = zoom_for(card, spec, diameter)
-    if zoom == 1.0 and not native_believed:
-        zoom = _to_median(card, float(diameter) * spec.scale)
-    return zoom
+    if zoom == 1.0:
+        return 1.0
+    low, high = zoom_range(card)
+    return float(np.clip(zoom, low, high))
+
+
+def size_note(card: ModelCard, spec: InputSpec, measurement: Measurement, zoom: float) -> str:
+    """What auto size tells the user about its decision."""
+    low, high = card.object_diameter_range or (card.object_diameter, card.object_diameter)
+    trained = f"trained on {low / spec.scale:.0f}–{high / spec.scale:.0f} px"
+    if not measurement.credible:
+        return (f"object size not measured ({measurement.doubt}): predicted at the "
+                "trained scale, not resampled")
+    if zoom == 1.0:
+        return f"objects ~{measurement.diameter:.0f} px across ({trained}): not resampled"
+    return (f"objects ~{measurement.diameter:.0f} px across ({trained}): "
+            f"image resampled ×{zoom:.2f}")
 
 
 def instance_recipe(card: ModelCard) -> dict[str, Any] | None:
     """How the card makes instances (``None``: a semantic model)."""
     return dict(card.instances) if card.instances else None
+
+
+def separation_head(card: ModelCard | None) -> str | None:
+    """The card's separation head (``"bands"``, :mod:`napari_attnseg.objects.targets`), or
+    None for a model whose output is the classes themselves (binary and semantic models)."""
+    method = (card.instances or {}).get("method") if card is not None else None
+    return method if method in HEADS else None
+
+
+def foreground_pair(head_maps: np.ndarray) -> np.ndarray:
+    """``(*stack, 2, H, W)`` [background, nucleus] probabilities of a separation head's
+    ``(*stack, K, H, W)`` maps: every class but the background is the object."""
+    background = head_maps[..., :1, :, :]
+    return np.concatenate([background, 1.0 - background], axis=-3).astype(np.float32)
 
 
 def make_instances(
@@ -219,15 +258,35 @@ def make_instances(
     threshold: float,
     diameter: float | None,
     cancel: CancelToken | None = None,
+    head_maps: np.ndarray | None = None,
+    stitch: float | None = None,
 ) -> np.ndarray:
     """Instance labels ``(*stack, H, W)`` of a foreground probability map, as the card says.
 
     A card without an ``instances`` recipe splits the foreground by seeded
-    watershed — what a user asking for instances of any binary model means.
+    watershed — what a user asking for instances of any binary model means. A
+    card with a separation head (``{"method": "bands", "decode": ...}``) decodes
+    ``head_maps`` (``(*stack, K, H, W)``) with
+    :func:`~napari_attnseg.objects.instances_from_head`. A stack's planes are labelled
+    one by one; with ``stitch`` (an IoU), objects that overlap from one plane to the next
+    along the last stack axis are given one id (:func:`~napari_attnseg.objects.stitch_planes`).
     """
     recipe = instance_recipe(card) or {"method": "watershed"}
     flat = foreground.reshape(-1, *foreground.shape[-2:])
-    if recipe.get("source") == "cells":
+    head = separation_head(card)
+    if head is not None:
+        if head_maps is None:
+            raise ValueError(f"model {card.name or '?'} has a {head!r} head: pass its maps")
+        maps = head_maps.reshape(-1, *head_maps.shape[-3:])
+        labels = instances_from_head(
+            maps,
+            head=head,
+            decode=recipe.get("decode", "centre"),
+            threshold=threshold,
+            diameter=diameter,
+            cancel=cancel,
+        )
+    elif recipe.get("source") == "cells":
         labels = cells_from_membranes(
             flat,
             foreground=recipe.get("foreground", "interior"),
@@ -244,4 +303,7 @@ def make_instances(
             method=recipe.get("method", "watershed"),
             cancel=cancel,
         )
-    return labels.reshape(foreground.shape)
+    labels = labels.reshape(foreground.shape)
+    if stitch and labels.ndim >= 3:
+        labels = stitch_planes(labels, float(stitch), cancel=cancel)
+    return labels

@@ -50,17 +50,20 @@ from ..data.input_spec import InputSpec, canonical
 from ..models.base import SegmentationModel, class_probabilities
 from ..models.card import ModelCard
 from ..models.registry import model_from_config
+from ..objects import instances_from_head
 from ..progress import CancelToken, ProgressCallback, check, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
 from .objects import (
+    auto_zoom,
     automatic_roi,
-    believed_passes,
     check_diameter,
-    closest_pass,
+    foreground_pair,
     instance_recipe,
     make_instances,
-    measured_zoom,
-    measuring_zooms,
+    measure,
+    measuring_zoom,
+    separation_head,
+    size_note,
     trained_diameter,
     uses_diameter,
     zoom_for,
@@ -97,6 +100,10 @@ class InferenceSettings:
     instances: bool | None = None
     #: "auto": the card's automatic region of interest (if any); "none": the whole image
     roi: str = "auto"
+    #: stacks: link each plane's objects to the next plane's by overlap (IoU at least this,
+    #: like Cellpose's stitch threshold) so that an object spanning planes has one id;
+    #: None or 0 counts objects plane by plane
+    stitch: float | None = 0.25
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and (isinstance(self.tile_size, bool) or self.tile_size < 16):
@@ -118,6 +125,12 @@ class InferenceSettings:
         self.diameter = check_diameter(self.diameter)
         if self.roi not in ("auto", "none"):
             raise ValueError(f"roi must be 'auto' or 'none', got {self.roi!r}")
+        if self.stitch is not None and (
+            isinstance(self.stitch, bool) or not 0.0 <= float(self.stitch) < 1.0
+        ):
+            raise ValueError(
+                f"stitch must be an overlap (IoU) in [0, 1) or None, got {self.stitch!r}"
+            )
 
 
 def uses_tta(tta: bool | None, card: ModelCard | None) -> bool:
@@ -142,6 +155,10 @@ class Prediction:
     diameter: float | None = None
     #: the extra resampling applied to match the training object size (1: none)
     zoom: float = 1.0
+    #: a separation head's own class maps ``(*stack, K, H, W)`` (e.g. background, interior,
+    #: boundary, centre), from which the instances were made; ``probabilities`` then holds
+    #: [background, object]
+    head: np.ndarray | None = None
 
     @property
     def foreground(self) -> np.ndarray:
@@ -217,9 +234,10 @@ class Predictor:
         run = Run(self, model)
         planes = list(np.ndindex(*layout.stack_shape))
         regions = self._regions(card, canon, layout, planes, roi)
-        measuring = self.settings.diameter == "auto" and uses_diameter(card)
-        total = len(planes) + (measuring and len(measuring_zooms(spec, layout.spatial_shape[-2:])))
+        auto = self.settings.diameter == "auto" and uses_diameter(card)
+        total = len(planes) + (1 if auto else 0)
         step = 0
+        head = separation_head(card)
 
         def plane_progress(text):
             def inner(done, n, message=""):
@@ -233,31 +251,42 @@ class Predictor:
             out = run.probabilities(prepared.tensor, plane_progress(label), cancel)
             return spec.restore(out, prepared.size)[0].numpy(), prepared.nonfinite
 
+        def measured(maps, image_pixels, network_pixels):
+            labels = None
+            if head is not None and maps.shape[0] > 2:
+                labels = instances_from_head(maps, head=head, cancel=cancel)
+            return measure(1.0 - maps[0], image_pixels=image_pixels,
+                           network_pixels=network_pixels, labels=labels)
+
         zoom, diameter, first = 1.0, trained_diameter(card, spec), {}
         if isinstance(self.settings.diameter, float) and uses_diameter(card):
             diameter = self.settings.diameter
             zoom = zoom_for(card, spec, diameter)
-        elif self.settings.diameter == "auto" and uses_diameter(card):
+        elif auto:
+            # one pass at reduced resolution (≤ 20 % of the pixels) measures the objects; when
+            # it finds nothing credible (objects too small for it, or no objects at all), the
+            # prediction at the trained scale measures them again before anything is resampled
             reference = planes[len(planes) // 2]
-            passes = {}
-            for candidate in measuring_zooms(spec, layout.spatial_shape[-2:]):
-                passes[candidate] = probabilities(reference, candidate)
-                step += 1
-            believed = believed_passes({z: 1.0 - out[0][0] for z, out in passes.items()})
-            measured, _ = closest_pass(card, spec, believed)
-            if measured is None:
-                run.notify("too few objects to measure their size: predicted at the trained scale")
-                first[reference] = passes[1.0]
-            else:
-                diameter = measured
-                zoom = measured_zoom(card, spec, measured, native_believed=1.0 in believed)
-                if zoom in passes:
-                    first[reference] = passes[zoom]
-                if zoom != 1.0:
-                    run.notify(
-                        f"objects measured {measured:.1f} px across, trained on "
-                        f"{trained_diameter(card, spec):.1f} px: image resampled ×{zoom:.2f}"
-                    )
+            size = layout.spatial_shape[-2:]
+            measuring = measuring_zoom(spec, size)
+            found = None
+            if measuring is not None:
+                prepared = spec.prepare(canon[reference], rgb=layout.rgb, zoom=measuring)
+                maps = run.probabilities(
+                    prepared.tensor, plane_progress("measuring object size"), cancel
+                )[0].numpy()
+                # the maps are on the network's grid: one pixel is size / h pixels of the image
+                found = measured(maps, size[0] / maps.shape[-2], 1.0)
+            step += 1
+            if found is None or not found.credible:
+                first[reference] = probabilities(reference, 1.0)
+                found = measured(first[reference][0], 1.0, spec.scale)
+            if found.credible:
+                diameter = found.diameter
+                zoom = auto_zoom(card, spec, diameter)
+            run.notify(size_note(card, spec, found, zoom))
+            if zoom != 1.0:
+                first = {}
         probs, replaced = [], 0
         for index in planes:
             check(cancel)
@@ -274,6 +303,9 @@ class Predictor:
                 f"{replaced} NaN/Inf pixel value(s) were replaced by their channel's median"
             )
         probabilities_ = np.stack(probs).reshape(*layout.stack_shape, *probs[0].shape)
+        head_maps = None
+        if head is not None and probabilities_.shape[-3] > 2:
+            head_maps, probabilities_ = probabilities_, foreground_pair(probabilities_)
         labels = self.labels(model, probabilities_)
         instances = None
         wanted = self.settings.instances
@@ -287,10 +319,12 @@ class Predictor:
                 threshold=self.threshold(model),
                 diameter=diameter,
                 cancel=cancel,
+                head_maps=head_maps,
+                stitch=self.settings.stitch,
             )
         report(progress, 1, 1, "done")
         return Prediction(
-            probabilities_, labels, run.messages, instances, regions, diameter, zoom
+            probabilities_, labels, run.messages, instances, regions, diameter, zoom, head_maps
         )
 
     def _regions(self, card, canon, layout, planes, roi) -> np.ndarray | None:

@@ -28,6 +28,7 @@ from .instances import (
     default_min_size,
     instances_from_classes,
     instances_from_foreground,
+    instances_from_head,
     relabel_raster,
     smallest_unsigned,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "instance_metrics",
     "instances_from_classes",
     "instances_from_foreground",
+    "instances_from_head",
     "iou_matrix",
     "match",
     "match_pairs",

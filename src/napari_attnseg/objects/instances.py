@@ -326,6 +326,97 @@ def instances_from_classes(
     return out[0] if probs.ndim == 3 else out
 
 
+#: how a separation head's classes become objects (:func:`instances_from_head`)
+DECODERS: tuple[str, ...] = ("centre", "boundary", "foreground")
+
+
+def _head_plane(
+    plane: np.ndarray,
+    decode: str,
+    threshold: float,
+    diameter: float | None,
+    min_size: int,
+    structure: np.ndarray,
+) -> np.ndarray:
+    """Labels of one ``(4, H, W)`` plane of a "bands" head (background, interior,
+    boundary, centre)."""
+    foreground = (1.0 - plane[0]) >= threshold
+    if not foreground.any():
+        return np.zeros(foreground.shape, dtype=np.int64)
+    if decode == "foreground":
+        return _label_slice(foreground, "watershed", diameter, min_size, DEFAULT_SPLIT, structure)
+    if decode == "boundary":
+        # seeds: where the object's inside (interior or centre) beats both boundary and
+        # background; they grow over the boundary band by watershed on its probability
+        inside = plane[1] + plane[3]
+        seeds = (inside > plane[2]) & (inside > plane[0])
+        surface = plane[2]
+    else:
+        # seeds: the centre blobs; they grow down the expected depth (interior 1, centre 2)
+        seeds = plane.argmax(axis=0) == 3
+        surface = -(plane[1] + 2.0 * plane[3])
+    markers, _ = ndi.label(seeds & foreground, structure=structure)
+    labels = watershed(surface, markers, mask=foreground, connectivity=structure)
+    return _merge_small(_add_unseeded(labels, foreground, structure), min_size)
+
+
+def instances_from_head(
+    probabilities: np.ndarray,
+    *,
+    head: str = "bands",
+    decode: str = "centre",
+    threshold: float = 0.5,
+    diameter: float | None = None,
+    min_size: int | None = None,
+    connectivity: int = 1,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """Instances from a separation head's class probabilities, ``(K, H, W)`` or ``(Z, K, H, W)``.
+
+    ``head`` "bands" (:mod:`napari_attnseg.objects.targets`): background,
+    interior, boundary, centre. Foreground is where the background probability
+    is below ``1 - threshold``; ``decode`` says how it is split:
+
+    - ``"centre"`` (default): each connected centre blob is one object, grown by
+      watershed down the expected depth (interior counts 1, centre 2) over the
+      foreground — objects meet where their depth is lowest, on the boundary band;
+    - ``"boundary"``: seeds are the pixels whose inside (interior + centre) beats
+      both boundary and background, grown by watershed on the boundary probability
+      (the three-class decoding of :func:`instances_from_classes`);
+    - ``"foreground"``: the head's foreground alone, split like a binary model's
+      (:func:`instances_from_foreground`: watershed of the distance transform) —
+      the baseline the learned separation is measured against.
+    """
+    from .targets import HEADS, check_head
+
+    check_head(head)
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+    probs = np.asarray(probabilities, dtype=np.float32)
+    k = len(HEADS[head])
+    if probs.ndim not in (3, 4) or probs.shape[-3] != k:
+        raise ValueError(
+            f"probabilities of a {head!r} head must be ({k}, H, W) or (Z, {k}, H, W) for the "
+            f"classes {', '.join(HEADS[head])}, got shape {probs.shape}"
+        )
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if connectivity not in (1, 2):
+        raise ValueError(f"connectivity must be 1 (4-neighbours) or 2 (8), got {connectivity}")
+    diameter = _check_diameter(diameter)
+    structure = _FOUR if connectivity == 1 else _EIGHT
+    min_size = default_min_size(diameter) if min_size is None else int(min_size)
+    stack = probs[None] if probs.ndim == 3 else probs
+    out = np.zeros((stack.shape[0], *stack.shape[2:]), dtype=LABEL_DTYPE)
+    offset = 0
+    for z, plane in enumerate(stack):
+        check(cancel)
+        labels = _head_plane(plane, decode, threshold, diameter, min_size, structure)
+        out[z] = relabel_raster(labels, offset)
+        offset = int(out[z].max()) or offset
+    return out[0] if probs.ndim == 3 else out
+
+
 def cells_from_membranes(
     probability_or_mask: np.ndarray,
     *,
@@ -394,8 +485,10 @@ __all__ = [
     "METHODS",
     "cells_from_membranes",
     "default_min_size",
+    "DECODERS",
     "instances_from_classes",
     "instances_from_foreground",
+    "instances_from_head",
     "relabel_raster",
     "smallest_unsigned",
 ]
