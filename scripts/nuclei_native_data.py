@@ -9,7 +9,7 @@ about as much as a DSB image in the patch sampling) and writes
     <out>/{train,val}/images/<name>.png     the image as it is
     <out>/{train,val}/labels/<name>.png     instance labels (uint16)
     <out>/{train,val}/masks/<name>.png      the "bands" classes (0 bg, 1 interior, 2 boundary,
-                                            3 centre) of napari_attnseg.objects.targets
+                                            3 centre) of napari_attnseg.data.targets
     <out>/valsub/{images,masks}/            crops of at most 320² of the validation images,
                                             for the trainer's per-epoch validation
 
@@ -33,7 +33,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from napari_attnseg.objects.targets import band_targets  # noqa: E402
+from napari_attnseg.data.targets import band_targets  # noqa: E402
 
 SPLIT_FILE = ROOT / "recipes" / "splits" / "nuclei_native.json"
 VAL_FRACTION = 0.15

@@ -13,8 +13,16 @@ IGNORE = -1
 ANNOTATION_MODES = ("dense", "sparse")
 
 
-def labels_from_annotation(labels: np.ndarray, mode: str, n_classes: int) -> np.ndarray:
+def labels_from_annotation(
+    labels: np.ndarray, mode: str, n_classes: int, head: str | None = None
+) -> np.ndarray:
     """Convert painted labels to class indices (int64, ``-1`` = ignore).
+
+    For a model with a separation ``head`` (``"bands"``, :mod:`.targets`) the painted
+    labels are *objects*: dense labels are instance labels (each value one object; a
+    mask painted with a single value is split into its connected blobs) and become
+    the head's classes; sparse labels mark background with 1 and objects with 2, 3, …
+    (each value, or each blob of one value, an object), the rest is ignored.
 
     * ``"dense"``: every pixel is labelled; the value is the class index. For a
       binary model (``n_classes`` 1 or 2) any nonzero value is foreground, so
@@ -37,6 +45,8 @@ def labels_from_annotation(labels: np.ndarray, mode: str, n_classes: int) -> np.
         ):
             raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
     labels = labels.astype(np.int64)
+    if head is not None:
+        return _head_labels(labels, mode, head)
     classes = max(n_classes, 2)  # a single-logit model still has background + foreground
     if mode == "dense":
         if n_classes <= 2:
@@ -50,6 +60,22 @@ def labels_from_annotation(labels: np.ndarray, mode: str, n_classes: int) -> np.
         )
     _check_range(labels, 0, classes, f"sparse labels for {n_classes} class(es)")
     return labels - 1  # 0 → −1 (ignore), 1 → 0, k → k − 1
+
+
+def _head_labels(labels: np.ndarray, mode: str, head: str) -> np.ndarray:
+    from .targets import head_targets, instances_of_mask
+
+    if mode == "dense":
+        if labels.min(initial=0) < 0:
+            raise ValueError("instance labels must be >= 0 (0 = background)")
+        return head_targets(head, instances_of_mask(labels))
+    if not np.any(labels != 0):
+        raise ValueError("no labelled pixels: paint background with label 1 and objects with 2, 3…")
+    if labels.min() < 0:
+        raise ValueError("scribble labels must be >= 0 (0 = unlabelled, 1 = background)")
+    objects = np.where(labels >= 2, labels - 1, 0)
+    classes = head_targets(head, instances_of_mask(objects))
+    return np.where(labels == 0, IGNORE, classes)
 
 
 def _check_range(labels: np.ndarray, low: int, high: int, what: str) -> None:

@@ -70,6 +70,7 @@ def load_samples(
     *,
     n_classes: int = 1,
     annotation: str = "dense",
+    head: str | None = None,
     rgb: bool | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -80,7 +81,8 @@ def load_samples(
     normalisation and working size exactly as prediction does it; mask and ROI
     are resampled with nearest neighbour. Masks are read as labels and
     converted with :func:`labels_from_annotation` (``annotation`` "dense" or
-    "sparse"). NaN/Inf pixels are replaced and reported as a warning.
+    "sparse"; with a separation ``head``, masks are instance labels and become the
+    head's classes). NaN/Inf pixels are replaced and reported as a warning.
     """
     pairs = [tuple(pair) for pair in pairs]
     samples: list[Sample] = []
@@ -103,7 +105,7 @@ def load_samples(
                 f"{image_path} is {layout.spatial_shape[0]}x{layout.spatial_shape[1]}"
             )
         try:
-            mask = labels_from_annotation(raw_mask, annotation, n_classes)
+            mask = labels_from_annotation(raw_mask, annotation, n_classes, head)
         except ValueError as exc:
             raise ValueError(f"{mask_path}: {exc}") from exc
         roi = None

@@ -39,7 +39,6 @@ from ..objects import (
     object_diameters,
     stitch_planes,
 )
-from ..objects.targets import HEADS
 from ..progress import CancelToken
 
 ROI_METHODS = {"fundus": field_of_view}
@@ -238,10 +237,9 @@ def instance_recipe(card: ModelCard) -> dict[str, Any] | None:
 
 
 def separation_head(card: ModelCard | None) -> str | None:
-    """The card's separation head (``"bands"``, :mod:`napari_attnseg.objects.targets`), or
+    """The card's separation head (``"bands"``, :mod:`napari_attnseg.data.targets`), or
     None for a model whose output is the classes themselves (binary and semantic models)."""
-    method = (card.instances or {}).get("method") if card is not None else None
-    return method if method in HEADS else None
+    return card.separation_head if card is not None else None
 
 
 def foreground_pair(head_maps: np.ndarray) -> np.ndarray:

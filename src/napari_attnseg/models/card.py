@@ -73,6 +73,16 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def separation_head(self) -> str | None:
+        """The separation head the network has (``"bands"``: background, interior, boundary,
+        centre; :mod:`napari_attnseg.data.targets`), named by ``instances["method"]``; None
+        for a model whose classes are the output (binary and semantic models)."""
+        from ..data.targets import HEADS
+
+        method = (self.instances or {}).get("method")
+        return method if method in HEADS else None
+
 
 _ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
 

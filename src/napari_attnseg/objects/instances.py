@@ -373,7 +373,7 @@ def instances_from_head(
 ) -> np.ndarray:
     """Instances from a separation head's class probabilities, ``(K, H, W)`` or ``(Z, K, H, W)``.
 
-    ``head`` "bands" (:mod:`napari_attnseg.objects.targets`): background,
+    ``head`` "bands" (:mod:`napari_attnseg.data.targets`): background,
     interior, boundary, centre. Foreground is where the background probability
     is below ``1 - threshold``; ``decode`` says how it is split:
 
@@ -387,7 +387,7 @@ def instances_from_head(
       (:func:`instances_from_foreground`: watershed of the distance transform) —
       the baseline the learned separation is measured against.
     """
-    from .targets import HEADS, check_head
+    from ..data.targets import HEADS, check_head
 
     check_head(head)
     if decode not in DECODERS:

@@ -56,11 +56,13 @@ def build_samples(
     val_fraction: float = 0.2,
     seed: int = 0,
     val_tile: int = VAL_TILE,
+    head: str | None = None,
 ) -> tuple[list[Sample], list[Sample]]:
     """``(train, validation)`` samples from in-memory annotated images.
 
     ``mode`` is "dense" (labels are the full truth) or "sparse" (0 unlabelled,
-    1 background, 2… classes); see :func:`~napari_attnseg.data.labels_from_annotation`.
+    1 background, 2… classes); see :func:`~napari_attnseg.data.labels_from_annotation`,
+    which also turns objects into the classes of a separation ``head``.
     Each image is prepared by ``spec`` exactly as the predictor prepares it
     (channels, normalisation, working size); labels are resampled with it.
     """
@@ -84,7 +86,7 @@ def build_samples(
                 f"but the image is {_shape(layout.spatial_shape)}"
             )
         try:
-            mask = labels_from_annotation(labels, mode, n_classes)
+            mask = labels_from_annotation(labels, mode, n_classes, head)
         except ValueError as exc:
             raise ValueError(f"labels for {pair.name!r}: {exc}") from exc
         image, mask, _, _ = spec.training_arrays(plane, mask, rgb=layout.rgb)
@@ -114,6 +116,7 @@ def samples_for_model(
         mode=mode,
         val_fraction=val_fraction,
         seed=seed,
+        head=model.card.separation_head if model.card is not None else None,
     )
 
 

@@ -224,6 +224,7 @@ def finetune_recipe(model: SegmentationModel) -> Recipe:
         normalization=card.normalization if card else None,
         scale=card.input_scale if card else 1.0,
         input_size=card.input_size if card else None,
+        head=card.separation_head if card else None,
     )
     return Recipe(
         name=card.name if card else model.name,

@@ -144,6 +144,10 @@ class Trainer:
         self.loss_fn = build_loss(config.loss, **config.loss_params)
         self.with_dpt = loss_needs_dpt(self.loss_fn)
         self.n_classes = max(2, model.n_classes)
+        #: a separation head's classes serve to split objects; the model is scored on its
+        #: foreground (every class but the background), like a binary model
+        card = getattr(model, "card", None)
+        self.head = card.separation_head if card is not None else None
         augment = (
             None
             if config.augment is None
@@ -327,7 +331,9 @@ class Trainer:
         :func:`~napari_attnseg.metrics.multiclass_metrics` on the arg-max labels:
         ``val_dice`` (and the other ``val_*`` metrics) is the mean over the
         foreground classes 1..K−1, and ``val_dice_per_class`` lists the Dice of
-        every class, background first, each averaged over the images.
+        every class, background first, each averaged over the images. A model with a
+        separation head (its card's ``instances``) is scored on its foreground instead,
+        with ``val_dice_per_class`` for the head's classes.
 
         Under torchrun each process scores its share of the images (on rank 0's
         batch-norm statistics) and every process combines all the per-image
@@ -371,6 +377,8 @@ class Trainer:
         if self.n_classes > 2:
             metrics = multiclass_metrics(probs.argmax(axis=0), truth, self.n_classes, roi=valid)
             row = {"dice_per_class": [m["dice"] for m in metrics["per_class"]]}
+            if self.head is not None:
+                metrics = binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
         else:
             metrics = binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
             row = {}

@@ -47,6 +47,9 @@ class DataSpec:
     input_size: list[int] | None = None
     val_fraction: float = 0.2
     seed: int = 0
+    #: a separation head ("bands", ``data.targets``): the masks are instance labels and
+    #: become the head's classes; None: the masks are the classes
+    head: str | None = None
 
     def __post_init__(self) -> None:
         if self.normalization is None:
@@ -66,6 +69,15 @@ class DataSpec:
                 _integer("each input_size side", side, 1)
         _number("val_fraction", self.val_fraction, 0.0, 1.0, closed=(True, False))
         _integer("seed", self.seed, 0)
+        if self.head is not None:
+            from ..data.targets import HEADS, check_head
+
+            check_head(self.head)
+            if self.n_classes != len(HEADS[self.head]):
+                raise ValueError(
+                    f"a {self.head!r} head has {len(HEADS[self.head])} classes "
+                    f"({', '.join(HEADS[self.head])}); n_classes is {self.n_classes}"
+                )
 
 
 def load_folder_data(
@@ -103,8 +115,14 @@ def load_folder_data(
         spec.scale,
         tuple(spec.input_size) if spec.input_size else None,
     )
-    train = load_samples(train_pairs, input_spec, n_classes=spec.n_classes, progress=progress)
-    val = load_samples(val_pairs, input_spec, n_classes=spec.n_classes) if val_pairs else []
+    train = load_samples(
+        train_pairs, input_spec, n_classes=spec.n_classes, head=spec.head, progress=progress
+    )
+    val = (
+        load_samples(val_pairs, input_spec, n_classes=spec.n_classes, head=spec.head)
+        if val_pairs
+        else []
+    )
     return train, val, normalization
 
 
