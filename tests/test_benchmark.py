@@ -46,7 +46,8 @@ def test_bench_help(capsys):
     out = capsys.readouterr().out
     for option in ("--arch", "--reference", "--sizes", "--batch-sizes", "--precision",
                    "--variants", "--train-variants", "--window-variants", "--markdown",
-                   "--from-json", "--skip-large", "--large-size", "--quick", "--json"):
+                   "--from-json", "--skip-large", "--large-size", "--quick", "--json",
+                   "--real-images", "--real-labels", "--no-real", "--only-real"):
         assert option in out
 
 
@@ -119,11 +120,13 @@ def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
     (tune,) = report["finetune"]
     assert tune["model"] == "attention_unet" and tune["steps"] == 1 and tune["seconds"] > 0
     assert all({"target", "value", "limit", "applies", "met"} <= set(t) for t in report["targets"])
+    assert "no --real-images" in report["real_skipped"] and "real" not in report
 
     text = page.read_text()
     begin, end = markers("main")
     assert text.startswith(begin) and text.rstrip().endswith(end)
     assert "Load average" in text and "| attention_unet / monai.AttentionUnet |" in text
+    assert "Real-image section skipped" in text and markers("real")[0] not in text
 
 
 def test_markdown_fills_its_section_and_keeps_the_prose(tmp_path, capsys):
@@ -383,3 +386,167 @@ def test_the_busy_note_discounts_the_benchmark_s_own_threads():
     assert "other processes compete" in busy_note(report)
     report["load_average"] = {"start": [1.2, 1.0, 1.0], "end": [1.9, 1.8, 1.8]}
     assert "up to 1.9" in busy_note(report)  # busy before it began
+
+
+# -- the real-image section ---------------------------------------------------
+def _nuclei_pair(shape, centres, *, background=8, colour=False, grey_file=False, seed=0):
+    """A dark image with bright discs (nuclei) at ``centres`` and its labels (ids 5, 10, ...)."""
+    from skimage.draw import disk
+
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint16)
+    for i, centre in enumerate(centres):
+        labels[disk(centre, 6, shape=shape)] = 5 * (i + 1)  # ids need not be consecutive
+    grey = np.where(labels > 0, 180, background) + rng.integers(0, 6, shape)
+    image = np.repeat(grey[..., None], 3, axis=-1).astype(np.uint8)
+    if colour:  # a stained, bright image: not fluorescence-like
+        image = np.clip(image.astype(int) + [200, 120, 160], 0, 255).astype(np.uint8)
+    return (image[..., 0] if grey_file else image), labels
+
+
+def _nuclei_folder(root, pairs):
+    """``root/images`` and ``root/labels`` holding ``{name: (image, labels)}`` as PNG."""
+    from napari_attnseg.data.io import write_image, write_mask
+
+    for name, (image, labels) in pairs.items():
+        write_image(root / "images" / f"{name}.png", image)
+        write_mask(root / "labels" / f"{name}.png", labels.astype(np.uint16))
+    return root / "images", root / "labels"
+
+
+def test_mosaic_packs_fluorescence_images_row_by_row(tmp_path):
+    from napari_attnseg.benchmark import build_mosaic
+
+    pairs = {
+        "dsb_a": _nuclei_pair((40, 60), [(12, 12), (20, 40), (30, 20)]),
+        "dsb_b": _nuclei_pair((50, 50), [(15, 15), (35, 35)], seed=1),
+        "dsb_c": _nuclei_pair((30, 30), [(15, 15)], colour=True),  # stained: left out
+        "dsb_d": _nuclei_pair((70, 30), [(10, 15), (60, 15)], grey_file=True, seed=2),
+        "monuseg_e": _nuclei_pair((30, 30), [(15, 15)]),  # not DSB: never read
+    }
+    images, labels = _nuclei_folder(tmp_path, pairs)
+    mosaic = build_mosaic(images, labels, size=96)
+    assert mosaic.image.shape == (96, 96, 3) and mosaic.image.dtype == np.uint8
+    assert mosaic.labels.shape == (96, 96) and mosaic.labels.dtype == np.int32
+    # shelf 1: a at (0, 0); b does not fit beside it: shelf 2 at y 40 holds b, then d, whose
+    # 70 rows are cropped to the 56 left
+    placed = [(t["name"], t["y"], t["x"], t["height"], t["width"], t["cropped"])
+              for t in mosaic.tiles]
+    assert placed == [("dsb_a.png", 0, 0, 40, 60, False), ("dsb_b.png", 40, 0, 50, 50, False),
+                      ("dsb_d.png", 40, 50, 56, 30, True)]
+    assert mosaic.skipped == ["dsb_c.png"]
+    # each image's objects keep ids of their own: 1..N over the mosaic, one per source object
+    ids = np.unique(mosaic.labels)
+    assert list(ids) == list(range(mosaic.objects + 1)) and mosaic.objects == 3 + 2 + 2
+    seen = set()
+    for tile in mosaic.tiles:
+        source_image, source_labels = pairs[tile["name"][:-4]]
+        region = np.s_[tile["y"]:tile["y"] + tile["height"], tile["x"]:tile["x"] + tile["width"]]
+        piece = source_labels[:tile["height"], :tile["width"]]
+        np.testing.assert_array_equal(mosaic.labels[region] > 0, piece > 0)
+        rgb = source_image if source_image.ndim == 3 else np.repeat(source_image[..., None], 3, -1)
+        np.testing.assert_array_equal(mosaic.image[region], rgb[:tile["height"], :tile["width"]])
+        tile_ids = set(np.unique(mosaic.labels[region])) - {0}
+        assert len(tile_ids) == len(set(np.unique(piece)) - {0}) and not tile_ids & seen
+        seen |= tile_ids
+    # nothing pasted: zero background; the same folders give the same mosaic
+    assert not mosaic.image[:40, 60:].any() and not mosaic.labels[90:, :50].any()
+    again = build_mosaic(images, labels, size=96)
+    np.testing.assert_array_equal(again.image, mosaic.image)
+    np.testing.assert_array_equal(again.labels, mosaic.labels)
+    assert build_mosaic(images, size=96).labels_dir == labels  # default: the sibling labels/
+    summary = mosaic.summary()
+    assert summary["tiles"] == 3 and summary["cropped"] == 1 and summary["objects"] == 7
+
+
+def test_real_image_folders_are_checked_with_clear_errors(tmp_path, capsys):
+    from napari_attnseg.benchmark import build_mosaic
+
+    missing = tmp_path / "no_such_images"
+    assert main(["bench", "--only-real", "--real-images", str(missing), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "--real-images" in err
+    assert main(["bench", "--only-real", "--quiet"]) == 1
+    assert "--only-real needs --real-images" in capsys.readouterr().err
+    images, labels = _nuclei_folder(tmp_path, {"dsb_a": _nuclei_pair((32, 32), [(16, 16)])})
+    with pytest.raises(FileNotFoundError, match="--real-labels"):
+        build_mosaic(images, tmp_path / "no_labels", size=32)
+    (labels / "dsb_a.png").unlink()
+    with pytest.raises(FileNotFoundError, match="no labels for dsb_a.png"):
+        build_mosaic(images, labels, size=32)
+    bright = _nuclei_folder(tmp_path / "bright",
+                            {"dsb_x": _nuclei_pair((32, 32), [(16, 16)], colour=True)})[0]
+    with pytest.raises(ValueError, match="fluorescence-like"):
+        build_mosaic(bright, size=32)
+
+
+def test_real_section_end_to_end_on_a_tiny_mosaic(tmp_path, capsys, restore_threads):
+    """--only-real: the default nuclei model on a 256² mosaic, MONAI, noise and a crop."""
+    centres = [(20, 20), (20, 60), (20, 100), (60, 40), (60, 90), (100, 20), (100, 70),
+               (100, 110)]
+    pairs = {f"dsb_{i}": _nuclei_pair((128, 128), centres, seed=i) for i in range(4)}
+    images, labels = _nuclei_folder(tmp_path, pairs)
+    target, page = tmp_path / "bench.json", tmp_path / "page.md"
+    begin, end = markers("main")
+    page.write_text(f"{begin}\nthe main tables\n{end}\n")
+    code = main([
+        "bench", "--only-real", "--device", "cpu", "--threads", "1",
+        "--real-images", str(images), "--real-labels", str(labels), "--real-size", "256",
+        "--real-crop", "128", "--real-repeats", "1", "--repeats", "1",
+        "--json", str(target), "--markdown", str(page), "--quiet",
+    ])
+    assert code == 0
+    assert "Real image end to end" in capsys.readouterr().out
+    report = json.loads(target.read_text())
+    assert not any(report.get(k) for k in ("throughput", "end_to_end", "sliding_windows",
+                                           "train_steps", "finetune", "ops"))
+    real = report["real"]
+    assert set(real["load_average"]) == {"start", "end"} and real["rounds"] == 1
+    assert real["mosaic"]["size"] == [256, 256, 3] and real["mosaic"]["tiles"] == 4
+    assert real["mosaic"]["objects"] == 32 and real["model"] == "nuclei"
+    assert real["predictor"]["instances"] and real["predictor"]["diameter"] == "auto"
+    for run in ("ours", "monai", "noise", "crop"):
+        assert real[run]["seconds"] > 0 and real[run]["repeats"] == len(real[run]["times_s"])
+    for run in ("ours", "crop"):
+        for score in ("dice", "ap50", "mean_ap"):
+            assert 0.0 <= real[run][score] <= 1.0
+        assert real[run]["true_objects"] == (32 if run == "ours" else 8)
+    assert real["ours"]["dice"] > 0.5  # bright discs on black: the nuclei model finds them
+    assert real["crop"]["size"] == [128, 128, 3] and real["noise"]["objects"] >= 0
+    assert real["monai"]["roi_size"] == 512 and real["monai"]["sw_batch_size"] == 4
+    assert real["ours_over_monai"] == pytest.approx(
+        real["ours"]["seconds"] / real["monai"]["seconds"])
+    assert real["noise_over_real"] == pytest.approx(
+        real["noise"]["seconds"] / real["ours"]["seconds"])
+    (crop_target,) = [t for t in report["targets"] if t.get("section") == "real"]
+    assert not crop_target["applies"]  # a 128² crop: for reference only
+    # --only-real fills the page's `real` section alone and leaves the main one as it was
+    text = page.read_text()
+    real_begin, real_end = markers("real")
+    assert "the main tables" in text and text.count(real_begin) == text.count(real_end) == 1
+    section = text[text.index(real_begin):text.index(real_end)]
+    assert "Load average" in section and "| run | input | s | / MONAI |" in section
+    assert "uniform noise" in section and "--only-real" in section
+
+    # a full report: main tables to their section, the real-image ones to their own
+    full = _tiny_report() | {"real": real, "targets": report["targets"]}
+    write_markdown(full, page)
+    text = page.read_text()
+    main_part = text[text.index(begin):text.index(end)]
+    assert "the main tables" not in text and "Real image" not in main_part
+    assert "issues 3, 13 and 22" not in main_part
+    assert "Real image end to end" in text[text.index(real_begin):]
+    with pytest.raises(ValueError, match="holds the real-image tables"):
+        write_markdown(_tiny_report(), page, section="real")
+
+
+def test_real_settings():
+    assert (BenchSettings.quick().real_size, BenchSettings.quick().real_repeats) == (1024, 1)
+    assert (BenchSettings().real_size, BenchSettings().real_crop) == (2048, 512)
+    with pytest.raises(ValueError, match="real_repeats"):
+        BenchSettings(real_repeats=0)
+    from napari_attnseg.benchmark.runner import real_skip_reason
+
+    assert "--no-real" in real_skip_reason(BenchSettings(real=False, real_images="x"))
+    assert "no --real-images" in real_skip_reason(BenchSettings())
+

@@ -152,17 +152,66 @@ def test_table_of_a_colour_image_measures_each_channel(bright, tmp_path, capsys)
     assert iio.imread(tmp_path / "out" / "img_overlay.png").shape == (200, 200, 3)
 
 
-def test_table_of_a_stack_has_a_z_column(bright, tmp_path, capsys):
-    bright()
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """A (3, H, W) stack: six discs in plane 0, two of them going on through planes 1 and 2."""
     folder = tmp_path / "stack"
     folder.mkdir()
-    tifffile.imwrite(folder / "zs.tif", np.stack([discs(), discs(centres=CENTRES[:2])]))
-    assert predict(capsys, folder, tmp_path / "out", "--table", "--overlay")[0] == 0
-    with open(tmp_path / "out" / "zs.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [int(r["z"]) for r in rows] == [0] * 6 + [1] * 2
-    assert tifffile.imread(tmp_path / "out" / "zs.tif").shape == (2, 200, 200)
+    planes = [discs(), discs(centres=CENTRES[:2]), discs(centres=CENTRES[:2])]
+    tifffile.imwrite(folder / "zs.tif", np.stack(planes), photometric="minisblack")
+    return folder
+
+
+def test_a_stack_s_objects_are_linked_across_planes_by_default(bright, stack, tmp_path, capsys):
+    bright()
+    code, stdout, _ = predict(capsys, stack, tmp_path / "out", "--table", "--overlay")
+    assert code == 0 and "(6 objects)" in stdout  # not 6 + 2 + 2 plane by plane
+    labels = tifffile.imread(tmp_path / "out" / "zs.tif")
+    assert labels.shape == (3, 200, 200) and labels.max() == 6
+    for cy, cx in CENTRES[:2]:
+        assert labels[0, cy, cx] == labels[1, cy, cx] == labels[2, cy, cx] > 0
+    rows = read_rows(tmp_path / "out" / "zs.csv")
+    assert len(rows) == 6 and list(rows[0])[:2] == ["label", "z"]
+    extent = {(int(r["z_min"]), int(r["z_max"]), int(r["volume"]) // int(r["area"])) for r in rows}
+    assert extent == {(0, 2, 3), (0, 0, 1)}  # two discs through 3 planes, four in one
+    assert sum(int(r["z_max"]) == 2 for r in rows) == 2
     assert iio.imread(tmp_path / "out" / "zs_overlay.png").shape == (200, 200, 3)
+
+
+@pytest.mark.parametrize("off", [["--stitch", "0"], ["--no-stitch"]])
+def test_stitch_0_counts_a_stack_s_objects_plane_by_plane(bright, stack, tmp_path, capsys, off):
+    bright()
+    code, stdout, _ = predict(capsys, stack, tmp_path / "out", "--table", *off)
+    assert code == 0 and "(10 objects)" in stdout
+    assert tifffile.imread(tmp_path / "out" / "zs.tif").max() == 10
+    rows = read_rows(tmp_path / "out" / "zs.csv")
+    assert [int(r["z"]) for r in rows] == [0] * 6 + [1] * 2 + [2] * 2
+    assert all(r["z_min"] == r["z_max"] == r["z"] and r["volume"] == r["area"] for r in rows)
+
+
+def test_stitch_threshold_reaches_the_settings_and_is_checked(bright, stack, tmp_path, capsys):
+    from napari_attnseg.cli import build_parser
+    from napari_attnseg.cli._common import inference_settings
+
+    def settings(*extra):
+        argv = ["predict", "--model", "m", "x.tif", "--out", "o", *extra]
+        return inference_settings(build_parser().parse_args(argv)).stitch
+
+    assert settings() == 0.25 and settings("--stitch", "0.6") == 0.6
+    assert settings("--stitch", "0") is None and settings("--no-stitch") is None
+    bright()
+    with pytest.raises(SystemExit):
+        predict(capsys, stack, tmp_path / "out", "--instances", "--stitch", "1")
+    assert "--stitch: must be at least 0 and below 1" in capsys.readouterr().err
+    # without instances there is nothing to link: said, not silently dropped
+    code, _, stderr = predict(capsys, stack, tmp_path / "masks", "--stitch", "0.5", "--quiet")
+    assert code == 0 and "note: --stitch is ignored" in stderr
+    assert tifffile.imread(tmp_path / "masks" / "zs.tif").max() == 1
 
 
 def test_a_mask_overlay_outlines_the_mask_outside_it(bright, images, tmp_path, capsys):
@@ -180,7 +229,7 @@ def test_auto_diameter_note(bright, images, tmp_path, capsys):
     code, _, err = predict(capsys, images, tmp_path / "out", "--quiet")
     assert code == 0
     notes = [
-        line for line in err.splitlines() if line.startswith("note: img.tif: objects measured")
+        line for line in err.splitlines() if line.startswith("note: img.tif: objects ~")
     ]
     assert len(notes) == 1 and "resampled ×0.3" in notes[0], err
     found, truth = tifffile.imread(tmp_path / "out" / "img.tif") > 0, discs() > 100
@@ -317,9 +366,10 @@ def test_evaluate_without_instances_has_no_instance_metrics(bright, scored, tmp_
 def test_evaluate_diameter_and_roi(bright, scored, tmp_path, capsys):
     bright(object_diameter=10.0)
     code, _, err = evaluate(capsys, scored, "binary")
-    assert code == 0 and "note: img0: too few objects to measure their size" in err
-    assert re.search(r"note: img2: objects measured 30\.\d px across, trained on 10\.0 px: "
-                     r"image resampled ×0\.33", err)
+    assert code == 0 and re.search(
+        r"note: img0: object size not measured \(only \d object\(s\) found\): predicted at "
+        r"the trained scale, not resampled", err)
+    assert "note: img2: objects ~30 px across (trained on 10 px): image resampled ×0.33" in err
     bright(roi={"method": "fundus"})
     images = tmp_path / "eyes"
     images.mkdir()

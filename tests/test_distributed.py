@@ -284,6 +284,19 @@ def test_files_resume_and_redo_with_other_settings(model_path, folder, tmp_path,
     assert len(predict_files(model_path, files, out, other, probabilities=True).outputs) == 6
 
 
+def test_instances_redo_files_made_with_another_stitch(model_path, folder, tmp_path):
+    """Linking objects across planes changes instance labels: a finished file is redone
+    when --stitch (or --instances itself) changed, skipped when nothing did."""
+    files = sorted(folder.glob("*.tif"))[:2]
+    out = tmp_path / "out"
+    linked = InferenceSettings(**{**EXACT.__dict__, "instances": True, "stitch": 0.25})
+    plane_by_plane = InferenceSettings(**{**linked.__dict__, "stitch": None})
+    assert len(predict_files(model_path, files, out, linked).outputs) == 2
+    assert len(predict_files(model_path, files, out, linked).skipped) == 2
+    assert len(predict_files(model_path, files, out, plane_by_plane).outputs) == 2
+    assert len(predict_files(model_path, files, out, EXACT).outputs) == 2  # a mask again
+
+
 # -- the command line --------------------------------------------------------------------
 def test_zarr_inputs_are_predicted_blockwise_by_the_cli(model_path, tmp_path):
     image = smooth_image((150, 170))
@@ -323,7 +336,7 @@ def test_cli_errors_are_one_line(model_path, folder, tmp_path, capsys, extra, me
 
 
 def test_the_dask_path_takes_the_single_process_settings(model_path, folder, tmp_path, monkeypatch):
-    """--instances, --diameter, --roi and --precision reach the Dask tasks as they reach
+    """--instances, --diameter, --roi, --precision and --stitch reach the Dask tasks as they reach
     the single-process path (in-process here: the same task code the workers run)."""
     import napari_attnseg.inference.distributed as engine
     from napari_attnseg.cli import _distributed, build_parser
@@ -344,6 +357,11 @@ def test_the_dask_path_takes_the_single_process_settings(model_path, folder, tmp
     settings = seen["settings"]
     assert (settings.instances, settings.diameter, settings.roi, settings.precision) == (
         True, 12.0, "none", "fp32")
+    assert settings.stitch == 0.25  # the single-process default
+    seen.clear()
+    with pytest.raises(SystemExit):
+        _distributed.run_distributed(build_parser().parse_args([*argv, "--stitch", "0.6"]))
+    assert seen["settings"].stitch == 0.6
     files = sorted(folder.glob("*.tif"))[:2]
     result = predict_files(model_path, files, tmp_path / "inst", settings)
     assert len(result.outputs) == 2

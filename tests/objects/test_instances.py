@@ -170,3 +170,41 @@ def test_a_fragment_joins_the_neighbour_it_shares_most_border_with():
     out = _merge_small(labels, 12)
     assert (out[4:7, 9:12] == 1).all() and out[7, 9] == 1
     assert out[0, 19] == 0 and set(np.unique(out)) == {0, 1, 3}
+
+
+# -- separation heads ------------------------------------------------------------
+def one_hot_bands(labels):
+    from napari_attnseg.data.targets import band_targets
+
+    return np.eye(4, dtype=np.float32)[band_targets(labels)].transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("decode", ["centre", "boundary"])
+def test_a_bands_head_keeps_touching_objects_apart(decode):
+    from napari_attnseg.objects import instances_from_head
+
+    # three discs in a row, each touching the next over a wide neck that the distance
+    # transform cannot cut
+    labels = discs([(32, 19), (32, 32), (32, 45)], 10)
+    probs = one_hot_bands(labels)
+    split = instances_from_head(probs, decode=decode)
+    assert split.dtype == LABEL_DTYPE and split.max() == 3
+    assert instance_metrics(labels, split)["ap75"] == 1.0
+    merged = instances_from_head(probs, decode="foreground")
+    assert instance_metrics(labels, merged)["ap75"] < 1.0
+
+
+def test_head_decoding_labels_a_stack_with_unique_ids_and_checks_its_input():
+    from napari_attnseg.objects import instances_from_head
+
+    probs = one_hot_bands(TOUCHING)
+    stack = instances_from_head(np.stack([probs, probs]))
+    assert stack.shape == (2, 64, 64) and stack[0].max() == 3 and stack.max() == 6
+    with pytest.raises(ValueError, match=r"'bands' head must be \(4, H, W\)"):
+        instances_from_head(probs[:3])
+    with pytest.raises(ValueError, match="decode must be one of"):
+        instances_from_head(probs, decode="rays")
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        instances_from_head(probs, cancel=token)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_attnseg.objects import SHAPE_COLUMNS, object_table, write_table_csv
+from napari_attnseg.objects import SHAPE_COLUMNS, STACK_COLUMNS, object_table, write_table_csv
 
 LABELS = np.zeros((20, 30), np.uint32)
 LABELS[2:6, 3:11] = 5  # a 4 × 8 rectangle
@@ -135,3 +135,42 @@ def test_equals_regionprops_table_on_random_objects():
     expected = regionprops_table(labels, intensity_image=image, properties=properties)
     for ours, theirs in names.items():
         np.testing.assert_allclose(table[ours], expected[theirs], atol=1e-9, err_msg=ours)
+
+
+def test_a_stack_gets_one_row_per_object_with_its_z_extent_and_volume(tmp_path):
+    """An id that spans planes (objects linked across planes) is one row: the in-plane
+    columns measure its largest section (plane ``z``), z_min/z_max/volume its extent."""
+    stack = np.zeros((4, 20, 30), np.uint32)
+    stack[0, 2:4, 3:7] = 1  # 8 px
+    stack[1, 2:6, 3:11] = 1  # 32 px: the largest section
+    stack[2, 2:5, 3:9] = 1  # 18 px
+    stack[2, 10:17, 20:27] = 2  # one plane only, 49 px
+    stack[3, 10:13, 20:23] = 3  # 9 px
+    stack[1, 15:18, 1:3] = 3  # id 3 again in plane 1, not next to plane 3: still one object
+    image = np.arange(stack.size, dtype=np.float64).reshape(stack.shape)
+    table = object_table(stack, image)
+    assert list(table) == [
+        "label", "z", *SHAPE_COLUMNS[1:], *STACK_COLUMNS,
+        "mean_intensity", "min_intensity", "max_intensity",
+    ]
+    assert table["label"].tolist() == [1, 2, 3]  # rows = 3-D objects
+    assert table["z"].tolist() == [1, 2, 3]
+    assert table["area"].tolist() == [32, 49, 9]
+    assert table["bbox_max_x"].tolist() == [11, 27, 23]  # of the largest section
+    assert table["z_min"].tolist() == [0, 2, 1] and table["z_max"].tolist() == [2, 2, 3]
+    assert table["volume"].tolist() == [8 + 32 + 18, 49, 9 + 6]
+    for row, label in enumerate([1, 2, 3]):  # intensities over every voxel of the object
+        voxels = image[stack == label]
+        assert table["mean_intensity"][row] == pytest.approx(voxels.mean())
+        assert table["min_intensity"][row] == voxels.min()
+        assert table["max_intensity"][row] == voxels.max()
+    assert all(table[k].dtype == np.int64 for k in STACK_COLUMNS)
+    path = write_table_csv(tmp_path / "stack.csv", table)
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == 3 and rows[0]["z_min"] == "0" and rows[0]["volume"] == "58"
+
+
+def test_a_stack_without_objects_has_the_stack_columns():
+    table = object_table(np.zeros((3, 8, 8), np.uint8))
+    assert list(table) == ["label", "z", *SHAPE_COLUMNS[1:], *STACK_COLUMNS]
+    assert all(len(v) == 0 for v in table.values())

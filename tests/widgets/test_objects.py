@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from napari_attnseg.inference import Predictor
+from napari_attnseg.objects import DEFAULT_STITCH
 from napari_attnseg.widgets import _models
+from napari_attnseg.widgets._layers import max_label_outside
+from napari_attnseg.widgets._segment_job import offset_objects
 
 from .conftest import blobs, disc_model, dock, errors, tiny_model, wait_done
 
@@ -111,18 +114,96 @@ def test_mask_for_a_semantic_model_and_switching_keeps_the_layer_undoable(
     assert len(mask.features) == 0 and widget.objects.isHidden()
 
 
-def test_stack_instances_have_one_row_per_object_with_its_slice(
+def test_stack_instances_are_linked_across_planes_with_one_row_per_object(
+        viewer, qtbot, nuclei, bright_is_foreground, notifications):
+    stack = np.stack([blobs(seed=i)[0] for i in range(2)])  # the same three discs twice
+    viewer.add_image(stack, name="stack")
+    widget = dock(viewer, "Segment")
+    widget.diameter.setCurrentText("as trained")
+    assert widget.link_planes.isChecked() and widget.link_planes.isEnabled()
+    assert widget._settings()["stitch"] == DEFAULT_STITCH
+    run(qtbot, widget)
+    labels = viewer.layers["stack [nuclei]"]
+    assert labels.data.max() == 3  # each disc is one object through both planes
+    assert all(set(np.unique(labels.data[z])) == {0, 1, 2, 3} for z in range(2))
+    features = labels.features
+    assert list(features["index"]) == [1, 2, 3] and widget.objects._model.rowCount() == 3
+    assert list(features["z_min"]) == [0, 0, 0] and list(features["z_max"]) == [1, 1, 1]
+    volumes = [int((labels.data == k).sum()) for k in (1, 2, 3)]
+    assert list(features["volume"]) == volumes
+    assert ("info", "found 3 objects in stack with nuclei") in notifications
+
+
+def test_unlinked_stack_instances_have_one_row_per_object_with_its_slice(
         viewer, qtbot, nuclei, bright_is_foreground):
     stack = np.stack([blobs(seed=i)[0] for i in range(2)])
     viewer.add_image(stack, name="stack")
     widget = dock(viewer, "Segment")
     widget.diameter.setCurrentText("as trained")
+    widget.link_planes.setChecked(False)
+    assert widget._settings()["stitch"] is None
     run(qtbot, widget)
     labels = viewer.layers["stack [nuclei]"]
     assert labels.data.max() == 6  # ids go on across slices: never reused
     assert list(labels.features["z"]) == [0, 0, 0, 1, 1, 1]
     widget.objects.select_label(5)
     assert viewer.dims.current_step[0] == 1  # the viewer shows the slice of the object
+
+
+def test_link_planes_is_offered_for_instances_of_a_whole_stack(viewer, nuclei):
+    stack = viewer.add_image(np.stack([blobs()[0]] * 2), name="stack")
+    flat = viewer.add_image(blobs()[0], name="flat")
+    widget = dock(viewer, "Segment")
+    widget.image_picker.set_layer(stack)
+    assert widget.link_planes.isEnabled()
+    widget.scope.setCurrentText("current slice")  # one plane: nothing to link
+    assert not widget.link_planes.isEnabled()
+    widget.scope.setCurrentText("whole stack")
+    widget.output.setCurrentText("mask")
+    assert not widget.link_planes.isEnabled()
+    widget.output.setCurrentText("instances")
+    assert widget.link_planes.isEnabled()
+    widget.image_picker.set_layer(flat)
+    assert not widget.link_planes.isEnabled()
+
+
+def test_a_slice_segmented_into_the_stack_s_layer_takes_new_ids(
+        viewer, qtbot, nuclei, bright_is_foreground):
+    """Re-segmenting one slice must not reuse the ids of objects in the other slices."""
+    viewer.add_image(np.stack([blobs(seed=i)[0] for i in range(3)]), name="stack")
+    widget = dock(viewer, "Segment")
+    widget.diameter.setCurrentText("as trained")
+    widget.link_planes.setChecked(False)
+    run(qtbot, widget)  # whole stack, plane by plane: 1-3, 4-6, 7-9
+    labels = viewer.layers["stack [nuclei]"]
+    assert [sorted(np.unique(labels.data[z]))[1:] for z in range(3)] == [
+        [1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    widget.scope.setCurrentText("current slice")
+    viewer.dims.set_current_step(0, 1)
+    run(qtbot, widget)
+    assert viewer.layers["stack [nuclei]"] is labels
+    planes = [set(np.unique(labels.data[z])) - {0} for z in range(3)]
+    assert planes[0] == {1, 2, 3} and planes[2] == {7, 8, 9}  # the other slices unchanged
+    assert planes[1] == {10, 11, 12}  # above every id of the other slices
+    assert list(labels.features["label"]) == [10, 11, 12] == list(labels.features["index"])
+    assert [widget.objects.label_at(r) for r in range(3)] == [10, 11, 12]
+    run(qtbot, widget)  # again: still above the other slices, not above itself
+    assert set(np.unique(labels.data[1])) - {0} == {10, 11, 12}
+    labels.undo()  # the slice's run was one undoable step (the same rerun changed nothing)
+    assert set(np.unique(labels.data[1])) - {0} == {4, 5, 6}
+
+
+def test_max_label_outside_and_offset_objects():
+    data = np.zeros((3, 4, 4), np.uint16)
+    data[0, 0, 0], data[1, 1, 1], data[2, 2, 2] = 5, 9, 2
+    assert max_label_outside(data, (1,)) == 5 and max_label_outside(data, (0,)) == 9
+    assert max_label_outside(np.zeros((2, 3, 4, 4), np.uint8), (1, 2)) == 0
+    plane = np.array([[0, 1], [2, 0]], np.uint32)
+    shifted, table = offset_objects(plane, {"label": np.array([1, 2]), "area": np.ones(2)}, 9)
+    assert shifted.tolist() == [[0, 10], [11, 0]] and table["label"].tolist() == [10, 11]
+    assert offset_objects(plane, None, 0)[0] is plane
+    big, _ = offset_objects(plane, None, 2**32 - 2)
+    assert big.dtype == np.uint64 and int(big.max()) == 2**32
 
 
 def test_export_csv_asks_where_and_before_replacing(

@@ -18,7 +18,12 @@
    (one epoch of 16 random 128² patches of synthetic data, batch 4) per architecture;
 5. **sliding-window** inference on a large synthetic image (4096² by default),
    through the Predictor and through the benchmark's own MONAI call per
-   variant, with peak memory growth and progress counted in tiles.
+   variant, with peak memory growth and progress counted in tiles;
+6. with a folder of real images (``real_images``), **end to end on a real
+   image** (:mod:`.real`): a 2048² mosaic of DSB2018 fluorescence images
+   through the Predictor at its defaults with instance labels (scored against
+   the labels: Dice, AP@0.5, mean AP), beside MONAI's sliding window over its
+   AttentionUnet, the same Predictor on noise, and on a 512² crop — round-robin.
 
 Everything is measured in the same run so that the ratios (ours / MONAI,
 variant / fp32) are meaningful even on a noisy, shared machine, where
@@ -27,9 +32,9 @@ absolute figures drift. How memory is measured is told in :mod:`.measure`.
 Modules: ``settings`` (what to measure), ``execution`` (variants),
 ``networks`` (which networks, at what size), ``measure`` (timing loops,
 memory sampling), ``synthetic`` (inputs), ``throughput`` (1), ``train_step``
-(2), ``workflows`` (3–5), ``ops`` (single operations), ``probe`` (does bf16
-pay on this CPU), ``machine`` (device, versions, load), ``targets`` (issues 3
-and 13), ``runner`` (the run), ``report`` (tables, Markdown, JSON).
+(2), ``workflows`` (3–5), ``real`` (6), ``ops`` (single operations), ``probe`` (does bf16
+pay on this CPU), ``machine`` (device, versions, load), ``targets`` (issues 3,
+13 and 22), ``runner`` (the run), ``report`` (tables, Markdown, JSON).
 This package never imports napari or Qt; ``attnseg bench`` is a thin wrapper.
 """
 
@@ -70,7 +75,15 @@ from .networks import (
     resolve_architectures,
 )
 from .ops import measure_ops
-from .report import format_markdown, format_report, read_json, write_json, write_markdown
+from .real import Mosaic, build_mosaic, fluorescence_like, measure_real, real_folders
+from .report import (
+    REAL_SECTION,
+    format_markdown,
+    format_report,
+    read_json,
+    write_json,
+    write_markdown,
+)
 from .runner import run_benchmark
 from .settings import DEFAULT_VARIANTS, BenchSettings, Log
 from .synthetic import synthetic_image, synthetic_samples
@@ -82,6 +95,7 @@ from .targets import (
     GPU_THROUGHPUT_TARGET,
     LARGE_MEMORY_TARGET_MB,
     LARGE_SECONDS_TARGET,
+    REAL_CROP_TARGET_S,
     evaluate_targets,
 )
 from .throughput import measure_throughput, throughput_ratios
@@ -110,10 +124,14 @@ __all__ = [
     "MONAI_BASIC_UNET",
     "MONAI_REFERENCES",
     "RATIO_PAIRS",
+    "REAL_CROP_TARGET_S",
+    "REAL_SECTION",
     "BenchSettings",
     "Log",
     "MemoryMeter",
+    "Mosaic",
     "Variant",
+    "build_mosaic",
     "build_network",
     "cpu_bf16_speedup",
     "busy_note",
@@ -121,6 +139,7 @@ __all__ = [
     "cpu_name",
     "default_architectures",
     "evaluate_targets",
+    "fluorescence_like",
     "format_markdown",
     "format_report",
     "forward_gflops",
@@ -131,6 +150,7 @@ __all__ = [
     "measure_finetune",
     "measure_once",
     "measure_ops",
+    "measure_real",
     "measure_sliding_window",
     "measure_throughput",
     "measure_train_steps",
@@ -142,6 +162,7 @@ __all__ = [
     "prepare_input",
     "prepare_model",
     "read_json",
+    "real_folders",
     "reference_width",
     "resolve_architectures",
     "run_benchmark",

@@ -55,16 +55,20 @@ def _stage_widths(arch: str) -> list[int]:
     return [w * 2**stage for stage in range(5)]
 
 
-def build_network(name: str, in_channels: int = 3) -> tuple[nn.Module, dict[str, Any]]:
+def build_network(
+    name: str, in_channels: int = 3, out_channels: int = 1
+) -> tuple[nn.Module, dict[str, Any]]:
     """``(network, how it was built)`` for an architecture name or a MONAI reference name.
 
     MONAI references get the stage widths of our compact U-Net (w, 2w, 4w, 8w, 16w),
-    so that the comparison is at equal width.
+    so that the comparison is at equal width. ``out_channels``: the classes (1: one
+    binary logit).
     """
     if name in MONAI_REFERENCES:
         from monai.networks.nets import AttentionUnet, BasicUNet
 
-        options: dict[str, Any] = dict(spatial_dims=2, in_channels=in_channels, out_channels=1)
+        options: dict[str, Any] = dict(spatial_dims=2, in_channels=in_channels,
+                                       out_channels=out_channels)
         if name == MONAI_ATTENTION_UNET:
             options.update(channels=_stage_widths("attention_unet"), strides=[2, 2, 2, 2])
             return AttentionUnet(**options), options
@@ -74,7 +78,8 @@ def build_network(name: str, in_channels: int = 3) -> tuple[nn.Module, dict[str,
     from ..models import create_model
 
     options = compact_options(name)
-    return create_model(name, in_channels=in_channels, n_classes=1, **options), options
+    model = create_model(name, in_channels=in_channels, n_classes=out_channels, **options)
+    return model, options
 
 
 def parameter_count(model: nn.Module) -> int:

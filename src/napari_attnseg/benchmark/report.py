@@ -20,6 +20,10 @@ from .machine import busy_note
 
 #: a table: (title, header, rows, notes under it)
 Table = tuple[str, list[str], list[list[str]], list[str]]
+#: the page section the real-image tables go to (its own, with its own time and load)
+REAL_SECTION = "real"
+#: report keys of the measurements that make up the main section
+MAIN_KEYS = ("throughput", "train_steps", "end_to_end", "finetune", "ops", "sliding_windows")
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -30,17 +34,28 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(report: dict[str, Any]) -> str:
-    """The report as Markdown: run facts, then one table per measurement."""
+def format_markdown(report: dict[str, Any], section: str = "main") -> str:
+    """The report as Markdown: run facts, then one table per measurement.
+
+    ``section`` :data:`REAL_SECTION` gives the real-image tables alone, under
+    the facts of that measurement (when it started, the load average at its
+    start and end); any other name gives the rest of the report.
+    """
     m = report["machine"]
-    loads = report["load_average"]
+    real = section == REAL_SECTION
+    if real and not report.get("real"):
+        raise ValueError("this report has no real-image section (measure it with "
+                         "--real-images DIR)")
+    part = report["real"] if real else report
+    loads = part["load_average"]
     lines = [
         f"Command: `{report.get('command') or 'attnseg bench'}`",
         "",
-        f"Measured {report.get('started', '?')} on {m['device']} ({m['device_name']}, "
+        f"Measured {part.get('started', '?')} on {m['device']} ({m['device_name']}, "
         f"{m.get('usable_cpus') or m['cpu_count']} CPUs), torch {m['torch']} with "
         f"{m['torch_threads']} threads, MONAI {m['monai']}; precision `auto` = "
-        f"**{report['precision']}** here; {report.get('seconds', 0):.0f} s in all.",
+        f"**{part['precision']}** here; {part.get('seconds', 0):.0f} s in all"
+        f"{' (this section)' if real else ''}.",
         f"**Load average** (1, 5, 15 min) at start {_load(loads.get('start'))}, at end "
         f"{_load(loads.get('end'))}.",
     ]
@@ -49,11 +64,13 @@ def format_markdown(report: dict[str, Any]) -> str:
                       f"{'yes' if m.get('amx') else 'no'}, probe fp32/bf16 time "
                       f"{m['cpu_bf16_probe_speedup']:.2f}× (`inference.device.cpu_bf16_speedup`; "
                       "`precision=\"auto\"` takes bf16 only at ≥ 1.1×).")
-    busy = busy_note(report)
+    busy = busy_note({"machine": m, "load_average": loads})
     if busy:
         lines.append(f"**{busy[0].upper()}{busy[1:]}.**")
+    if not real and report.get("real_skipped"):
+        lines.append(f"{report['real_skipped'][0].upper()}{report['real_skipped'][1:]}.")
     lines.append("")
-    for title, header, rows, notes in tables(report):
+    for title, header, rows, notes in tables(report, section):
         lines += [f"**{title}**", "", *_markdown_table(header, rows), ""]
         if notes:
             lines += [*notes, ""]
@@ -86,36 +103,69 @@ def markers(section: str) -> tuple[str, str]:
     return f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
 
 
+def sections(report: dict[str, Any], section: str = "main") -> list[str]:
+    """The page sections :func:`write_markdown` fills from ``report``.
+
+    The real-image tables (when measured) go to their own :data:`REAL_SECTION`;
+    the rest goes to ``section`` — unless the report holds the real-image
+    measurement alone (``--only-real``), or ``section`` is that one.
+    """
+    has_real = bool(report.get("real"))
+    names = []
+    if section != REAL_SECTION and (any(report.get(k) for k in MAIN_KEYS) or not has_real):
+        names.append(section)
+    if has_real:
+        names.append(REAL_SECTION)
+    elif section == REAL_SECTION:
+        raise ValueError(f"section {REAL_SECTION!r} holds the real-image tables, and this "
+                         "report has none (measure them with --real-images DIR)")
+    return names
+
+
 def write_markdown(report: dict[str, Any], path: str | Path, section: str = "main") -> Path:
     """Put :func:`format_markdown` between ``section``'s markers in the page at ``path``.
 
     Everything outside the markers (the hand-written prose) is kept. A page
     without the markers gets the section appended; a missing page is created.
+    The real-image tables fill their own section (see :func:`sections`).
     """
     if not re.fullmatch(r"[\w-]+", section):
         raise ValueError(f"section must be a word (letters, digits, _ or -), got {section!r}")
     path = Path(path)
-    begin, end = markers(section)
-    block = f"{begin}\n{format_markdown(report)}{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    start, stop = text.find(begin), text.find(end)
-    if start >= 0 and stop > start:
-        text = text[:start] + block + text[stop + len(end):]
-    elif start >= 0 or stop >= 0:
-        raise ValueError(f"{path}: unbalanced markers for section {section!r}")
-    else:
-        text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+    for name in sections(report, section):
+        text = _fill(text, name, format_markdown(report, name), path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return path
 
 
+def _fill(text: str, section: str, markdown: str, path: Path) -> str:
+    """``text`` with ``markdown`` between ``section``'s markers (appended when it has none)."""
+    begin, end = markers(section)
+    block = f"{begin}\n{markdown}{end}"
+    start, stop = text.find(begin), text.find(end)
+    if start >= 0 and stop > start:
+        return text[:start] + block + text[stop + len(end):]
+    if start >= 0 or stop >= 0:
+        raise ValueError(f"{path}: unbalanced markers for section {section!r}")
+    return (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
+
+
 # -- the tables -------------------------------------------------------------
-def tables(report: dict[str, Any]) -> list[Table]:
-    """Every table of a report, in page order (sections without data are left out)."""
+def tables(report: dict[str, Any], section: str | None = None) -> list[Table]:
+    """The tables of a report, in page order (sections without data are left out).
+
+    ``section`` None: every table (the terminal); :data:`REAL_SECTION`: the
+    real-image tables alone; any other name: all but those (a page's section).
+    """
+    if section == REAL_SECTION:
+        return _real(report, page=True)
+    everything = section is None
     builders: list[Callable[[dict[str, Any]], list[Table]]] = [
         _ratios, _variant_summary, _throughput, _train_steps, _windows, _end_to_end,
-        _finetune, _ops, _targets,
+        (lambda r: _real(r, page=False)) if everything else (lambda r: []),
+        _finetune, _ops, lambda r: _targets(r, real=everything),
     ]
     return [table for build in builders for table in build(report)]
 
@@ -152,6 +202,8 @@ def _header(report: dict[str, Any]) -> list[str]:
         lines.append(f"CPU bf16: native {m.get('cpu_native_bf16')}, AMX {m.get('amx')}, "
                      f"probe fp32/bf16 time {m['cpu_bf16_probe_speedup']:.2f}x (> 1: bf16 pays)")
     busy = busy_note(report)
+    if report.get("real_skipped"):
+        lines.append(report["real_skipped"])
     return [*lines, busy, ""] if busy else [*lines, ""]
 
 
@@ -336,15 +388,87 @@ def _ops(report: dict[str, Any]) -> list[Table]:
     )]
 
 
-def _targets(report: dict[str, Any]) -> list[Table]:
-    if not report.get("targets"):
+def _verdict(target: dict[str, Any]) -> str:
+    if target["applies"]:
+        return "met" if target["met"] else "NOT met"
+    return f"reference only on this device ({'would be met' if target['met'] else 'not met'})"
+
+
+def _targets(report: dict[str, Any], real: bool = True) -> list[Table]:
+    """The targets table; ``real`` False leaves out the real-image section's own targets."""
+    targets = [t for t in report.get("targets") or [] if real or t.get("section") != REAL_SECTION]
+    if not targets:
         return []
-    rows = []
-    for t in report["targets"]:
-        verdict = ("met" if t["met"] else "NOT met") if t["applies"] else \
-            f"reference only on this device ({'would be met' if t['met'] else 'not met'})"
-        rows.append([t["target"], f"{t['value']:.3g}", verdict])
-    return [("Targets (issues 3 and 13)", ["target", "measured", "verdict"], rows, [])]
+    rows = [[t["target"], f"{t['value']:.3g}", _verdict(t)] for t in targets]
+    issues = "3, 13 and 22" if any(t.get("section") == REAL_SECTION for t in targets) \
+        else "3 and 13"
+    return [(f"Targets (issues {issues})", ["target", "measured", "verdict"], rows, [])]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.3f}"
+
+
+def _real(report: dict[str, Any], page: bool) -> list[Table]:
+    """The real-image table (:mod:`.real`); ``page`` False adds the section's load average
+    (on a page it heads the section)."""
+    real = report.get("real")
+    if not real:
+        return []
+    mosaic, ours, monai, noise, crop = (real[k] for k in ("mosaic", "ours", "monai", "noise",
+                                                          "crop"))
+    size, edge = mosaic["size"][0], crop["size"][0]
+    rows = [
+        ["Predictor, defaults + instances (click to labels)", f"{size}² mosaic",
+         _seconds(ours["seconds"]), f"{real['ours_over_monai']:.2f}×", _score(ours["dice"]),
+         _score(ours["ap50"]), _score(ours["mean_ap"]),
+         f"{ours['objects']} of {ours['true_objects']}"],
+        ["MONAI AttentionUnet, sliding_window_inference (network only)", f"{size}² mosaic",
+         _seconds(monai["seconds"]), "1.00×", "–", "–", "–", "–"],
+        ["Predictor, defaults + instances", f"{size}² uniform noise",
+         _seconds(noise["seconds"]), f"{noise['seconds'] / monai['seconds']:.2f}×", "–", "–",
+         "–", str(noise["objects"])],
+        ["Predictor, defaults + instances", f"{edge}² crop (top left)",
+         _seconds(crop["seconds"]), "–", _score(crop["dice"]), _score(crop["ap50"]),
+         _score(crop["mean_ap"]), f"{crop['objects']} of {crop['true_objects']}"],
+    ]
+    predictor, options = real["predictor"], monai["options"]
+    channels = ", ".join(map(str, options.get("channels", [])))
+    diameter = f"{ours['diameter']:.1f} px" if ours.get("diameter") else "none"
+    notes = [
+        f"Ours / MONAI {real['ours_over_monai']:.2f}×, noise / real "
+        f"{real['noise_over_real']:.2f}× (seconds: median of {real['rounds']} round-robin "
+        f"round(s); the crop: of {crop['repeats']} calls).",
+        f"Ours: `{real['model']}` = {real['model_file']}, the whole path from the RGB array to "
+        f"instance labels at the Predictor's defaults (tile {predictor['tile_size']}, overlap "
+        f"{predictor['overlap']}, {predictor['batch_size']} tiles per batch, TTA "
+        f"{'on' if predictor.get('tta_used') else 'off'}, diameter {predictor['diameter']}: "
+        f"objects taken as {diameter}, image resampled ×{ours['zoom']:.2f}). Dice: pixels of "
+        "the foreground; AP@0.5 and mean AP (IoU 0.50:0.95): instances, against the labels.",
+        f"MONAI: `AttentionUnet` channels ({channels}), {options.get('out_channels')} output "
+        f"channel(s), fresh weights, roi {monai['roi_size']}, overlap {monai['overlap']}, "
+        f"{monai['mode']}, sw_batch_size {monai['sw_batch_size']}, on the image as a float "
+        "tensor — the network alone, no normalisation, resampling or labelling.",
+        f"Mosaic: {mosaic['tiles']} `dsb_` fluorescence-like images at native resolution "
+        f"({mosaic['cropped']} cropped; {len(mosaic['skipped'])} other `dsb_` images left out), "
+        f"{mosaic['covered']:.0%} of the canvas, {mosaic['objects']} nuclei; the noise image: "
+        "seeded uniform uint8 RGB.",
+    ]
+    notes += [f"Target: {t['target']}: {_verdict(t)} ({t['value']:.3g} s)."
+              for t in report.get("targets") or [] if t.get("section") == REAL_SECTION]
+    if not page:
+        loads = real["load_average"]
+        notes.append(f"load average at the section's start {_load(loads.get('start'))}, at "
+                     f"its end {_load(loads.get('end'))}")
+    return [(
+        f"Real image end to end: {size}×{size} RGB mosaic of DSB2018 nuclei validation images "
+        f"with their labels, {real['model_file']}, precision {real['precision']}",
+        ["run", "input", "s", "/ MONAI", "Dice", "AP@0.5", "mean AP", "objects"], rows, notes,
+    )]
 
 
 # -- rendering --------------------------------------------------------------

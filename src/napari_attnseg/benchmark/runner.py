@@ -13,6 +13,7 @@ from .execution import library_default_spec, parse_variant, parse_variants
 from .machine import load_average, machine_info
 from .networks import compact_options, resolve_architectures
 from .ops import measure_ops
+from .real import build_mosaic, measure_real
 from .settings import BenchSettings, Log
 from .synthetic import synthetic_samples
 from .targets import evaluate_targets
@@ -40,6 +41,11 @@ def run_benchmark(
     variants = parse_variants(settings.variants, device, settings.precision)
     library = parse_variant(library_default_spec(device), device, settings.precision)
     archs = resolve_architectures(settings.archs)
+    # the real-image mosaic is read first, so that a wrong folder fails before anything is timed
+    mosaic = None
+    if settings.real and settings.real_images:
+        log(f"real-image mosaic from {settings.real_images}")
+        mosaic = build_mosaic(settings.real_images, settings.real_labels, settings.real_size)
     cudnn_benchmark = torch.backends.cudnn.benchmark
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -57,6 +63,8 @@ def run_benchmark(
         "compact_defaults": {a: compact_options(a) for a in archs},
         "load_average": {"start": load_average()},
     }
+    if mosaic is None:
+        report["real_skipped"] = real_skip_reason(settings)
     try:
         # first, while the process is small, so its memory growth is not hidden by earlier work
         if settings.large_size:
@@ -68,12 +76,16 @@ def run_benchmark(
             report["sliding_windows"] = windows
         if settings.e2e_size:
             report["end_to_end"] = measure_end_to_end(settings, device, log)
+        if mosaic is not None:
+            report["real"] = measure_real(mosaic, settings, device, log)
+            del mosaic
         if settings.ops:
             report["ops"] = measure_ops(settings, device, log)
-        records = measure_throughput([*archs, *settings.references], settings, device, variants,
-                                     log)
-        report["throughput"] = records
-        report["ratios"] = throughput_ratios(records, baseline=variants[0].name)
+        if settings.throughput:
+            records = measure_throughput([*archs, *settings.references], settings, device,
+                                         variants, log)
+            report["throughput"] = records
+            report["ratios"] = throughput_ratios(records, baseline=variants[0].name)
         if settings.train_steps:
             train_variants = parse_variants(settings.train_variants, device, settings.precision)
             steps = measure_train_steps(archs, settings, device, train_variants, log)
@@ -91,3 +103,11 @@ def run_benchmark(
     report["seconds"] = time.time() - started
     report["targets"] = evaluate_targets(report, device)
     return report
+
+
+def real_skip_reason(settings: BenchSettings) -> str:
+    """Why a run has no real-image section, in one line for the report."""
+    if not settings.real:
+        return "real-image section turned off (--no-real)"
+    return ("real-image section skipped: no --real-images folder given (a mosaic of DSB2018 "
+            "fluorescence images with their labels; see `attnseg bench --help`)")

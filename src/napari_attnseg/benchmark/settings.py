@@ -67,6 +67,20 @@ class BenchSettings:
     #: own MONAI sliding-window call run as each of these variants
     window_predictor: bool = True
     window_variants: list[str] = field(default_factory=lambda: ["auto+cl"])
+    #: the throughput table (and its ours / MONAI ratios)
+    throughput: bool = True
+    #: the real-image section (:mod:`.real`): a folder of RGB images (None skips it) and
+    #: one of their instance labels (None: the images folder's sibling ``labels``)
+    real_images: str | None = None
+    real_labels: str | None = None
+    #: False turns the real-image section off even with a folder given
+    real: bool = True
+    #: mosaic edge, the crop's edge, round-robin rounds, and the model (a task name means
+    #: its default zoo model, as ``attnseg predict --model`` resolves it)
+    real_size: int = 2048
+    real_crop: int = 512
+    real_repeats: int = 3
+    real_model: str = "nuclei"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,6 +113,10 @@ class BenchSettings:
             raise ValueError("train_batch and tile_batch must be >= 1 and train_patch_size "
                              f">= 16; got {self.train_batch}, {self.tile_batch}, "
                              f"{self.train_patch_size}")
+        if self.real_size < 16 or self.real_crop < 16 or self.real_repeats < 1:
+            raise ValueError("real_size and real_crop must be >= 16 pixels and real_repeats "
+                             f">= 1; got {self.real_size}, {self.real_crop}, "
+                             f"{self.real_repeats}")
         if self.finetune_patches < 1 or self.finetune_batch < 1 or self.finetune_patch_size < 16:
             raise ValueError("finetune_patches and finetune_batch must be >= 1, "
                              f"finetune_patch_size >= 16; got {self.finetune_patches}, "
@@ -106,11 +124,12 @@ class BenchSettings:
 
     @classmethod
     def quick(cls, **overrides: Any) -> BenchSettings:
-        """A smoke run: small sizes, one batch size, few repeats, a 1024² sliding window."""
+        """A smoke run: small sizes, one batch size, few repeats, a 1024² sliding window,
+        a 1024² real-image mosaic timed once."""
         small = dict(
             sizes=[128], batch_sizes=[1], repeats=2, min_time=0.0, e2e_size=256,
             finetune_patches=8, finetune_patch_size=64, large_size=1024, tile_size=256,
-            train_batch=2, train_patch_size=64,
+            train_batch=2, train_patch_size=64, real_size=1024, real_repeats=1,
         )
         return cls(**{**small, **overrides})
 

@@ -62,6 +62,7 @@ def inference_settings(args: argparse.Namespace):
     from ..inference import InferenceSettings
 
     roi = getattr(args, "roi", "auto")
+    stitch = getattr(args, "stitch", None)  # None: not given, the settings' default
     return InferenceSettings(
         device=args.device,
         precision=args.precision,
@@ -73,7 +74,16 @@ def inference_settings(args: argparse.Namespace):
         diameter=getattr(args, "diameter", "auto"),
         instances=wants_instances(args),
         roi=roi if roi in ROI_WORDS else "auto",
+        **({} if stitch is None else {"stitch": stitch or None}),
     )
+
+
+def ignored_stitch(args: argparse.Namespace) -> str | None:
+    """A note when ``--stitch``/``--no-stitch`` is given but no instances are asked for."""
+    if getattr(args, "stitch", None) is None or wants_instances(args):
+        return None
+    flag = "--no-stitch" if args.stitch == 0 else "--stitch"
+    return f"{flag} is ignored: it links objects of a stack, made with --instances or --table"
 
 
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:

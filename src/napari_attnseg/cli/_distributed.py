@@ -19,6 +19,7 @@ from ..data.lazy import is_lazy_readable, is_zarr
 from ._common import (
     ROI_WORDS,
     ProgressBar,
+    ignored_stitch,
     inference_settings,
     refuse_overwrite,
     refuse_shared_stems,
@@ -157,6 +158,9 @@ def run_distributed(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     refuse_single_process_options(args)
+    note = ignored_stitch(args)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     files, blocks = split_inputs(args.inputs, args.blockwise)
     if blocks and wants_instances(args):
         raise ValueError(

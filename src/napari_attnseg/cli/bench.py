@@ -10,15 +10,31 @@ end-to-end time of one RGB image through the Predictor; one fine-tune round
 per architecture; and the 4096² sliding window (through the Predictor and as
 each --window-variants), with its peak memory growth.
 
+Real image (--real-images DIR, its own Markdown section `real`): a 2048² RGB
+mosaic of the fluorescence-like DSB2018 images of DIR (file names dsb_*, at
+native resolution, pasted row by row in sorted order) and their instance labels
+(--real-labels DIR, same file stems; default: the sibling folder labels/),
+timed round-robin: the Predictor at its defaults with instance labels through
+the task's default model (--real-model, default nuclei: what `attnseg predict
+--model nuclei --instances` does), scored by pixel Dice, instance AP@0.5 and
+mean AP; MONAI's sliding_window_inference over its AttentionUnet (network
+only) on the same image; the Predictor on uniform noise of that size (time,
+objects found); and on a 512² crop (target ≤ 0.6 s on 2 idle cores). The
+images are research data, never committed: on our machines
+runs/data/nuclei_native/val/images and .../labels. Without --real-images the
+section is skipped with a note; --no-real turns it off, --only-real measures
+it alone.
+
 Variant specs: a precision (auto, fp32, bf16, fp16) then +flags: cl
 (channels-last), no_grad (instead of inference_mode), compile (torch.compile),
 fuse (conv+batch-norm folding), e.g. "auto+cl" or "fp32+cl+compile".
 
 Prints tables (progress goes to stderr); --json writes the report, --markdown
 puts its tables into a page between <!-- bench:SECTION:begin/end --> markers
-(docs/benchmarks.md is made so), and --from-json re-renders a saved report
-without measuring. The full run takes ~20–30 min on a 2-core CPU; --quick is
-a smoke run.
+(docs/benchmarks.md is made so; the real-image tables go to their own section
+`real`), and --from-json re-renders a saved report without measuring. The full
+run takes ~20–30 min on a 2-core CPU (the real-image section adds several
+minutes); --quick is a smoke run.
 """
 
 from __future__ import annotations
@@ -98,9 +114,30 @@ def add_parser(sub) -> None:
                         "as each of these (default: auto+cl; none: skip)")
     p.add_argument("--no-window-predictor", action="store_true",
                    help="skip the sliding window through the Predictor")
+    p.add_argument("--real-images", default=None, metavar="DIR",
+                   help="folder of RGB nuclei images for the real-image section: a mosaic of "
+                        "its fluorescence-like dsb_* images (e.g. "
+                        "runs/data/nuclei_native/val/images; never committed)")
+    p.add_argument("--real-labels", default=None, metavar="DIR",
+                   help="their instance labels (uint16 ids, same file stems; default: the "
+                        "sibling folder labels/ of --real-images)")
+    p.add_argument("--real-size", type=int, default=None, metavar="N",
+                   help="real-image mosaic edge (default 2048)")
+    p.add_argument("--real-crop", type=int, default=None, metavar="N",
+                   help="edge of the crop of the mosaic timed on its own (default 512)")
+    p.add_argument("--real-repeats", type=int, default=None, metavar="N",
+                   help="round-robin rounds of the real-image section (default 3)")
+    p.add_argument("--real-model", default=None, metavar="MODEL",
+                   help="model of the real-image section (default nuclei: the task's default "
+                        "zoo model, as `attnseg predict --model nuclei` resolves it)")
+    p.add_argument("--no-real", action="store_true",
+                   help="skip the real-image section even with --real-images")
+    p.add_argument("--only-real", action="store_true",
+                   help="measure the real-image section alone (needs --real-images); with "
+                        "--markdown it fills only the page's `real` section")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 128² batch 1, 2 repeats, 256² end to end, 1024² sliding "
-                        "window (explicit options still win)")
+                        "window, 1024² real mosaic timed once (explicit options still win)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PAGE",
                    help="write the tables into this Markdown page (between its markers)")
@@ -121,7 +158,9 @@ OPTION_FIELDS = {
     "large_size": "large_size", "tile_size": "tile_size", "overlap": "overlap",
     "tile_batch": "tile_batch", "variants": "variants", "train_variants": "train_variants",
     "train_batch": "train_batch", "train_patch_size": "train_patch_size",
-    "window_variants": "window_variants",
+    "window_variants": "window_variants", "real_images": "real_images",
+    "real_labels": "real_labels", "real_size": "real_size", "real_crop": "real_crop",
+    "real_repeats": "real_repeats", "real_model": "real_model",
 }
 
 
@@ -148,6 +187,16 @@ def settings_from_args(args: argparse.Namespace):
         overrides["train_steps"] = False
     if args.no_window_predictor:
         overrides["window_predictor"] = False
+    if args.no_real:
+        if args.only_real:
+            raise ValueError("--only-real and --no-real contradict each other; give one")
+        overrides["real"] = False
+    if args.only_real:
+        if not args.real_images:
+            raise ValueError("--only-real needs --real-images DIR (the folder of the images "
+                             "to tile into the mosaic)")
+        overrides.update(throughput=False, ops=False, train_steps=False, finetune=False,
+                         e2e_size=None, large_size=None)
     return BenchSettings.quick(**overrides) if args.quick else BenchSettings(**overrides)
 
 

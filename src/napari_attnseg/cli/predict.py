@@ -8,7 +8,12 @@ instances (nuclei) still write class masks unless ``--instances`` is given.
 ``--table`` writes ``<stem>.csv`` beside each mask, one row per object
 (label, area, centroid, equivalent diameter, perimeter, eccentricity,
 solidity, bounding box, and mean/min/max intensity of the image; per colour
-channel for RGB); it implies ``--instances``. ``--overlay`` writes
+channel for RGB; for a stack also the plane of the object's largest section,
+its first and last plane and its volume); it implies ``--instances``. A
+stack's objects are found plane by plane and linked from one plane to the
+next where they overlap by an IoU of at least ``--stitch`` (default 0.25),
+so that a nucleus spanning five planes is one object; ``--stitch 0`` or
+``--no-stitch`` counts them plane by plane. ``--overlay`` writes
 ``<stem>_overlay.png``, the image contrast-stretched with the mask (or every
 object) outlined, for a quick look. ``--probabilities`` writes the foreground
 probability (float32) to ``--out/probabilities/<stem>.tif``.
@@ -59,6 +64,7 @@ from ._common import (
     add_quiet,
     diameter,
     expand_inputs,
+    ignored_stitch,
     inference_settings,
     integer,
     number,
@@ -168,8 +174,25 @@ def add_parser(sub) -> None:
         "--table",
         action="store_true",
         help="also write <stem>.csv beside each mask: one row per object (label, area, "
-        "centroid, equivalent diameter, shape, bounding box, mean/min/max intensity); "
-        "implies --instances",
+        "centroid, equivalent diameter, shape, bounding box, mean/min/max intensity; for a "
+        "stack also its planes z_min..z_max and volume); implies --instances",
+    )
+    p.add_argument(
+        "--stitch",
+        type=number(0, 1, below_high=True),
+        default=None,
+        metavar="IOU",
+        help="stacks, with --instances or --table: objects are found plane by plane, then an "
+        "object takes the id of the object in the plane before it that it overlaps by at "
+        "least this intersection over union, so an object spanning planes is counted once "
+        "(as Cellpose's stitch threshold; default 0.25); 0 counts objects plane by plane",
+    )
+    p.add_argument(
+        "--no-stitch",
+        dest="stitch",
+        action="store_const",
+        const=0.0,
+        help="count a stack's objects plane by plane (the same as --stitch 0)",
     )
     p.add_argument(
         "--overlay",
@@ -202,13 +225,16 @@ def check_model(model, args: argparse.Namespace) -> None:
     from ..inference.objects import uses_diameter
     from ..models import ModelCard
 
-    if wants_instances(args) and max(2, model.n_classes) != 2:
+    card = model.card or ModelCard(name=model.name)
+    if wants_instances(args) and card.predicted_classes(model.n_classes) != 2:
         flag = "--instances" if getattr(args, "instances", False) else "--table (instances)"
         raise ValueError(
             f"{flag} needs a binary (foreground/background) model; {args.model} has "
             f"{model.n_classes} classes"
         )
-    card = model.card or ModelCard(name=model.name)
+    note = ignored_stitch(args)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if isinstance(getattr(args, "diameter", None), float) and not uses_diameter(card):
         print(
             f"note: --diameter is ignored: {args.model} records no object size "

@@ -433,6 +433,8 @@ def predict_files(
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = {"model": digest, "settings": settings_fingerprint(settings)}
     fingerprint["probabilities"] = probabilities
+    if settings.instances:  # instance labels, their objects linked across planes or not
+        fingerprint["instances"] = {"stitch": settings.stitch}
     job = FileJob(ref, settings, str(out), probabilities, fingerprint, torch_threads)
     result = FilesResult()
     todo = []

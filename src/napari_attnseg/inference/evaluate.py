@@ -29,6 +29,7 @@ from ..data.io import read_image, read_mask, write_mask
 from ..data.pairing import pair_folder
 from ..metrics import MetricAccumulator
 from ..models.base import SegmentationModel
+from ..models.card import ModelCard
 from ..objects import InstanceAccumulator
 from ..progress import CancelToken, ProgressCallback, check, report
 from .predictor import Predictor
@@ -61,11 +62,13 @@ def evaluate_folder(
             replace(predictor.settings, instances=True), on_message=predictor.on_message
         )
     pairs = pair_folder(images, masks, fov_dir=fov)
-    n_classes = max(2, model.n_classes)
+    card = model.card or ModelCard(name=model.name)
+    n_classes = card.predicted_classes(model.n_classes)
     if instances and n_classes != 2:
         raise ValueError("instance evaluation needs a binary (foreground/background) model")
     acc = MetricAccumulator(n_classes, threshold=predictor.threshold(model))
     objects = InstanceAccumulator() if instances else None
+    confidence = {}
     for done, (image_path, mask_path, fov_path) in enumerate(pairs):
         check(cancel)
         stem = Path(image_path).stem
@@ -91,12 +94,16 @@ def evaluate_folder(
             Path(save_dir).mkdir(parents=True, exist_ok=True)
             saved = prediction.instances if objects is not None else prediction.labels
             write_mask(Path(save_dir) / f"{stem}.tif", saved)
+        if prediction.quality is not None:
+            confidence[stem] = prediction.quality.as_dict()
         if on_image is not None:
             on_image(stem, metrics)
         report(progress, done + 1, len(pairs), f"scored {Path(image_path).name}")
     result = {"model": name, **acc.summary()}
     if objects is not None:
         result["instances"] = objects.summary()
+    if confidence:
+        result["confidence"] = confidence
     return result
 
 

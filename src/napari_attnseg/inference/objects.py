@@ -37,7 +37,6 @@ from ..objects import (
     instances_from_foreground,
     instances_from_head,
     object_diameters,
-    stitch_planes,
 )
 from ..progress import CancelToken
 
@@ -221,7 +220,8 @@ def auto_zoom(card: ModelCard, spec: InputSpec, diameter: float) -> float:
 def size_note(card: ModelCard, spec: InputSpec, measurement: Measurement, zoom: float) -> str:
     """What auto size tells the user about its decision."""
     low, high = card.object_diameter_range or (card.object_diameter, card.object_diameter)
-    trained = f"trained on {low / spec.scale:.0f}–{high / spec.scale:.0f} px"
+    low, high = f"{low / spec.scale:.0f}", f"{high / spec.scale:.0f}"
+    trained = f"trained on {low} px" if low == high else f"trained on {low}–{high} px"
     if not measurement.credible:
         return (f"object size not measured ({measurement.doubt}): predicted at the "
                 "trained scale, not resampled")
@@ -229,6 +229,97 @@ def size_note(card: ModelCard, spec: InputSpec, measurement: Measurement, zoom: 
         return f"objects ~{measurement.diameter:.0f} px across ({trained}): not resampled"
     return (f"objects ~{measurement.diameter:.0f} px across ({trained}): "
             f"image resampled ×{zoom:.2f}")
+
+
+#: the per-image confidence below which a prediction is flagged, when the card names none
+#: (``metadata.confidence_threshold``, calibrated on the model's validation images)
+DEFAULT_CONFIDENCE_THRESHOLD = 0.5
+#: foreground probabilities in this open interval count as ambiguous
+AMBIGUOUS = (0.25, 0.75)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """How much to trust one image's objects: the prediction checked against the card."""
+
+    objects: int
+    #: mean confidence ``2p − 1`` over the pixels called object (1: all certain)
+    certainty: float
+    #: share of the pixels with p > 0.25 whose probability is ambiguous (0.25 < p < 0.75)
+    ambiguous: float
+    #: share of the objects whose size lies in the trained range, widened 2× either way
+    #: (1 for a model without an object size)
+    size_agreement: float
+    #: certainty × (1 − ambiguous) × size agreement: one number in [0, 1]
+    confidence: float
+    threshold: float
+
+    @property
+    def low(self) -> bool:
+        return self.objects == 0 or self.confidence < self.threshold
+
+    def warning(self, what: str = "objects") -> str:
+        """"" when the image looks like the training data, else what is wrong."""
+        if self.objects == 0:
+            return f"no {what} found: the image may be unlike the training data"
+        if not self.low:
+            return ""
+        causes = {
+            "uncertain": 1.0 - self.certainty,
+            "ambiguous": self.ambiguous,
+            "sized unlike the training objects": 1.0 - self.size_agreement,
+        }
+        cause = max(causes, key=causes.get)
+        return (f"few confident {what} (confidence {self.confidence:.2f} < {self.threshold:.2f}, "
+                f"mostly {cause}): the image may be unlike the training data")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "confidence": round(self.confidence, 4),
+            "certainty": round(self.certainty, 4),
+            "ambiguous": round(self.ambiguous, 4),
+            "size_agreement": round(self.size_agreement, 4),
+            "threshold": self.threshold,
+            "warning": self.warning(),
+        }
+
+
+def assesses(card: ModelCard) -> bool:
+    """Whether predictions of this card get an :class:`Assessment`: models that make
+    countable objects from their foreground (not cells from membranes, not semantic masks)."""
+    recipe = instance_recipe(card)
+    return recipe is not None and recipe.get("source") != "cells"
+
+
+def confidence_threshold(card: ModelCard) -> float:
+    return float((card.metadata or {}).get("confidence_threshold", DEFAULT_CONFIDENCE_THRESHOLD))
+
+
+def assess(
+    card: ModelCard, spec: InputSpec, foreground: np.ndarray, labels: np.ndarray, zoom: float = 1.0
+) -> Assessment:
+    """The per-image confidence of a prediction: ``foreground`` probabilities and the
+    ``labels`` (instances, or a mask) made from them, on the image's grid, predicted at
+    ``zoom`` × the working scale."""
+    foreground = np.asarray(foreground, dtype=np.float32)
+    labels = np.asarray(labels)
+    if labels.dtype == bool or labels.max(initial=0) <= 1:
+        labels = instances_from_foreground(labels > 0, method="components")
+    diameters = object_diameters(labels.reshape(-1, *labels.shape[-2:]))
+    certainty = foreground_confidence(foreground)
+    low, high = AMBIGUOUS
+    seen = foreground > low
+    ambiguous = float(np.mean(foreground[seen] < high)) if seen.any() else 0.0
+    agreement = 1.0
+    if uses_diameter(card) and diameters.size:
+        trained_low, trained_high = card.object_diameter_range or (
+            card.object_diameter, card.object_diameter)
+        working = diameters * spec.scale * zoom
+        agreement = float(np.mean((working >= trained_low / 2) & (working <= trained_high * 2)))
+    confidence = certainty * (1.0 - ambiguous) * agreement if diameters.size else 0.0
+    return Assessment(int(diameters.size), certainty, ambiguous, agreement, confidence,
+                      confidence_threshold(card))
 
 
 def instance_recipe(card: ModelCard) -> dict[str, Any] | None:
@@ -303,5 +394,7 @@ def make_instances(
         )
     labels = labels.reshape(foreground.shape)
     if stitch and labels.ndim >= 3:
+        from ..objects.stitch import stitch_planes
+
         labels = stitch_planes(labels, float(stitch), cancel=cancel)
     return labels

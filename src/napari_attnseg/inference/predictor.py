@@ -54,6 +54,9 @@ from ..objects import instances_from_head
 from ..progress import CancelToken, ProgressCallback, check, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
 from .objects import (
+    Assessment,
+    assess,
+    assesses,
     auto_zoom,
     automatic_roi,
     check_diameter,
@@ -159,6 +162,9 @@ class Prediction:
     #: boundary, centre), from which the instances were made; ``probabilities`` then holds
     #: [background, object]
     head: np.ndarray | None = None
+    #: how much to trust the objects (models that make objects): confidence and its parts,
+    #: and a warning when the image looks unlike the training data
+    quality: Assessment | None = None
 
     @property
     def foreground(self) -> np.ndarray:
@@ -322,9 +328,19 @@ class Predictor:
                 head_maps=head_maps,
                 stitch=self.settings.stitch,
             )
+        quality = None
+        if assesses(card) and probabilities_.shape[-3] == 2:
+            quality = assess(
+                card, spec, probabilities_[..., 1, :, :],
+                instances if instances is not None else labels, zoom,
+            )
+            run.notify(f"confidence {quality.confidence:.2f} ({quality.objects} objects)")
+            if quality.warning():
+                run.notify("warning: " + quality.warning())
         report(progress, 1, 1, "done")
         return Prediction(
-            probabilities_, labels, run.messages, instances, regions, diameter, zoom, head_maps
+            probabilities_, labels, run.messages, instances, regions, diameter, zoom, head_maps,
+            quality,
         )
 
     def _regions(self, card, canon, layout, planes, roi) -> np.ndarray | None:

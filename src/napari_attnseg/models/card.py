@@ -83,6 +83,12 @@ class ModelCard:
         method = (self.instances or {}).get("method")
         return method if method in HEADS else None
 
+    def predicted_classes(self, n_classes: int) -> int:
+        """The classes a prediction of a network with ``n_classes`` outputs has: a separation
+        head's classes make one object class (background / object), a single logit is
+        background / foreground, else the network's classes."""
+        return 2 if self.separation_head else max(2, int(n_classes))
+
 
 _ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
 

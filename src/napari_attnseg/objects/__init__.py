@@ -10,6 +10,8 @@ segmentation model's output into countable objects and measure them:
 - :mod:`.instances` — instance labels from a foreground map (seeded watershed
   of the distance transform, or connected components), from a 3-class
   (background, interior, boundary) model, or cells from membranes;
+- :mod:`.stitch` — objects of a stack labelled plane by plane linked across
+  planes by overlap (IoU), so that an object spanning planes has one id;
 - :mod:`.size` — equivalent diameters, an image's median object diameter
   (for "auto diameter" rescaling) and a training set's (for the model card);
 - :mod:`.table` — per-object measurements (``regionprops_table``) and CSV;
@@ -20,6 +22,7 @@ segmentation model's output into countable objects and measure them:
 
 from .fov import field_of_view
 from .instances import (
+    DECODERS,
     DEFAULT_SIGMA,
     DEFAULT_SPLIT,
     LABEL_DTYPE,
@@ -54,17 +57,21 @@ from .size import (
     training_diameter,
     training_diameters,
 )
-from .table import SHAPE_COLUMNS, object_table, write_table_csv
+from .stitch import DEFAULT_STITCH, stitch_planes
+from .table import SHAPE_COLUMNS, STACK_COLUMNS, object_table, write_table_csv
 
 __all__ = [
+    "DECODERS",
     "DEFAULT_SIGMA",
     "DEFAULT_SPLIT",
+    "DEFAULT_STITCH",
     "INSTANCE_COUNTS",
     "INSTANCE_METRICS",
     "LABEL_DTYPE",
     "METHODS",
     "MIN_OBJECTS",
     "SHAPE_COLUMNS",
+    "STACK_COLUMNS",
     "THRESHOLDS",
     "InstanceAccumulator",
     "Matching",
@@ -87,6 +94,7 @@ __all__ = [
     "overlap",
     "relabel_raster",
     "smallest_unsigned",
+    "stitch_planes",
     "training_diameter",
     "training_diameters",
     "write_table_csv",

@@ -8,7 +8,7 @@ writes as a CSV file. Columns, in order:
 
 =======================  ======================================================
 label                    the object's id in the label image
-z                        its slice (stacks only)
+z                        stacks: the plane of its largest section
 area                     pixels
 centroid_y, centroid_x   centre of mass (pixels; row, column)
 equivalent_diameter      diameter of the disc with the object's area (pixels)
@@ -17,6 +17,8 @@ eccentricity             of the ellipse with the object's second moments (0 = di
 solidity                 area / area of the convex hull
 bbox_min_y, bbox_min_x   first row and column of the bounding box
 bbox_max_y, bbox_max_x   one past its last row and column (numpy slice bounds)
+z_min, z_max             stacks: the first and last plane the object is in
+volume                   stacks: voxels, over all its planes
 =======================  ======================================================
 
 Perimeter and solidity come from ``skimage.measure.regionprops_table``; the
@@ -24,10 +26,18 @@ other columns are the same quantities computed for all objects at once with
 numpy and ``scipy.ndimage`` (regionprops takes a Python call per object and
 property: seconds for thousands of objects); the tests check both agree.
 
+A stack ``(Z, H, W)`` has one row per object — an id found in several planes
+(an object linked across planes, :func:`~napari_attnseg.objects.stitch_planes`)
+is one object. Its in-plane columns (``area`` to ``bbox_max_x``) measure its
+largest section, in plane ``z`` (the lowest such plane on a tie); ``z_min``,
+``z_max`` and ``volume`` its extent over the planes. An object of one plane
+has ``z_min == z_max == z`` and ``volume == area``.
+
 With an ``image``: ``mean_intensity``, ``min_intensity``, ``max_intensity``
 for a grey image; for an RGB(A) image the same **per colour channel**
 (``mean_intensity_r``, ``…_g``, ``…_b``, then min and max; alpha is ignored),
-so the colour of a stain is kept rather than mixed into a luminance.
+so the colour of a stain is kept rather than mixed into a luminance. In a
+stack they are taken over all the object's voxels.
 """
 
 from __future__ import annotations
@@ -59,12 +69,16 @@ SHAPE_COLUMNS: tuple[str, ...] = (
     "bbox_max_y",
     "bbox_max_x",
 )
+#: the columns a stack's table adds after the shape columns: the object's extent over the planes
+STACK_COLUMNS: tuple[str, ...] = ("z_min", "z_max", "volume")
 #: the columns regionprops_table computes (one Python call per object); the rest are
 #: the same quantities taken for all objects at once with numpy (several times faster
 #: on thousands of objects; tests check they equal regionprops_table's)
 _REGIONPROPS = ("label", "perimeter", "solidity")
 _CHANNELS = ("r", "g", "b")
-_INTEGER = ("label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x")
+_INTEGER = (
+    "label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x", *STACK_COLUMNS,
+)
 _STATS = ("mean", "min", "max")
 
 
@@ -104,12 +118,26 @@ def _check_image(image: Any, labels: np.ndarray) -> tuple[np.ndarray, bool]:
     return image.astype(np.float64) if image.dtype == bool else image, rgb
 
 
-def _columns(rgb: bool | None) -> tuple[str, ...]:
+def _intensity_columns(rgb: bool | None) -> tuple[str, ...]:
     if rgb is None:
-        return SHAPE_COLUMNS
+        return ()
     if not rgb:
-        return (*SHAPE_COLUMNS, *(f"{s}_intensity" for s in _STATS))
-    return (*SHAPE_COLUMNS, *(f"{s}_intensity_{c}" for s in _STATS for c in _CHANNELS))
+        return tuple(f"{s}_intensity" for s in _STATS)
+    return tuple(f"{s}_intensity_{c}" for s in _STATS for c in _CHANNELS)
+
+
+def _columns(rgb: bool | None) -> tuple[str, ...]:
+    return (*SHAPE_COLUMNS, *_intensity_columns(rgb))
+
+
+def _stack_columns(rgb: bool | None) -> tuple[str, ...]:
+    return ("label", "z", *SHAPE_COLUMNS[1:], *STACK_COLUMNS, *_intensity_columns(rgb))
+
+
+def _empty(names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    return {
+        name: np.zeros(0, dtype=np.int64 if name in _INTEGER else np.float64) for name in names
+    }
 
 
 def _dense(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,10 +172,7 @@ def _table_2d(labels: np.ndarray, image: np.ndarray | None, rgb: bool | None) ->
     ids, dense = _dense(labels)
     n = int(ids.size)
     if n == 0:
-        return {
-            name: np.zeros(0, dtype=np.int64 if name in _INTEGER else np.float64)
-            for name in columns
-        }
+        return _empty(columns)
     area = np.bincount(dense.ravel(), minlength=n + 1)[1:]
     rows, cols = np.indices(dense.shape, sparse=True)
     flat = dense.ravel()
@@ -171,25 +196,63 @@ def _table_2d(labels: np.ndarray, image: np.ndarray | None, rgb: bool | None) ->
         "bbox_max_x": bbox[:, 3].astype(np.int64),
     }
     if image is not None:
-        index = np.arange(1, n + 1)
-        channels = [image[..., c] for c in range(3)] if rgb else [image]
-        suffixes = [f"_{c}" for c in _CHANNELS] if rgb else [""]
-        for channel, suffix in zip(channels, suffixes, strict=True):
-            values = channel.astype(np.float64, copy=False)
-            table[f"mean_intensity{suffix}"] = np.bincount(flat, values.ravel(), n + 1)[1:] / area
-            table[f"min_intensity{suffix}"] = np.asarray(ndi.minimum(values, dense, index))
-            table[f"max_intensity{suffix}"] = np.asarray(ndi.maximum(values, dense, index))
+        table.update(_intensities(dense, n, area, image, rgb))
     return {name: table[name] for name in columns}
+
+
+def _intensities(
+    dense: np.ndarray, n: int, size: np.ndarray, image: np.ndarray, rgb: bool
+) -> dict[str, np.ndarray]:
+    """Mean, min and max of ``image`` over each object of ``dense`` (labels 1..n of ``size``
+    pixels each), per colour channel for RGB."""
+    flat = dense.ravel()
+    index = np.arange(1, n + 1)
+    channels = [image[..., c] for c in range(3)] if rgb else [image]
+    suffixes = [f"_{c}" for c in _CHANNELS] if rgb else [""]
+    table = {}
+    for channel, suffix in zip(channels, suffixes, strict=True):
+        values = channel.astype(np.float64, copy=False)
+        table[f"mean_intensity{suffix}"] = np.bincount(flat, values.ravel(), n + 1)[1:] / size
+        table[f"min_intensity{suffix}"] = np.asarray(ndi.minimum(values, dense, index))
+        table[f"max_intensity{suffix}"] = np.asarray(ndi.maximum(values, dense, index))
+    return table
+
+
+def _table_stack(labels: np.ndarray, image: np.ndarray | None, rgb: bool | None) -> dict:
+    """One row per object of a ``(Z, H, W)`` stack: its largest section's shape, its extent."""
+    names = _stack_columns(rgb)
+    parts = []
+    for z in range(labels.shape[0]):
+        part = _table_2d(labels[z], None, None)
+        parts.append({"z": np.full(part["label"].shape, z, dtype=np.int64), **part})
+    if not any(p["label"].size for p in parts):
+        return _empty(names)
+    sections = {name: np.concatenate([p[name] for p in parts]) for name in ("z", *SHAPE_COLUMNS)}
+    # the sections of each object together, largest first (lowest plane on a tie)
+    order = np.lexsort((sections["z"], -sections["area"], sections["label"]))
+    label = sections["label"][order]
+    starts = np.flatnonzero(np.concatenate([[True], label[1:] != label[:-1]]))
+    rows = order[starts]
+    table = {name: values[rows] for name, values in sections.items()}
+    table["z_min"] = np.minimum.reduceat(sections["z"][order], starts)
+    table["z_max"] = np.maximum.reduceat(sections["z"][order], starts)
+    table["volume"] = np.add.reduceat(sections["area"][order], starts)
+    if image is not None:
+        ids, dense = _dense(labels)
+        table.update(_intensities(dense, int(ids.size), table["volume"], image, rgb))
+    return {name: table[name] for name in names}
 
 
 def object_table(labels: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Measurements of every object (see the module docstring for the columns).
 
-    ``labels``: integer instance labels ``(H, W)``, or a stack ``(Z, H, W)``
-    labelled slice by slice (each slice is measured in 2D and a ``z`` column
-    follows ``label``; an id found in several slices gives one row per
-    slice). ``image``: optional grey image of the same shape, or RGB(A) with
-    an extra last axis. No objects give the columns with no rows.
+    ``labels``: integer instance labels ``(H, W)``, or a stack ``(Z, H, W)``:
+    one row per object (an id found in several planes is one object); a ``z``
+    column follows ``label`` — the plane of the object's largest section,
+    which the in-plane columns measure — and ``z_min``, ``z_max``, ``volume``
+    follow the shape columns. ``image``: optional grey image of the same
+    shape, or RGB(A) with an extra last axis. No objects give the columns
+    with no rows.
     """
     labels = _check_labels(labels)
     rgb: bool | None = None
@@ -197,16 +260,7 @@ def object_table(labels: np.ndarray, image: np.ndarray | None = None) -> dict[st
         image, rgb = _check_image(image, labels)
     if labels.ndim == 2:
         return _table_2d(labels, image, rgb)
-    parts = []
-    for z in range(labels.shape[0]):
-        part = _table_2d(labels[z], None if image is None else image[z], rgb)
-        parts.append({"z": np.full(part["label"].shape, z, dtype=np.int64), **part})
-    names = ("label", "z", *_columns(rgb)[1:])
-    if not parts:
-        return {
-            name: np.zeros(0, dtype=np.int64 if name in _INTEGER else np.float64) for name in names
-        }
-    return {name: np.concatenate([p[name] for p in parts]) for name in names}
+    return _table_stack(labels, image, rgb)
 
 
 def _cell(value: Any) -> str:
@@ -246,4 +300,4 @@ def write_table_csv(path: str | os.PathLike, table: dict[str, Any]) -> Path:
     return atomic_write(path, write)
 
 
-__all__ = ["SHAPE_COLUMNS", "object_table", "write_table_csv"]
+__all__ = ["SHAPE_COLUMNS", "STACK_COLUMNS", "object_table", "write_table_csv"]

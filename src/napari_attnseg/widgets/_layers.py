@@ -8,7 +8,8 @@
   for a layer that holds only one slice of the image's stack;
 * writing — output layers are named and tagged after what made them, and a
   rerun rewrites the same Labels layer through napari's undo history instead
-  of adding a new one.
+  of adding a new one (:func:`max_label_outside` says where a slice's new ids
+  may start).
 """
 
 from __future__ import annotations
@@ -195,6 +196,20 @@ def replace_labels(layer: Labels, new: np.ndarray, index: tuple[int, ...] = ()) 
     full = tuple(np.full(count, i, dtype=np.intp) for i in index) + coords
     with layer.block_history():
         layer.data_setitem(full, new[changed].astype(data.dtype))
+
+
+def max_label_outside(data: Any, index: tuple[int, ...]) -> int:
+    """The largest label of a ``(*stack, H, W)`` array outside its slice ``index`` (0: none).
+
+    A slice segmented again into a stack's Labels layer numbers its objects
+    above this, so that none takes an id that names an object of another slice.
+    """
+    data = np.asarray(data)
+    if data.size == 0:
+        return 0
+    maxima = np.array(data.max(axis=(-2, -1)), dtype=np.int64)  # one per slice
+    maxima[tuple(index)] = 0
+    return max(int(maxima.max()), 0)
 
 
 def output_name(image_name: str, model_name: str, suffix: str = "") -> str:

@@ -92,7 +92,7 @@ class ModelDetails:
     @property
     def binary(self) -> bool:
         """One foreground class: instance labels can be made from it."""
-        return self.n_classes <= 2
+        return self.card.predicted_classes(self.n_classes) == 2
 
 
 def safe_name(name: str) -> str:

@@ -12,8 +12,10 @@ asking before it replaces a file).
 
 The columns are :func:`napari_attnseg.objects.object_table`'s (label, area,
 centroid, equivalent diameter, perimeter, eccentricity, solidity, bounding
-box, intensity); the layer's ``features`` add an ``index`` column (= label),
-which is how napari maps a label value to its row.
+box, intensity; for a stack also the slice of the largest section, the first
+and last slice and the volume, one row per object even when it spans
+slices); the layer's ``features`` add an ``index`` column (= label), which is
+how napari maps a label value to its row.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from ._layers import is_rgb_layer, layer_array, same_object
 from ._notifications import notify_error, notify_info
 
 #: how column values are shown (the CSV keeps full precision)
-_INTEGER_COLUMNS = ("label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x")
+_INTEGER_COLUMNS = ("label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x",
+                    "z_min", "z_max", "volume")
 #: short column headers (the full meaning is in the header's tooltip)
 HEADERS = {
     "equivalent_diameter": "eq. diameter",
@@ -49,7 +52,11 @@ HEADERS = {
 }
 COLUMN_TIPS = {
     "label": "the object's value in the Labels layer",
-    "z": "the slice (plane of the stack) the object lies in",
+    "z": "the slice (plane of the stack) of the object's largest section, which the "
+         "in-plane columns measure",
+    "z_min": "the first slice the object is in",
+    "z_max": "the last slice the object is in",
+    "volume": "voxels, over all the object's slices",
     "area": "pixels",
     "centroid_y": "centre of mass, row (pixels)",
     "centroid_x": "centre of mass, column (pixels)",

@@ -73,7 +73,7 @@ class SegmentRequest:
     placement: dict[str, Any]
     choice: ModelChoice
     #: InferenceSettings fields (device, tta, threshold, tile_size, precision, diameter,
-    #: instances, roi)
+    #: instances, roi, stitch)
     settings: dict[str, Any]
     probability: bool
     #: a user region (nonzero = inside) on the image's grid, and what it was made from
@@ -138,6 +138,26 @@ def run_segmentation(request: SegmentRequest, ctx: JobContext) -> SegmentResult:
         request, labels, probability, list(prediction.messages), table,
         prediction.diameter, float(prediction.zoom), prediction.roi is not None,
     )
+
+
+def offset_objects(
+    labels: np.ndarray, table: dict[str, np.ndarray] | None, offset: int
+) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """Instance labels (and their table) with every object's id raised by ``offset``.
+
+    A slice segmented on its own numbers its objects 1..n; written into a Labels
+    layer of the whole stack, they must not reuse the ids of the other slices.
+    Background stays 0; the dtype grows when the ids need it.
+    """
+    if offset <= 0:
+        return labels, table
+    labels = np.asarray(labels)
+    high = int(labels.max()) + offset if labels.size else offset
+    dtype = np.uint32 if high <= np.iinfo(np.uint32).max else np.uint64
+    shifted = np.where(labels > 0, labels.astype(dtype) + dtype(offset), 0).astype(dtype)
+    if table is not None:
+        table = {**table, "label": np.asarray(table["label"]) + offset}
+    return shifted, table
 
 
 # -- block-wise (large lazily loaded layers) ----------------------------------------------

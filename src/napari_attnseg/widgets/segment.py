@@ -14,10 +14,17 @@ foreground probability) back as layers with the image's placement.
   for models whose card records an object size;
 * **restrict to** — the model's own region (*auto*), the *whole image*, or a
   Labels / Shapes layer (:mod:`._roi`);
+* **stack** — segment the whole Z/T stack or only the slice shown; *link
+  objects across planes* (instances of a whole stack) gives an object that
+  spans planes one id (objects overlapping by an IoU of at least
+  :data:`~napari_attnseg.objects.DEFAULT_STITCH` from one plane to the next,
+  :func:`~napari_attnseg.objects.stitch_planes`), so it is counted once;
 * *Advanced*: tile size, precision, test-time augmentation, probability layer.
 
 Running again with the same image and model rewrites the same Labels layer
-through napari's undo history (Ctrl+Z) instead of adding a new one. After an
+through napari's undo history (Ctrl+Z) instead of adding a new one; a slice
+segmented into that layer numbers its objects above every id of the other
+slices, so no id names two objects. After an
 instance segmentation the layer carries the objects' measurements as
 ``features`` and the table below lists them (:mod:`._objects`). The status
 line says what the run did (objects, diameter and zoom, region). **Batch**
@@ -54,6 +61,7 @@ from qtpy.QtWidgets import (
 from ..inference import InferenceSettings
 from ..inference.objects import check_diameter
 from ..inference.predictor import uses_tta
+from ..objects import DEFAULT_STITCH
 from . import _shortcuts
 from ._batch import (
     BatchRequest,
@@ -73,6 +81,7 @@ from ._layers import (
     find_layer,
     is_rgb_layer,
     layer_array,
+    max_label_outside,
     output_metadata,
     output_name,
     placement,
@@ -92,6 +101,7 @@ from ._segment_job import (
     SegmentRequest,
     SegmentResult,
     discard_store,
+    offset_objects,
     run_segmentation,
 )
 from ._segment_job import status_text as describe_run
@@ -163,6 +173,14 @@ class SegmentWidget(QWidget):
         self.scope = ElidingCombo()
         self.scope.addItems([WHOLE_STACK, CURRENT_SLICE])
         self.scope.setToolTip("for Z/T stacks: segment every slice or only the one shown")
+        self.link_planes = QCheckBox("link objects across planes")
+        self.link_planes.setChecked(True)
+        self.link_planes.setToolTip(
+            "instances of a Z stack: objects are found plane by plane, then an object that "
+            f"overlaps one in the plane before it (IoU at least {DEFAULT_STITCH:g}) takes its "
+            "id, so a nucleus spanning planes is one object; off: every plane's objects are "
+            "counted on their own"
+        )
         self._make_advanced()
         self.run_button = QPushButton("Segment")
         self.run_button.clicked.connect(self.segment)
@@ -174,6 +192,8 @@ class SegmentWidget(QWidget):
         self.image_picker.layer_changed.connect(self._update_scope)
         self.channels.currentIndexChanged.connect(self._update_scope)
         self.image_picker.layer_changed.connect(self._update_buttons)
+        self.scope.currentIndexChanged.connect(self._update_link)
+        self.output.currentIndexChanged.connect(self._update_link)
         self.model_picker.selection_changed.connect(self._model_changed)
         self._update_scope()
         self._model_changed()
@@ -236,6 +256,7 @@ class SegmentWidget(QWidget):
         form.addRow("restrict to", self.roi)
         form.addRow("threshold", self.threshold)
         form.addRow("stack", self.scope)
+        form.addRow("", self.link_planes)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         for widget in (self.advanced, self.run_button, self.jobs, self.objects, self.batch):
@@ -279,6 +300,7 @@ class SegmentWidget(QWidget):
             "diameter": self.diameter.value() if self.diameter.isEnabled() else "auto",
             "instances": instances,
             "roi": WHOLE if self.roi.value() == WHOLE else AUTO,
+            "stitch": DEFAULT_STITCH if self.link_planes.isChecked() else None,
         }
         InferenceSettings(**settings)  # checked here: a bad value never starts a job
         return settings
@@ -322,13 +344,22 @@ class SegmentWidget(QWidget):
         name = output_name(request.image_name, request.choice.name)
         meta = output_metadata(request.image_name, request.choice.name,
                                INSTANCES if request.instances else "labels")
+        values, table = result.labels, result.table
+        if request.index and request.instances:
+            # one slice into the stack's layer: its objects are numbered above the ids of the
+            # other slices, which name other objects (or the same objects, linked across planes)
+            layer = find_layer(self.viewer, name, Labels, request.shape)
+            if layer is not None:
+                values, table = offset_objects(
+                    values, table, max_label_outside(layer.data, request.index)
+                )
         labels = write_labels(self.viewer, name, request.shape,
-                              [(request.index or (), result.labels)],
+                              [(request.index or (), values)],
                               placement=request.placement, metadata=meta)
         labels.metadata.update(meta)  # a rewritten layer now comes from this run too
-        attach(labels, result.table)
-        if result.table is not None:
-            self.objects.show_table(labels, result.table, request.image_name)
+        attach(labels, table)
+        if table is not None:
+            self.objects.show_table(labels, table, request.image_name)
             n = result.n_objects
             where = f" (slice {','.join(map(str, request.index))})" if request.index else ""
             notify_info(f"found {n} object{'s' * (n != 1)} in {request.image_name}{where} "
@@ -494,6 +525,16 @@ class SegmentWidget(QWidget):
         self.channels.set_layer(layer)
         stack = layer is not None and len(spatial_shape(layer, self.channels.axis())) > 2
         self.scope.setEnabled(stack)
+        self._update_link()
+
+    def _update_link(self, *_: Any) -> None:
+        """"link objects across planes" means something for instances of a whole stack."""
+        layer = self.image_picker.layer()
+        stack = layer is not None and len(spatial_shape(layer, self.channels.axis())) > 2
+        self.link_planes.setEnabled(
+            stack and self.scope.currentText() == WHOLE_STACK
+            and self.output.currentText() == INSTANCES
+        )
 
 
 def _store_of(layer: Any) -> str | None:
