@@ -12,6 +12,8 @@ class Bright(SegmentationModel):
     """Foreground = brighter than half the image's range (min-max input > 0.5), at any scale."""
 
     size_multiple = 1
+    #: logit per unit of brightness above half the range (lower: less sure)
+    gain = 20.0
 
     def __init__(self, in_channels: int = 1) -> None:
         super().__init__(in_channels, 1)
@@ -19,7 +21,7 @@ class Bright(SegmentationModel):
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append(tuple(x.shape[-2:]))
-        return 20.0 * (x.mean(dim=1, keepdim=True) - 0.5)
+        return self.gain * (x.mean(dim=1, keepdim=True) - 0.5)
 
 
 SIX = ((40, 40), (40, 100), (40, 160), (150, 60), (140, 140), (100, 100))
@@ -199,3 +201,64 @@ def test_objects_within_the_training_size_range_are_left_alone():
     assert result.zoom == 1.0 and result.diameter == pytest.approx(30, abs=1.5)
     net = model(object_diameter=10.0, object_diameter_range=[6.0, 20.0])
     assert P().predict(net, discs()).zoom == pytest.approx(1 / 3, rel=0.05)
+
+
+class Banded(SegmentationModel):
+    """A 'bands' head read off the image: pixel value k/3 is class k (background, interior,
+    boundary, centre)."""
+
+    size_multiple = 1
+
+    def __init__(self) -> None:
+        super().__init__(1, 4)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        levels = torch.arange(4, dtype=x.dtype).view(1, 4, 1, 1) / 3
+        return -50.0 * (x[:, :1] - levels).abs()
+
+
+def test_a_separation_head_gives_objects_and_a_binary_prediction():
+    from napari_attnseg.data.targets import band_targets
+
+    truth = np.zeros((64, 64), np.int32)
+    for i, cx in enumerate((19, 32, 45), start=1):
+        yy, xx = np.mgrid[:64, :64]
+        truth[(yy - 32) ** 2 + (xx - cx) ** 2 < 100] = i  # three touching discs
+    image = band_targets(truth).astype(np.float32) / 3
+    net = Banded()
+    net.card = ModelCard(normalization={"mode": "none"}, instances={"method": "bands"},
+                         class_names=["background", "interior", "boundary", "centre"])
+    result = P(diameter=None).predict(net.eval(), image)
+    assert result.probabilities.shape == (2, 64, 64) and result.head.shape == (4, 64, 64)
+    assert np.array_equal(result.labels > 0, truth > 0)
+    assert result.instances.max() == 3
+    from napari_attnseg.objects import instance_metrics
+
+    assert instance_metrics(truth, result.instances)["ap75"] == 1.0
+    assert net.card.predicted_classes(net.n_classes) == 2
+    # the card decides how the head is decoded
+    net.card.instances = {"method": "bands", "decode": "foreground"}
+    assert P(diameter=None).predict(net, image).instances.max() == 1
+
+
+def test_every_object_prediction_says_how_confident_it_is():
+    net = model(instances={"method": "watershed"})
+    result = P().predict(net, discs() * 0.98 + 0.01)
+    quality = result.quality
+    assert quality.objects == 6 and quality.confidence > 0.9 and not quality.warning()
+    said = [m for m in result.messages if m.startswith("confidence ")]
+    assert len(said) == 1 and float(said[0].split()[1]) > 0.9 and "(6 objects)" in said[0]
+    assert not any(m.startswith("warning") for m in result.messages)
+    blank = P().predict(net, np.zeros((64, 64), np.float32))
+    assert blank.quality.objects == 0
+    assert any("warning: no objects found" in m for m in blank.messages)
+    # a network that is only sure of what stands out: noise leaves it unsure
+    net.gain = 4.0
+    assert not P().predict(net, discs()).quality.low
+    rng = np.random.default_rng(0)
+    noise = P().predict(net, rng.random((128, 128)).astype(np.float32))
+    assert noise.quality.low and noise.quality.ambiguous > 0.3
+    assert any("warning: few confident objects" in m and "ambiguous" in m
+               for m in noise.messages)
+    # semantic models are not assessed
+    assert P().predict(model(), discs()).quality is None

@@ -9,7 +9,8 @@ instances (nuclei) still write class masks unless ``--instances`` is given.
 (label, area, centroid, equivalent diameter, perimeter, eccentricity,
 solidity, bounding box, and mean/min/max intensity of the image; per colour
 channel for RGB; for a stack also the plane of the object's largest section,
-its first and last plane and its volume); it implies ``--instances``. A
+its first and last plane and its volume; and the image's confidence, the same
+on every row, as the ``note:`` line says it); it implies ``--instances``. A
 stack's objects are found plane by plane and linked from one plane to the
 next where they overlap by an IoU of at least ``--stitch`` (default 0.25),
 so that a nucleus spanning five planes is one object; ``--stitch 0`` or
@@ -366,7 +367,11 @@ def write_outputs(targets: Outputs, image, prediction, args: argparse.Namespace)
         grey_or_rgb = table_image(image, args.channel_axis)
         if grey_or_rgb is None:
             notes.append("the table has no intensity columns (measured for grey or RGB images)")
-        write_table_csv(targets.table, object_table(instances, grey_or_rgb))
+        table = object_table(instances, grey_or_rgb)
+        if prediction.quality is not None:
+            rows = len(table["label"])
+            table["image_confidence"] = np.full(rows, round(prediction.quality.confidence, 4))
+        write_table_csv(targets.table, table)
     if targets.overlay is not None:
         write_overlay(
             targets.overlay,

@@ -102,6 +102,8 @@ class SegmentResult:
     #: the temporary zarr store of a block-wise result (``labels`` and ``probability`` are
     #: its zarr arrays, shaped like the selection: ``(1, …, 1, H, W)`` for a slice)
     store: Path | None = None
+    #: how much to trust the objects (``inference.objects.Assessment.as_dict``), if assessed
+    quality: dict | None = None
 
     @property
     def n_objects(self) -> int | None:
@@ -137,6 +139,7 @@ def run_segmentation(request: SegmentRequest, ctx: JobContext) -> SegmentResult:
     return SegmentResult(
         request, labels, probability, list(prediction.messages), table,
         prediction.diameter, float(prediction.zoom), prediction.roi is not None,
+        quality=prediction.quality.as_dict() if prediction.quality is not None else None,
     )
 
 
