@@ -60,6 +60,26 @@ def summarise(rows: list[dict], modality: dict[str, str]) -> dict:
     return out
 
 
+def negatives() -> dict[str, np.ndarray]:
+    """Images unlike the training data: the per-image confidence should flag them."""
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    return {
+        "noise 512²": rng.integers(0, 256, (512, 512, 3), dtype=np.uint8),
+        "blank 512²": np.full((512, 512), 40, np.uint8),
+        "skimage cell() (phase contrast)": data.cell(),
+        "skimage immunohistochemistry()": data.immunohistochemistry(),
+    }
+
+
+def _by_modality(values: dict[str, float], modality: dict[str, str]) -> dict[str, np.ndarray]:
+    groups: dict[str, list[float]] = {"all": list(values.values())}
+    for name, value in values.items():
+        groups.setdefault(modality.get(name, "?"), []).append(value)
+    return {g: np.asarray(v) for g, v in groups.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -78,6 +98,7 @@ def main(argv=None) -> int:
     baseline = load_model(args.baseline) if args.baseline else None
     if baseline is not None:
         rows["baseline"] = []
+    confidence: dict[str, float] = {}
     for n, path in enumerate(images):
         image = read_image(path)
         truth = read_mask(args.data / "labels" / path.name, binary=False)
@@ -85,6 +106,8 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         prediction = predictor.predict(model, image)
         predicted = time.perf_counter() - start
+        if prediction.quality is not None:
+            confidence[path.stem] = prediction.quality.confidence
         if head:
             for decode in DECODERS:
                 start = time.perf_counter()
@@ -105,7 +128,21 @@ def main(argv=None) -> int:
             rows["baseline"].append({"name": path.stem, **score(truth, old.instances),
                                      "s_per_mpx": spent / mpx})
         print(f"{n + 1}/{len(images)} {path.name}", file=sys.stderr)
+    unlike = {}
+    for name, image in negatives().items():
+        quality = predictor.predict(model, image).quality
+        unlike[name] = None if quality is None else quality.as_dict()
+    values = np.asarray(list(confidence.values()))
     report = {
+        "confidence": {
+            "validation": {
+                group: {"n": int(v.size), "min": round(float(v.min()), 4),
+                        "p05": round(float(np.percentile(v, 5)), 4),
+                        "median": round(float(np.median(v)), 4)}
+                for group, v in _by_modality(confidence, modality).items()
+            } if values.size else {},
+            "unlike_the_training_data": unlike,
+        },
         "command": "python scripts/nuclei_heads.py " + " ".join(argv or sys.argv[1:]),
         "images": len(images),
         "load_average_start": load,

@@ -386,9 +386,26 @@ TRAIN_FURTHER: dict[str, dict[str, Any]] = {
 }
 
 
-def recipe(arch: str, task: str, variant: str = "compact") -> dict:
-    """The recipe of ``<arch>.<task>``: compact (CPU) or full (the papers' sizes and epochs)."""
+def own_recipe(name: str, variant: str = "compact") -> dict | None:
+    """The committed recipe of ``name`` when it is its own source rather than generated from
+    its task (its card's ``metadata.own_recipe`` says why), else None."""
+    path = recipes_dir(variant) / f"{name}.json"
+    if variant != "compact" or not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data if data.get("card", {}).get("metadata", {}).get("own_recipe") else None
+
+
+def recipe(arch: str, task: str, variant: str = "compact", *, own: bool = True) -> dict:
+    """The recipe of ``<arch>.<task>``: compact (CPU) or full (the papers' sizes and epochs).
+
+    A model with a recipe of its own (:func:`own_recipe`; the native-resolution nuclei
+    default) gets it, unless ``own=False`` asks for what its task alone gives (the paper
+    tables train that)."""
     _check_variant(variant)
+    mine = own_recipe(f"{arch}.{task}", variant) if own else None
+    if mine is not None:
+        return mine
     t = TASKS[task]
     a = arch_recipe(arch, task)
     name = f"{arch}.{task}"
@@ -965,11 +982,26 @@ def _task(name: str, card: dict) -> str:
     return card.get("metadata", {}).get("task") or name.partition(".")[2]
 
 
+def _split_of(card: dict) -> str:
+    """The validation images a card was scored on (its ``measured_by`` command's --images)."""
+    words = str(card.get("metrics", {}).get("measured_by", "")).split()
+    return words[words.index("--images") + 1] if "--images" in words[:-1] else ""
+
+
 def task_defaults(cards: dict[str, dict]) -> dict[str, str]:
-    """Each task's default: its shipped model with the highest validation Dice."""
+    """Each task's default: its shipped model with the highest validation Dice.
+
+    Dice compares only on the same images: when a model with a recipe of its own
+    (``metadata.own_recipe``) was scored on other validation images than its task's
+    other models, the task's models scored on those images compete (the nuclei default
+    is scored on native-resolution images, the other nuclei models on 96-px thumbnails)."""
+    own = {_task(n, c): _split_of(c) for n, c in cards.items()
+           if c.get("metadata", {}).get("own_recipe")}
     best: dict[str, tuple[float, str]] = {}
     for name, card in sorted(cards.items()):
         task = _task(name, card)
+        if task in own and _split_of(card) != own[task]:
+            continue
         if task and (task not in best or _dice(card) > best[task][0]):
             best[task] = (_dice(card), name)
     return {task: name for task, (_, name) in sorted(best.items())}
@@ -981,7 +1013,9 @@ def write_index() -> dict[str, str]:
         "defaults": defaults,
         "note": "task defaults are the shipped models with the highest mean validation Dice, "
         "measured on the shipped fp16 files (attnseg evaluate on the splits in "
-        "recipes/splits); written by scripts/zoo.py from the cards in this folder",
+        "recipes/splits), among those scored on the same images as a model with a recipe of "
+        "its own (nuclei: native resolution); written by scripts/zoo.py from the cards in "
+        "this folder",
     }
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     _write_json(WEIGHTS / "index.json", index)
@@ -1226,7 +1260,8 @@ def write_zoo_doc() -> Path:
         "measured on the shipped fp16 weights by the `attnseg evaluate` command in the card. "
         "Metrics are per-image means on our validation splits (`recipes/splits/`); DRIVE is "
         "scored inside the field of view. Each task's default is its shipped model with the "
-        "best validation Dice. Params and GFLOPs: one 256×256 forward pass (3 channels; 1 for "
+        "best validation Dice among those scored on the same images (a model with a recipe of "
+        "its own, below, competes only with models scored on its images). Params and GFLOPs: one 256×256 forward pass (3 channels; 1 for "
         'membranes), PyTorch\'s count. *Epochs*: those trained; "15 of 40" is a model trained '
         "for a CPU budget short of its recipe (`zoo.py train NAME --epochs 40` trains it on), "
         "\"after N (model)\" one that started from an earlier model's weights (the recipe's "
@@ -1267,6 +1302,28 @@ def write_zoo_doc() -> Path:
             f"| {epochs} | {minutes:.0f} min on {device}, {precision}, "
             f"{t.get('threads', '?')} thread(s) | {licence} |"
         )
+    for name in order:
+        card = cards[name]
+        own = card.get("metadata", {}).get("own_recipe")
+        if not own:
+            continue
+        whole = card_value(card, "metrics.validation_whole_images") or {}
+        objects = whole.get("instances", {})
+        lines += [
+            "",
+            f"**`{name}`** has a recipe of its own ({own}): its Dice above is measured on "
+            f"`{_split_of(card)}`, not on the images of the task's other models, so the two "
+            "do not compare.",
+        ]
+        if objects:
+            lines += [
+                f"On the whole validation images ({whole.get('n_images')}, native resolution, "
+                "default settings): "
+                f"pixel Dice {_num(whole.get('mean', {}).get('dice'))}, "
+                f"AP@0.5 {_num(objects.get('ap50'))}, mean AP 0.5:0.95 "
+                f"{_num(objects.get('mean_ap'))}, PQ {_num(objects.get('pq'))} "
+                f"(`{whole.get('measured_by', '')}`; per modality: docs/objects.md).",
+            ]
     unshipped = [n for n in recipe_names("compact") if n not in cards]
     if unshipped:
         lines += [

@@ -96,7 +96,7 @@ def test_recipe_errors_name_the_bad_key(tmp_path):
 
 
 def test_override_replaces_fields_and_merges_options_and_loss_params():
-    recipe = Recipe.from_json(RECIPES / "focal_attention_unet.nuclei.json")
+    recipe = Recipe.from_json(RECIPES / "unet.nuclei.json")
     changed = recipe.override(
         options={"depth": 3},
         data={"in_channels": 1},
