@@ -3,9 +3,13 @@
 
     python scripts/make_samples.py --data ../shared/data
 
-* ``samples/nuclei.tif`` + ``nuclei_mask.tif``: a 4×4 mosaic (384×384, grey)
-  of 16 fluorescence crops from the *validation* split of DSB2018_96, so the
-  zoo never trained on them, each contrast-stretched to its own percentiles;
+* ``samples/nuclei.tif`` + ``nuclei_mask.tif``: a 2×2 mosaic (512×512, grey) of
+  256² fluorescence crops at *native resolution* (DSB2018_native) with their
+  *instance labels* (uint16, one id per nucleus), from images in the validation
+  split of both ``recipes/splits/nuclei.json`` (the 96-px zoo models) and
+  ``recipes/splits/nuclei_native.json`` (the native default), so no shipped
+  model trained on them; the crop of each image with the most nuclei, each
+  contrast-stretched to its own percentiles;
 * ``samples/nuclei_brightfield.tif`` + mask: a 2×2 mosaic (192×192, RGB) of
   stained/brightfield validation crops.
 
@@ -40,12 +44,50 @@ def mosaic(tiles: list[np.ndarray], n: int) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
+def native_nuclei(data: Path, n: int = 4, side: int = 256) -> tuple[np.ndarray, np.ndarray, list]:
+    """The native-resolution fluorescence mosaic and its instance labels (see above)."""
+    from skimage.segmentation import relabel_sequential
+
+    val96 = {Path(p[0]).stem for p in json.loads((ROOT / "recipes/splits/nuclei.json").read_text())["val"]}
+    native = json.loads((ROOT / "recipes/splits/nuclei_native.json").read_text())
+    stems = sorted(k.split("/", 1)[1] for k in native["val"]
+                   if k.startswith("dsb/") and native["modality"][k] == "fluorescence"
+                   and k.split("/", 1)[1] in val96)
+    tiles, sources = [], []
+    for stem in stems:
+        image = iio.imread(data / "DSB2018_native" / "images" / f"{stem}.png")[..., 0]
+        labels = iio.imread(data / "DSB2018_native" / "labels" / f"{stem}.png").astype(np.int64)
+        if min(labels.shape) < side:
+            continue
+        best = None
+        for y in range(0, labels.shape[0] - side + 1, side // 2):
+            for x in range(0, labels.shape[1] - side + 1, side // 2):
+                count = np.unique(labels[y:y + side, x:x + side]).size - 1
+                if best is None or count > best[0]:
+                    best = (count, y, x)
+        count, y, x = best
+        if count < 20:
+            continue
+        crop = (slice(y, y + side), slice(x, x + side))
+        tiles.append((stretch(image[crop]), labels[crop]))
+        sources.append({"image": stem, "crop_yx": [y, x], "nuclei": int(count)})
+        if len(tiles) == n:
+            break
+    offset, labelled = 0, []
+    for _, labels in tiles:
+        relabelled = relabel_sequential(labels)[0]
+        labelled.append(np.where(relabelled > 0, relabelled + offset, 0))
+        offset += int(relabelled.max())
+    k = int(round(len(tiles) ** 0.5))
+    return (mosaic([t[0] for t in tiles], k), mosaic(labelled, k).astype(np.uint16), sources)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     val = json.loads((ROOT / "recipes/splits/nuclei.json").read_text())["val"]
-    fluo, bright, sources = [], [], {"nuclei": [], "nuclei_brightfield": []}
+    bright, sources = [], {"nuclei": [], "nuclei_brightfield": []}
     for image_path, mask_path, *_ in val:
         image = iio.imread(args.data / image_path)[..., :3]
         mask = (iio.imread(args.data / mask_path) > 0).astype(np.uint8)
@@ -53,16 +95,14 @@ def main() -> None:
             image[..., 1], image[..., 2]
         )
         cover = mask.mean()
-        if grey and image.mean() < 60 and 0.08 < cover < 0.5 and len(fluo) < 16:
-            fluo.append((stretch(image[..., 0]), mask))
-            sources["nuclei"].append(Path(image_path).name)
-        elif not grey and image.mean() > 100 and 0.1 < cover < 0.5 and len(bright) < 4:
+        if not grey and image.mean() > 100 and 0.1 < cover < 0.5 and len(bright) < 4:
             bright.append((image, mask))
             sources["nuclei_brightfield"].append(Path(image_path).name)
     OUT.mkdir(parents=True, exist_ok=True)
     opts = {"compression": "zlib"}
-    tifffile.imwrite(OUT / "nuclei.tif", mosaic([t[0] for t in fluo], 4), **opts)
-    tifffile.imwrite(OUT / "nuclei_mask.tif", mosaic([t[1] for t in fluo], 4), **opts)
+    image, labels, sources["nuclei"] = native_nuclei(args.data)
+    tifffile.imwrite(OUT / "nuclei.tif", image, **opts)
+    tifffile.imwrite(OUT / "nuclei_mask.tif", labels, **opts)
     tifffile.imwrite(
         OUT / "nuclei_brightfield.tif", mosaic([t[0] for t in bright], 2), photometric="rgb", **opts
     )
@@ -71,9 +111,11 @@ def main() -> None:
         json.dumps(
             {
                 "dataset": "2018 Data Science Bowl stage1_train "
-                "(Caicedo et al., Nature Methods 2019), "
-                "resized to 96x96; CC0 public domain",
-                "split": "validation split of recipes/splits/nuclei.json (never used for training)",
+                "(Caicedo et al., Nature Methods 2019); CC0 public domain. nuclei: native "
+                "resolution with instance labels (community-fixed annotations); "
+                "nuclei_brightfield: resized to 96x96",
+                "split": "validation splits of recipes/splits/nuclei.json and (nuclei) "
+                "recipes/splits/nuclei_native.json (never used for training)",
                 "tiles": sources,
             },
             indent=2,

@@ -419,7 +419,9 @@ def test_demo_writes_the_mask_and_an_overlay_of_the_objects(bright, tmp_path, ca
     bright(instances={"method": "watershed"})
     code, stdout, _ = run(capsys, "demo", "--model", "bright", "--out", tmp_path, "--device", "cpu")
     assert code == 0 and "nuclei found (outlined in the overlay)" in stdout
-    image, _ = load_sample("nuclei")
+    assert "objects: AP@0.5 " in stdout  # the bundled truth has one id per nucleus
+    image, truth = load_sample("nuclei")
+    assert truth.dtype == np.uint16 and len(np.unique(truth)) > 100
     mask = tifffile.imread(tmp_path / "nuclei_mask.tif")
     picture = iio.imread(tmp_path / "nuclei_overlay.png")
     assert set(np.unique(mask)) == {0, 1} and picture.shape == (*image.shape[:2], 3)

@@ -1,7 +1,8 @@
 """Sample images for File ▸ Open Sample ▸ napari-attnseg (all offline).
 
-* ``nuclei`` — a mosaic of 16 fluorescence crops from the 2018 Data Science
-  Bowl (CC0), from our validation split, with its ground truth (hidden);
+* ``nuclei`` — a mosaic of 4 fluorescence crops of the 2018 Data Science Bowl
+  (CC0) at native resolution, from our validation splits, with its ground truth
+  (instance labels: one id per nucleus; hidden);
 * ``nuclei_brightfield`` — 4 stained/brightfield DSB crops (RGB);
 * ``fundus`` — ``skimage.data.retina()``, downscaled to about DRIVE's scale
   (the vessels model was trained at DRIVE's resolution).
@@ -44,9 +45,7 @@ def _with_truth(name: str, title: str) -> list[tuple]:
     image, truth = load_sample(name)
     layers = [(image, {"name": title, "rgb": image.ndim == 3}, "image")]
     if truth is not None:
-        layers.append(
-            (truth.astype(np.uint8), {"name": f"{title} ground truth", "visible": False}, "labels")
-        )
+        layers.append((truth, {"name": f"{title} ground truth", "visible": False}, "labels"))
     return layers
 
 

@@ -71,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
         f"precision {scores['precision']:.4f}  recall {scores['sensitivity']:.4f}"
     )
     if objects is not None:
-        print(f"{np.count_nonzero(np.unique(objects))} nuclei found (outlined in the overlay)")
+        found = np.count_nonzero(np.unique(objects))
+        truth_ids = np.count_nonzero(np.unique(truth))
+        print(f"{found} nuclei found (outlined in the overlay); the ground truth has {truth_ids}")
+        if truth_ids > 1:  # the bundled truth holds one id per nucleus
+            from ..objects import instance_metrics
+
+            m = instance_metrics(truth, objects)
+            print(f"objects: AP@0.5 {m['ap50']:.4f}  mean AP 0.5:0.95 {m['mean_ap']:.4f}  "
+                  f"PQ {m['pq']:.4f}")
     print(f"wrote {out / 'nuclei_mask.tif'} and {out / 'nuclei_overlay.png'}")
     return 0 if np.isfinite(scores["dice"]) else 1
