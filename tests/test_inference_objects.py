@@ -250,8 +250,11 @@ def test_every_object_prediction_says_how_confident_it_is():
     assert len(said) == 1 and float(said[0].split()[1]) > 0.9 and "(6 objects)" in said[0]
     assert not any(m.startswith("warning") for m in result.messages)
     blank = P().predict(net, np.zeros((64, 64), np.float32))
-    assert blank.quality.objects == 0
-    assert any("warning: no objects found" in m for m in blank.messages)
+    assert blank.quality.blank and blank.quality.confidence == 0.0
+    assert any("warning: the image is blank" in m for m in blank.messages)
+    nothing = P().predict(net, np.pad(np.ones((1, 1), np.float32), 31))  # one 1-px speck
+    assert nothing.quality.objects == 0 and not nothing.quality.blank
+    assert any("warning: no objects found" in m for m in nothing.messages)
     # a network that is only sure of what stands out: noise leaves it unsure
     net.gain = 4.0
     assert not P().predict(net, discs()).quality.low

@@ -253,13 +253,17 @@ class Assessment:
     #: certainty × (1 − ambiguous) × size agreement: one number in [0, 1]
     confidence: float
     threshold: float
+    #: the image holds one value everywhere: whatever the network found there is an artefact
+    blank: bool = False
 
     @property
     def low(self) -> bool:
-        return self.objects == 0 or self.confidence < self.threshold
+        return self.blank or self.objects == 0 or self.confidence < self.threshold
 
     def warning(self, what: str = "objects") -> str:
         """"" when the image looks like the training data, else what is wrong."""
+        if self.blank:
+            return f"the image is blank (one value everywhere): no {what} to find"
         if self.objects == 0:
             return f"no {what} found: the image may be unlike the training data"
         if not self.low:
@@ -281,6 +285,7 @@ class Assessment:
             "ambiguous": round(self.ambiguous, 4),
             "size_agreement": round(self.size_agreement, 4),
             "threshold": self.threshold,
+            "blank": self.blank,
             "warning": self.warning(),
         }
 
@@ -297,11 +302,17 @@ def confidence_threshold(card: ModelCard) -> float:
 
 
 def assess(
-    card: ModelCard, spec: InputSpec, foreground: np.ndarray, labels: np.ndarray, zoom: float = 1.0
+    card: ModelCard,
+    spec: InputSpec,
+    foreground: np.ndarray,
+    labels: np.ndarray,
+    zoom: float = 1.0,
+    *,
+    blank: bool = False,
 ) -> Assessment:
     """The per-image confidence of a prediction: ``foreground`` probabilities and the
     ``labels`` (instances, or a mask) made from them, on the image's grid, predicted at
-    ``zoom`` × the working scale."""
+    ``zoom`` × the working scale; ``blank``: the image holds a single value (confidence 0)."""
     foreground = np.asarray(foreground, dtype=np.float32)
     labels = np.asarray(labels)
     if labels.dtype == bool or labels.max(initial=0) <= 1:
@@ -318,8 +329,8 @@ def assess(
         working = diameters * spec.scale * zoom
         agreement = float(np.mean((working >= trained_low / 2) & (working <= trained_high * 2)))
     confidence = certainty * (1.0 - ambiguous) * agreement if diameters.size else 0.0
-    return Assessment(int(diameters.size), certainty, ambiguous, agreement, confidence,
-                      confidence_threshold(card))
+    return Assessment(int(diameters.size), certainty, ambiguous, agreement,
+                      0.0 if blank else confidence, confidence_threshold(card), blank)
 
 
 def instance_recipe(card: ModelCard) -> dict[str, Any] | None:

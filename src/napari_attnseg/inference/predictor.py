@@ -330,9 +330,10 @@ class Predictor:
             )
         quality = None
         if assesses(card) and probabilities_.shape[-3] == 2:
+            blank = all(float(np.ptp(canon[index])) == 0.0 for index in planes)
             quality = assess(
                 card, spec, probabilities_[..., 1, :, :],
-                instances if instances is not None else labels, zoom,
+                instances if instances is not None else labels, zoom, blank=blank,
             )
             run.notify(f"confidence {quality.confidence:.2f} ({quality.objects} objects)")
             if quality.warning():
