@@ -80,6 +80,44 @@ def _by_modality(values: dict[str, float], modality: dict[str, str]) -> dict[str
     return {g: np.asarray(v) for g, v in groups.items()}
 
 
+LABELS = {
+    "centre": "bands head, centre seeds (shipped)",
+    "boundary": "bands head, boundary decoding",
+    "foreground": "bands head's foreground, distance-transform watershed",
+    "baseline": "previous default (96-px model, scale 2), distance-transform watershed",
+    "model": "model",
+}
+
+
+def markdown(report: dict) -> str:
+    """The comparison as a markdown table (docs/objects.md)."""
+    lines = ["| method | images | n | AP@0.5 | mean AP | PQ | Dice | s / Mpx |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, groups in report["methods"].items():
+        for group in ("all", "fluorescence", "stained", "brightfield"):
+            g = groups.get(group)
+            if g:
+                lines.append(f"| {LABELS.get(name, name)} | {group} | {g['n']} | {g['ap50']:.3f} "
+                             f"| {g['mean_ap']:.3f} | {g['pq']:.3f} | {g['dice']:.3f} "
+                             f"| {g['s_per_mpx']:.2f} |")
+    return "\n".join(lines)
+
+
+def confidence_markdown(report: dict) -> str:
+    """The confidence calibration as a markdown table (docs/objects.md)."""
+    c = report["confidence"]
+    lines = [f"| images | n | min | 5th pct | median | below {c['threshold']:g} |",
+             "|---|---|---|---|---|---|"]
+    for group, g in c["validation"].items():
+        lines.append(f"| validation, {group} | {g['n']} | {g['min']:.2f} | {g['p05']:.2f} "
+                     f"| {g['median']:.2f} | {g['below_threshold']} |")
+    for name, q in c["unlike_the_training_data"].items():
+        if q is not None:
+            lines.append(f"| {name} | 1 | {q['confidence']:.2f} | | "
+                         f"| {'flagged' if q['warning'] else 'not flagged'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -133,15 +171,20 @@ def main(argv=None) -> int:
         quality = predictor.predict(model, image).quality
         unlike[name] = None if quality is None else quality.as_dict()
     values = np.asarray(list(confidence.values()))
+    from napari_attnseg.inference.objects import confidence_threshold
+
+    threshold = confidence_threshold(model.card)
     report = {
         "confidence": {
             "validation": {
                 group: {"n": int(v.size), "min": round(float(v.min()), 4),
                         "p05": round(float(np.percentile(v, 5)), 4),
-                        "median": round(float(np.median(v)), 4)}
+                        "median": round(float(np.median(v)), 4),
+                        "below_threshold": int((v < threshold).sum())}
                 for group, v in _by_modality(confidence, modality).items()
             } if values.size else {},
             "unlike_the_training_data": unlike,
+            "threshold": threshold,
         },
         "command": "python scripts/nuclei_heads.py " + " ".join(argv or sys.argv[1:]),
         "images": len(images),
@@ -155,6 +198,8 @@ def main(argv=None) -> int:
     }
     text = json.dumps(report, indent=1)
     print(text)
+    print(markdown(report))
+    print(confidence_markdown(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")

@@ -563,3 +563,31 @@ def test_a_row_uses_the_zoo_run_that_trained_exactly_its_configuration(sandbox):
     RunSpec(ran, images="i", masks="m", out="o").save(run_dir)
     pruned = next(r for r in paper_tables.experiments() if r["label"] == "pruned Focal USE-Net")
     assert paper_tables.row_run(pruned).kind == "table"
+
+
+def test_task_defaults_compare_dice_on_the_same_images_as_a_model_with_its_own_recipe():
+    def card(dice, images, own=None):
+        metadata = {"task": "nuclei", **({"own_recipe": own} if own else {})}
+        measured = f"attnseg evaluate --model m --images {images} --masks x"
+        return {"metadata": metadata,
+                "metrics": {"validation": {"mean": {"dice": dice}}, "measured_by": measured}}
+
+    cards = {"a.nuclei": card(0.90, "runs/data/nuclei/val/images"),
+             "b.nuclei": card(0.85, "runs/data/native/val/images", own="native")}
+    # b's Dice is measured on other images: a's higher Dice does not beat it
+    assert zs.task_defaults(cards) == {"nuclei": "b.nuclei"}
+    cards["c.nuclei"] = card(0.88, "runs/data/native/val/images")
+    assert zs.task_defaults(cards) == {"nuclei": "c.nuclei"}
+    del cards["b.nuclei"], cards["c.nuclei"]
+    assert zs.task_defaults(cards) == {"nuclei": "a.nuclei"}
+
+
+def test_a_model_with_its_own_recipe_keeps_it_and_the_paper_tables_keep_the_task_s():
+    own = zs.own_recipe("focal_attention_unet.nuclei")
+    assert own is not None and own["data"]["scale"] == 1.0 and own["data"]["n_classes"] == 4
+    assert zs.recipe("focal_attention_unet", "nuclei") == own
+    task_recipe = zs.recipe("focal_attention_unet", "nuclei", own=False)
+    assert task_recipe["data"]["scale"] == 2.0 and task_recipe != own
+    rows = [r for r in paper_tables.experiments() if r["base"] == "focal_attention_unet.nuclei"]
+    assert rows and all(paper_tables.zoo_recipe(r) == task_recipe for r in rows)
+    assert not any(paper_tables.is_zoo_twin(r) for r in rows)
