@@ -80,6 +80,7 @@ def main(argv=None) -> int:
         "labels directly to the same classes",
         "n_val_images_whole": len(split["val"]),
     }
+    card.training.setdefault("threads", card.training.get("environment", {}).get("threads"))
     predictor = Predictor(device="cpu", precision="fp32")
     weights = zs.WEIGHTS
     with tempfile.TemporaryDirectory(prefix=".package-", dir=weights.parent) as tmp:

@@ -1282,6 +1282,8 @@ def write_zoo_doc() -> Path:
             if "RESEARCH" in terms
             else "data: research use"
             if "research" in terms.lower()
+            else "data: non-commercial"
+            if "non-commercial" in terms.lower()
             else "open"
         )
         device = t.get("environment", {}).get("device", "?")

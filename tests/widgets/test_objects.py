@@ -272,3 +272,20 @@ def test_tta_follows_the_selected_models_card(viewer, user_model_dir):
     widget.tta.setChecked(True)  # the user's choice holds until another model is selected
     _models.session().add_unsaved(tiny_model(), "another")
     assert widget.tta.isChecked()
+
+
+def test_the_status_line_gives_the_confidence_and_a_doubtful_image_warns(
+        viewer, qtbot, nuclei, bright_is_foreground, notifications):
+    image, _ = blobs((64, 64))
+    viewer.add_image(image, name="cells")
+    viewer.add_image(np.zeros((64, 64), np.float32), name="empty")
+    widget = dock(viewer, "Segment")
+    widget.image_picker.set_layer("cells")
+    widget.diameter.setCurrentText("as trained")
+    run(qtbot, widget)
+    assert "confidence" in widget.jobs.status.text()
+    assert not [n for n in notifications if n[0] == "warning"]
+    widget.image_picker.set_layer("empty")
+    run(qtbot, widget)
+    assert ("warning", "empty: the image is blank (one value everywhere): no objects to find"
+            ) in notifications

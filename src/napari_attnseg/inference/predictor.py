@@ -335,9 +335,10 @@ class Predictor:
                 card, spec, probabilities_[..., 1, :, :],
                 instances if instances is not None else labels, zoom, blank=blank,
             )
-            run.notify(f"confidence {quality.confidence:.2f} ({quality.objects} objects)")
+            # part of the result (notes, status line); callers decide how to show the warning
+            run.messages.append(f"confidence {quality.confidence:.2f} ({quality.objects} objects)")
             if quality.warning():
-                run.notify("warning: " + quality.warning())
+                run.messages.append("warning: " + quality.warning())
         report(progress, 1, 1, "done")
         return Prediction(
             probabilities_, labels, run.messages, instances, regions, diameter, zoom, head_maps,
