@@ -167,3 +167,34 @@ def test_membrane_model_finds_synthetic_membranes():
     labels = PREDICTOR.predict(model, image).labels
     dice = binary_metrics((labels == 0).astype(np.float32), walls)["dice"]
     assert dice > 0.65, f"membranes default reaches Dice {dice:.3f} (an untrained one: ~0.3)"
+
+
+@pytest.fixture(scope="module")
+def nuclei_default():
+    return zoo.load("nuclei")
+
+
+def test_the_nuclei_default_separates_touching_nuclei_on_the_bundled_sample(nuclei_default):
+    from napari_attnseg.objects import instance_metrics
+
+    image, truth = load_sample("nuclei")  # native resolution, one id per nucleus
+    assert nuclei_default.card.separation_head == "bands"
+    prediction = PREDICTOR.predict(nuclei_default, image)
+    assert prediction.zoom == 1.0 and prediction.head.shape == (4, *image.shape)
+    assert instance_metrics(truth, prediction.instances)["ap50"] >= 0.75
+    assert not prediction.quality.warning()
+
+
+@pytest.mark.parametrize("case", ["noise", "phase contrast", "blank"])
+def test_the_nuclei_default_warns_on_images_unlike_its_training_data(nuclei_default, case):
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    image = {
+        "noise": lambda: rng.integers(0, 256, (256, 256, 3), dtype=np.uint8),
+        "phase contrast": data.cell,
+        "blank": lambda: np.full((128, 128), 40, np.uint8),
+    }[case]()
+    prediction = PREDICTOR.predict(nuclei_default, image)
+    assert prediction.quality.low and prediction.quality.warning()
+    assert any(m.startswith("warning: ") for m in prediction.messages)
