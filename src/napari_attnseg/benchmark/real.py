@@ -144,7 +144,10 @@ def build_mosaic(
     """A ``size``² mosaic of the fluorescence-like ``prefix`` images in ``images`` (sorted by
     name) and of their labels from ``labels`` (same stems; None: the sibling ``labels`` folder).
 
-    Images are pasted at native resolution left to right along a shelf; one that
+    Each image is contrast-stretched to its own 0.5–99.8 percentiles first (one exposure
+    per image, as a microscope's tiles are, rather than very dim and very bright ones side
+    by side under one normalisation). Images are pasted at native resolution left to right
+    along a shelf; one that
     does not fit in the rest of the shelf starts the next shelf below the
     tallest image of this one (next-fit shelf packing); what crosses the right
     or bottom edge of the canvas is cropped; packing stops when the canvas is
@@ -187,7 +190,7 @@ def build_mosaic(
         if y >= size:
             break
         ph, pw = min(h, size - y), min(w, size - x)
-        canvas[y:y + ph, x:x + pw] = image[:ph, :pw]
+        canvas[y:y + ph, x:x + pw] = _stretched(image)[:ph, :pw]
         piece = truth[:ph, :pw]
         inside = piece > 0
         present = np.unique(piece[inside])
@@ -203,6 +206,13 @@ def build_mosaic(
             f" (grey, median below {MAX_MEDIAN:g})"
         )
     return mosaic
+
+
+def _stretched(image: np.ndarray) -> np.ndarray:
+    """``image`` (uint8 RGB) contrast-stretched to its own 0.5–99.8 percentiles."""
+    low, high = np.percentile(image, (0.5, 99.8))
+    scaled = (image.astype(np.float32) - low) / max(1e-6, float(high - low))
+    return (255 * np.clip(scaled, 0, 1)).astype(np.uint8)
 
 
 # -- the measurement ----------------------------------------------------------

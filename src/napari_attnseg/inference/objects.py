@@ -114,6 +114,8 @@ def trained_diameter(card: ModelCard, spec: InputSpec) -> float | None:
     return float(card.object_diameter) / spec.scale
 
 
+#: foreground probabilities in this open interval count as ambiguous
+AMBIGUOUS = (0.25, 0.75)
 #: the measuring pass of auto size sees the image at this zoom: 0.45² ≈ 20 % of the pixels,
 #: so it costs at most a fifth of the prediction it decides
 MEASURING_ZOOM = 0.45
@@ -123,10 +125,12 @@ MIN_MEASURING_SIDE = 48
 MIN_CREDIBLE_OBJECTS = 5
 #: … they are at least this many pixels across as the network saw them …
 MIN_SEEN_DIAMETER = 3.0
-#: … and the network called them with at least this mean confidence (2p − 1 over the pixels
-#: it called object): on noise, a phase-contrast cell and a blank image the nuclei models find
-#: speckle well below it (docs/objects.md, "Auto size")
-MIN_PASS_CONFIDENCE = 0.5
+#: … and the network called them confidently: mean 2p − 1 over the pixels it called object,
+#: times the share of its likely pixels (p > 0.25) that it did decide (p ≥ 0.75 or below
+#: 0.25) — the per-image confidence without the size term. Noise, a phase-contrast cell and
+#: a blank image score 0.0–0.25 with the nuclei default, fluorescence images ≥ 0.6
+#: (docs/objects.md, "Confidence")
+MIN_PASS_CONFIDENCE = 0.3
 #: the resampling auto size may apply when the card names no ``zoom_range``
 DEFAULT_ZOOM_RANGE = (0.25, 4.0)
 
@@ -144,7 +148,8 @@ class Measurement:
     #: median object diameter in pixels of the image (None: fewer than two objects)
     diameter: float | None
     objects: int
-    #: mean foreground confidence (2p − 1) over the pixels called object
+    #: mean foreground confidence (2p − 1) over the pixels called object, times the share of
+    #: likely pixels that are not ambiguous
     confidence: float
     #: the zoom (× working scale) the pass saw the image at
     seen_at: float
@@ -177,7 +182,11 @@ def measure(
     if labels is None:
         labels = instances_from_foreground(foreground, threshold=0.5)
     diameters = object_diameters(labels)
-    confidence = foreground_confidence(foreground)
+    # sure of what it called object, and few pixels left undecided (noise: many)
+    low, high = AMBIGUOUS
+    seen_any = foreground > low
+    undecided = float(np.mean(foreground[seen_any] < high)) if seen_any.any() else 0.0
+    confidence = foreground_confidence(foreground) * (1.0 - undecided)
     grid = float(np.median(diameters)) if diameters.size >= 2 else None
     seen = None if grid is None else grid * network_pixels
     doubt = ""
@@ -234,8 +243,6 @@ def size_note(card: ModelCard, spec: InputSpec, measurement: Measurement, zoom: 
 #: the per-image confidence below which a prediction is flagged, when the card names none
 #: (``metadata.confidence_threshold``, calibrated on the model's validation images)
 DEFAULT_CONFIDENCE_THRESHOLD = 0.5
-#: foreground probabilities in this open interval count as ambiguous
-AMBIGUOUS = (0.25, 0.75)
 
 
 @dataclass(frozen=True)
