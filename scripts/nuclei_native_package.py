@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--decode", default="centre")
     parser.add_argument("--confidence", type=float, required=True,
                         help="per-image confidence threshold (scripts/nuclei_heads.py)")
+    parser.add_argument("--command", required=True,
+                        help="the `attnseg train` command line that trained the model")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     import zoo as zs
@@ -87,6 +89,7 @@ def main(argv=None) -> int:
         "instance labels (scripts/nuclei_native_data.py); the recipe's data.head reads the "
         "labels directly to the same classes",
         "n_val_images_whole": len(split["val"]),
+        "command": args.command,
     }
     card.training.setdefault("threads", card.training.get("environment", {}).get("threads"))
     predictor = Predictor(device="cpu", precision="fp32")
