@@ -184,6 +184,18 @@ def _add_unseeded(labels: np.ndarray, mask: np.ndarray, structure: np.ndarray) -
     return np.where(extra > 0, extra + labels.max(), labels)
 
 
+def _per_plane(stack: np.ndarray, label_one, cancel: CancelToken | None) -> np.ndarray:
+    """``uint32`` labels ``(Z, H, W)``: ``label_one(plane)`` of each plane of ``stack`` (its
+    first axis), ids in raster order and unique over the stack; ``cancel`` checked per plane."""
+    out = np.zeros((stack.shape[0], *stack.shape[-2:]), dtype=LABEL_DTYPE)
+    offset = 0
+    for z, plane in enumerate(stack):
+        check(cancel)
+        out[z] = relabel_raster(label_one(plane), offset)
+        offset = int(out[z].max()) or offset
+    return out
+
+
 # -- one slice --------------------------------------------------------------------
 def _seeds(distance: np.ndarray, split: float) -> np.ndarray:
     # h-maxima of log(1 + distance): a dynamic above -log(1 - split) means the
@@ -243,13 +255,11 @@ def _label(
         raise ValueError(f"min_size must be >= 0 pixels, got {min_size}")
     structure = _FOUR if connectivity == 1 else _EIGHT
     slices = mask[None] if mask.ndim == 2 else mask
-    out = np.zeros(slices.shape, dtype=LABEL_DTYPE)
-    offset = 0
-    for z, plane in enumerate(slices):
-        check(cancel)
-        labels = _label_slice(plane, method, diameter, min_size, split, structure)
-        out[z] = relabel_raster(labels, offset)
-        offset = int(out[z].max()) or offset
+    out = _per_plane(
+        slices,
+        lambda plane: _label_slice(plane, method, diameter, min_size, split, structure),
+        cancel,
+    )
     return out[0] if mask.ndim == 2 else out
 
 
@@ -311,18 +321,14 @@ def instances_from_classes(
         raise ValueError(f"connectivity must be 1 (4-neighbours) or 2 (8), got {connectivity}")
     structure = _FOUR if connectivity == 1 else _EIGHT
     min_size = default_min_size(None) if min_size is None else int(min_size)
-    stack = probs[None] if probs.ndim == 3 else probs
-    out = np.zeros((stack.shape[0], *stack.shape[2:]), dtype=LABEL_DTYPE)
-    offset = 0
-    for z, plane in enumerate(stack):
-        check(cancel)
+    def label_one(plane: np.ndarray) -> np.ndarray:
         winner = plane.argmax(axis=0)
         foreground = winner != 0
         markers, _ = ndi.label(winner == 1, structure=structure)
         labels = watershed(plane[2], markers, mask=foreground, connectivity=structure)
-        labels = _merge_small(_add_unseeded(labels, foreground, structure), min_size)
-        out[z] = relabel_raster(labels, offset)
-        offset = int(out[z].max()) or offset
+        return _merge_small(_add_unseeded(labels, foreground, structure), min_size)
+
+    out = _per_plane(probs[None] if probs.ndim == 3 else probs, label_one, cancel)
     return out[0] if probs.ndim == 3 else out
 
 
@@ -406,14 +412,11 @@ def instances_from_head(
     diameter = _check_diameter(diameter)
     structure = _FOUR if connectivity == 1 else _EIGHT
     min_size = default_min_size(diameter) if min_size is None else int(min_size)
-    stack = probs[None] if probs.ndim == 3 else probs
-    out = np.zeros((stack.shape[0], *stack.shape[2:]), dtype=LABEL_DTYPE)
-    offset = 0
-    for z, plane in enumerate(stack):
-        check(cancel)
-        labels = _head_plane(plane, decode, threshold, diameter, min_size, structure)
-        out[z] = relabel_raster(labels, offset)
-        offset = int(out[z].max()) or offset
+    out = _per_plane(
+        probs[None] if probs.ndim == 3 else probs,
+        lambda plane: _head_plane(plane, decode, threshold, diameter, min_size, structure),
+        cancel,
+    )
     return out[0] if probs.ndim == 3 else out
 
 
