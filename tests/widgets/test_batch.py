@@ -43,8 +43,11 @@ def test_all_image_layers_to_a_folder_of_masks_and_tables(
     assert first.shape == (64, 64) and first.max() == 3
     assert [int(r["label"]) for r in table_rows(out / "first.csv")] == [1, 2, 3]
     stack = tifffile.imread(out / "a_stack.tif")
-    assert stack.shape == (2, 64, 64) and stack.max() == 6
-    assert [int(r["z"]) for r in table_rows(out / "a_stack.csv")] == [0, 0, 0, 1, 1, 1]
+    # the two planes hold the same three discs: linked across planes, three 3-D objects
+    assert stack.shape == (2, 64, 64) and stack.max() == 3
+    rows = table_rows(out / "a_stack.csv")
+    assert [(int(r["z_min"]), int(r["z_max"])) for r in rows] == [(0, 1)] * 3
+    assert all(int(r["volume"]) == 2 * int(r["area"]) for r in rows)
     assert "2 of 2 mask(s) and 2 table(s) written to" in widget.jobs.status.text()
     assert [layer.name for layer in viewer.layers] == ["first", "a stack"]  # no layers added
 

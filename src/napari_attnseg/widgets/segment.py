@@ -364,10 +364,10 @@ class SegmentWidget(QWidget):
             where = f" (slice {','.join(map(str, request.index))})" if request.index else ""
             notify_info(f"found {n} object{'s' * (n != 1)} in {request.image_name}{where} "
                         f"with {request.choice.name}")
-        if result.quality and result.quality.get("warning"):
-            notify_warning(f"{request.image_name}: {result.quality['warning']}")
         elif same_object(self.objects.layer, labels):
             self.objects.clear()  # a mask replaced the objects the table listed
+        if result.quality and result.quality.get("warning"):
+            notify_warning(f"{request.image_name}: {result.quality['warning']}")
         if result.probability is not None:
             self._show_probability(result, name + " probability")
         self.jobs.status.setText(describe_run(result))
