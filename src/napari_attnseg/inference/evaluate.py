@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage import measure
 
 from ..data.io import read_image, read_mask, write_mask
 from ..data.pairing import pair_folder
 from ..metrics import MetricAccumulator
 from ..models.base import SegmentationModel
+from ..data.targets import instances_of_mask
 from ..models.card import ModelCard
 from ..objects import InstanceAccumulator
 from ..progress import CancelToken, ProgressCallback, check, report
@@ -112,10 +112,7 @@ def as_instances(labels: np.ndarray, roi: np.ndarray | None = None) -> np.ndarra
 
     Objects outside ``roi`` are dropped, as the pixel metrics ignore them.
     """
-    labels = np.asarray(labels)
-    values = np.unique(labels[labels != 0])
-    if values.size == 1:
-        labels = measure.label(labels != 0, connectivity=1)
+    labels = instances_of_mask(labels)
     if roi is not None:
         labels = np.where(roi, labels, 0)
     return labels

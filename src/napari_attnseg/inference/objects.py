@@ -141,6 +141,14 @@ def foreground_confidence(foreground: np.ndarray) -> float:
     return float(np.mean(2.0 * called - 1.0)) if called.size else 0.0
 
 
+def ambiguous_share(foreground: np.ndarray) -> float:
+    """Share of the likely pixels (p above :data:`AMBIGUOUS`'s low end) whose probability is
+    ambiguous (inside :data:`AMBIGUOUS`); 0 when no pixel is likely."""
+    low, high = AMBIGUOUS
+    likely = np.asarray(foreground)[np.asarray(foreground) > low]
+    return float(np.mean(likely < high)) if likely.size else 0.0
+
+
 @dataclass(frozen=True)
 class Measurement:
     """What one pass of the network says about the objects' size in an image."""
@@ -183,10 +191,7 @@ def measure(
         labels = instances_from_foreground(foreground, threshold=0.5)
     diameters = object_diameters(labels)
     # sure of what it called object, and few pixels left undecided (noise: many)
-    low, high = AMBIGUOUS
-    seen_any = foreground > low
-    undecided = float(np.mean(foreground[seen_any] < high)) if seen_any.any() else 0.0
-    confidence = foreground_confidence(foreground) * (1.0 - undecided)
+    confidence = foreground_confidence(foreground) * (1.0 - ambiguous_share(foreground))
     grid = float(np.median(diameters)) if diameters.size >= 2 else None
     seen = None if grid is None else grid * network_pixels
     doubt = ""
@@ -326,9 +331,7 @@ def assess(
         labels = instances_from_foreground(labels > 0, method="components")
     diameters = object_diameters(labels.reshape(-1, *labels.shape[-2:]))
     certainty = foreground_confidence(foreground)
-    low, high = AMBIGUOUS
-    seen = foreground > low
-    ambiguous = float(np.mean(foreground[seen] < high)) if seen.any() else 0.0
+    ambiguous = ambiguous_share(foreground)
     agreement = 1.0
     if uses_diameter(card) and diameters.size:
         trained_low, trained_high = card.object_diameter_range or (

@@ -260,7 +260,8 @@ class Predictor:
         def measured(maps, image_pixels, network_pixels):
             labels = None
             if head is not None and maps.shape[0] > 2:
-                labels = instances_from_head(maps, head=head, cancel=cancel)
+                decode = instance_recipe(card).get("decode", "centre")
+                labels = instances_from_head(maps, head=head, decode=decode, cancel=cancel)
             return measure(1.0 - maps[0], image_pixels=image_pixels,
                            network_pixels=network_pixels, labels=labels)
 
