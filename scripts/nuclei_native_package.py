@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     # the sizes left alone: the training images' 10th-90th percentile widened by √2 either
     # way, well inside what the zoom augmentation (0.5-2×) showed the network; resampling
     # the validation images whose objects measured just outside the bare percentiles (×0.4,
-    # ×1.9) lost AP@0.5 (fluorescence 0.804 auto vs 0.810 not resampled; docs/objects.md)
+    # ×1.9) scored lower than leaving them alone (an ad-hoc check; docs/objects.md)
     low, high = card.object_diameter_range
     card.object_diameter_range = [round(low / RANGE_SLACK, 3), round(high * RANGE_SLACK, 3)]
     card.zoom_range = list(ZOOM_RANGE)
