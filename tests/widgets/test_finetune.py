@@ -10,7 +10,7 @@ from napari_attnseg.progress import CancelToken
 from napari_attnseg.widgets import _jobs, _models
 from napari_attnseg.zoo import user_model_dir
 
-from .conftest import blobs, dock, errors, tiny_model, wait_done
+from .conftest import blobs, disc_model, dock, errors, tiny_model, wait_done
 
 
 def weights(model):
@@ -366,3 +366,46 @@ def test_two_channel_pairs_train_on_the_chosen_channel_axis(viewer, qtbot, notif
     round_(qtbot, widget)
     assert errors(notifications) == []
     assert viewer.layers["two channels [two-ft1]"].data.shape == (64, 64)
+
+
+def test_save_after_revert_writes_the_selected_round_under_its_own_name(
+        viewer, qtbot, saved_model, notifications):
+    setup_pair(viewer)
+    widget = dock(viewer, "Fine-tune")
+    quick(widget, epochs=1)
+    round_(qtbot, widget)
+    first = selected_weights(widget)
+    round_(qtbot, widget)
+    assert widget.save_name.text() == "tiny-ft2"
+    assert widget.revert()
+    assert widget.model_picker.current().name == "tiny-ft1"
+    assert widget.save_name.text() == "tiny-ft1"  # the field follows the selection
+    assert widget.save_button.isEnabled()
+
+    path = widget.save()
+    assert path is not None and path.stem == "tiny-ft1"
+    assert same(weights(load_model(path)), first)
+    card = read_card(path)
+    assert card["name"] == "tiny-ft1" and card["base_model"] == "tiny"
+    assert card["metadata"]["finetune"]["tuned_as"] == "tiny-ft1"
+    assert not (path.parent / "tiny-ft2.safetensors").exists()
+
+    # a model this widget did not make is not savable: the field empties, Save is off
+    assert widget.model_picker.select("tiny")
+    assert widget.save_name.text() == "" and not widget.save_button.isEnabled()
+
+
+def test_a_round_of_an_instance_model_resegments_into_counted_objects(
+        viewer, qtbot, user_model_dir, bright_is_foreground, notifications):
+    disc_model("discs", instances={"method": "watershed"})
+    setup_pair(viewer)
+    widget = dock(viewer, "Fine-tune")
+    assert widget.model_picker.select("discs")
+    quick(widget, epochs=1)
+    round_(qtbot, widget)
+
+    layer = viewer.layers["cells [discs-ft1]"]
+    assert sorted(np.unique(layer.data)) == [0, 1, 2, 3]  # three objects, not a one-label mask
+    assert len(layer.features) == 3 and list(layer.features["index"]) == [1, 2, 3]
+    assert layer.metadata["napari_attnseg"]["role"] == "instances"
+    assert "3 objects in cells" in widget.summary.text()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,8 @@ from ..training import (
 )
 from ._jobs import JobContext
 from ._layers import plane_key
+from ._objects import measure
+from ._segment_job import offset_objects
 from ._models import ModelChoice, session
 
 
@@ -85,12 +87,20 @@ class FinetuneResult:
     request: FinetuneRequest
     tuned: Any
     history: Any
-    #: re-segmented labels per pair, one array per annotated slice
+    #: re-segmented labels per pair, one array per annotated slice: instance labels (ids
+    #: unique across the pair's slices) when the model makes objects, as Segment does
     outputs: list[list[np.ndarray]]
     #: what the validation Dice is measured on, in words (``training.validation_kind``)
     validation: str
     n_images: int
     n_val: int
+    #: per pair, the objects' measurements (``_objects.measure``) when ``outputs`` are
+    #: instances, else None
+    tables: list[dict[str, np.ndarray] | None] = field(default_factory=list)
+
+    @property
+    def instances(self) -> bool:
+        return any(table is not None for table in self.tables)
 
 
 def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
@@ -125,23 +135,46 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
     del base
     predictor = Predictor(device=settings.device, precision=settings.precision,
                           on_message=ctx.message)
-    outputs, done = [], 0
+    outputs, tables, done = [], [], 0
     for pair in request.pairs:
-        labels = []
+        labels, objects = [], True
         for index, _ in pair.slices:
             ctx.progress(done, len(images), "re-segmenting with the fine-tuned model")
             image = np.asarray(pair.data[plane_key(index, pair.channel_axis)])
-            labels.append(predictor.predict(tuned, image, rgb=pair.rgb,
-                                            channel_axis=pair.channel_axis,
-                                            cancel=ctx.cancel).labels)
+            # the predictor's defaults are Segment's: objects when the card says they are
+            # countable (auto object size, the card's separation head), else class labels
+            prediction = predictor.predict(tuned, image, rgb=pair.rgb,
+                                           channel_axis=pair.channel_axis, cancel=ctx.cancel)
+            objects = objects and prediction.instances is not None
+            labels.append(prediction.instances if objects else prediction.labels)
             done += 1
         outputs.append(labels)
+        tables.append(_objects_of(pair, labels, image) if objects else None)
     tuned.eval()
     validation = (
         validation_kind(len(images), val, settings.mode) if settings.val_fraction > 0
         else "no validation (the validation fraction is 0)"
     )
-    return FinetuneResult(request, tuned, history, outputs, validation, len(images), len(val))
+    return FinetuneResult(request, tuned, history, outputs, validation, len(images), len(val),
+                          tables)
+
+
+def _objects_of(pair: PairData, labels: list[np.ndarray], image: np.ndarray):
+    """Number the objects of a pair's slices 1…N across slices (in place) and measure them.
+
+    A 2-D pair is measured with its image's intensities; the slices of a stack are
+    measured in the stack's grid (planes not annotated are empty), like Segment's table.
+    """
+    offset = 0
+    for k, values in enumerate(labels):
+        labels[k], _ = offset_objects(values, None, offset)
+        offset = max(offset, int(np.max(labels[k], initial=0)))
+    if len(pair.shape) == 2:
+        return measure(labels[0], None if pair.channel_axis is not None else image)
+    stack = np.zeros(pair.shape, dtype=np.result_type(*labels))
+    for (index, _), values in zip(pair.slices, labels, strict=True):
+        stack[index] = values
+    return measure(stack)
 
 
 def _slice_name(name: str, index: tuple[int, ...]) -> str:
@@ -178,6 +211,7 @@ def finetuned_card(result: FinetuneResult, name: str) -> ModelCard:
     record = dict(card.metadata.get("finetune") or {})
     record.update(
         base_model=request.choice.name,
+        tuned_as=name,
         images=[pair.image_name for pair in request.pairs],
         labels=[pair.labels_name for pair in request.pairs],
         annotated_slices=result.n_images,

@@ -86,10 +86,9 @@ class Rounds:
         return round_
 
     def savable(self, selected: ModelChoice | None) -> tuple[str, Any] | None:
-        """``(name, model)`` that Save as… writes: the current round's model, else the
-        selected model if this widget made it and it is not saved yet."""
-        if self.current is not None:
-            return self.current.name, self.current.model
+        """``(name, model)`` that Save as… writes: the *selected* model when this widget
+        made it and it is not saved yet, else None. Never another round's model: after
+        a Revert the selection is the earlier round, and that is what is saved."""
         if (selected is not None and selected.kind == "session" and selected.name in self.made
                 and self.session.is_unsaved(selected.name)):
             return selected.name, self.session.template(selected)

@@ -64,9 +64,11 @@ from ._layers import (
 )
 from ._models import session, user_model_path
 from ._notifications import notify_error, notify_info, notify_warning
+from ._objects import attach
 from ._pickers import ModelPicker
 from ._plot import PlotCanvas
 from ._rounds import Round, Rounds
+from ._segment_job import INSTANCES
 
 CURVES = ("train loss", "val loss", "val Dice")
 #: controls of the settings form also reachable as attributes of the widget
@@ -113,6 +115,7 @@ class FinetuneWidget(QWidget):
         self.save_button.clicked.connect(self.save)
         self._lay_out()
         self.model_picker.selection_changed.connect(self._update_buttons)
+        self.model_picker.selection_changed.connect(self._follow_selection)
         events = napari_viewer.layers.events
         for emitter in (events.inserted, events.removed):
             emitter.connect(self._update_buttons)
@@ -258,11 +261,18 @@ class FinetuneWidget(QWidget):
         name = self.rounds.new_name(request.choice, taken=self._layer_taken(request))
         result.tuned.card = finetuned_card(result, name)
         round_ = Round(request.choice, name, result.tuned, result.history, summary(result))
-        for pair, outputs in zip(request.pairs, result.outputs, strict=True):
-            round_.layers.append(self._write_output(pair, outputs, name))
+        tables = result.tables or [None] * len(request.pairs)
+        counts = []
+        for pair, outputs, table in zip(request.pairs, result.outputs, tables, strict=True):
+            round_.layers.append(self._write_output(pair, outputs, name, table))
+            if table is not None:
+                n = len(table["label"])
+                counts.append(f"{n} object{'s' * (n != 1)} in {pair.image_name}")
+        if counts:
+            round_.summary += "; re-segmented: " + ", ".join(counts)
         dropped = self.rounds.finish(round_)
         self.model_picker.select(name)
-        self.save_name.setText(name)
+        self._follow_selection()
         self.summary.setText(
             f"{request.choice.name} → {name} (unsaved): {round_.summary}. The next round "
             f"continues from {name}; Revert goes back to {request.choice.name}."
@@ -277,14 +287,19 @@ class FinetuneWidget(QWidget):
         return lambda model: any(output_name(image, model) in self.viewer.layers
                                  for image in names)
 
-    def _write_output(self, pair: PairData, outputs: list[np.ndarray], model_name: str) -> str:
+    def _write_output(self, pair: PairData, outputs: list[np.ndarray], model_name: str,
+                      table: dict[str, np.ndarray] | None = None) -> str:
+        """The round's re-segmentation as a new layer: objects with their measurements as
+        ``features`` (as Segment writes them) for instance models, else class labels."""
         name = output_name(pair.image_name, model_name)
         slices = [(index, labels) for (index, _), labels in zip(pair.slices, outputs, strict=True)]
+        kind = INSTANCES if table is not None else "labels"
         layer = write_labels(
             self.viewer, name, pair.shape, slices, placement=pair.placement,
-            metadata=output_metadata(pair.image_name, model_name, "labels"),
+            metadata=output_metadata(pair.image_name, model_name, kind),
             reuse=False,  # a round's name is new: never overwrite a layer
         )
+        attach(layer, table)
         return layer.name
 
     # -- revert / save -----------------------------------------------------------
@@ -309,6 +324,7 @@ class FinetuneWidget(QWidget):
         else:
             notify_warning(f"reverted: {round_.base.name}, the model the round started from, "
                            f"is no longer available; {kept}")
+        self._follow_selection()
         self._update_buttons()
         return True
 
@@ -335,8 +351,15 @@ class FinetuneWidget(QWidget):
         self.rounds.saved(unsaved, path)
         self.model_picker.select(choice)
         notify_info(f"saved {path.stem} to {path.parent}; it is now in every model list")
+        self._follow_selection()
         self._update_buttons()
         return path
+
+    def _follow_selection(self, *_: Any) -> None:
+        """The name field names the selected model when Save as… would write it, else
+        nothing: a name typed for one round never labels another round's weights."""
+        target = self.rounds.savable(self.model_picker.current())
+        self.save_name.setText(target[0] if target is not None else "")
 
     # -- state ---------------------------------------------------------------------
     def missing_input(self) -> str:
