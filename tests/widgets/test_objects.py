@@ -289,3 +289,187 @@ def test_the_status_line_gives_the_confidence_and_a_doubtful_image_warns(
     run(qtbot, widget)
     assert ("warning", "empty: the image is blank (one value everywhere): no objects to find"
             ) in notifications
+
+
+# -- the table at work: ten rows at least, a row shows its object, a window of its own -------
+def discs(shape, centres, radius=3):
+    """Labels 1..N: discs of ``radius`` at ``centres`` (row, column) of the last two axes."""
+    yy, xx = np.mgrid[: shape[-2], : shape[-1]]
+    labels = np.zeros(shape[-2:], np.uint16)
+    for k, (cy, cx) in enumerate(centres, start=1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius * radius] = k
+    return labels
+
+
+def object_table_of(viewer, qtbot, data, **kwargs):
+    """The Segment dock's object table listing ``data`` (added as a Labels layer)."""
+    from napari_attnseg.widgets._objects import attach, measure
+
+    layer = viewer.add_labels(data, name="objects", **kwargs)
+    table = measure(data)
+    attach(layer, table)
+    objects = dock(viewer, "Segment").objects
+    objects.show_table(layer, table, "cells")
+    return layer, objects
+
+
+def click_row(qtbot, view, row):
+    from qtpy.QtCore import Qt
+
+    view.scrollTo(view.model().index(row, 0))
+    rect = view.visualRect(view.model().index(row, 0))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+def camera(viewer):
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+
+
+def test_the_table_shows_at_least_ten_rows_at_its_smallest(viewer, qtbot):
+    from napari_attnseg.widgets._objects import VISIBLE_ROWS, ObjectTable
+
+    assert VISIBLE_ROWS >= 10
+    centres = [(10 + 12 * (k // 6), 10 + 12 * (k % 6)) for k in range(30)]
+    data = discs((80, 80), centres)
+    _, docked = object_table_of(viewer, qtbot, data)
+    assert docked._model.rowCount() == 30
+    # on its own, at its smallest for a dock's width (the title wraps to more lines)
+    table = ObjectTable(viewer)
+    qtbot.addWidget(table)
+    table.show_table(docked.layer, docked.table, "cells")
+    width = 300
+    table.resize(width, max(table.minimumSizeHint().height(), table.heightForWidth(width)))
+    table.show()
+    qtbot.waitExposed(table)
+    view = table.view
+    assert view.height() == view.minimumSizeHint().height()
+    assert view.viewport().height() // view.rowHeight(0) >= 10
+    assert view.rowAt(0) == 0 and view.rowAt(9 * view.rowHeight(0) + 1) == 9  # row 10 is shown
+    # the height follows the rows, not a fixed number: a taller font, a taller table
+    small = view.minimumSizeHint().height()
+    font = view.font()
+    font.setPointSizeF(font.pointSizeF() * 2)
+    view.setFont(font)
+    view.verticalHeader().setFont(font)
+    view.verticalHeader().setDefaultSectionSize(2 * view.rowHeight(0))
+    assert view.minimumSizeHint().height() > small + 9 * view.rowHeight(0) // 2
+
+
+def test_the_table_in_the_segment_dock_shows_ten_rows(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer(show=True)
+    centres = [(10 + 12 * (k // 6), 10 + 12 * (k % 6)) for k in range(30)]
+    _, table = object_table_of(viewer, qtbot, discs((80, 80), centres))
+    view = table.view
+    qtbot.waitUntil(view.isVisible)
+    qtbot.waitUntil(lambda: view.viewport().height() // view.rowHeight(0) >= 10)
+
+
+def test_a_row_click_centres_and_zooms_the_viewer_on_the_object(viewer, qtbot):
+    data = discs((400, 300), [(40, 50), (350, 250), (200, 30)], radius=4)
+    scale, translate = (0.5, 0.25), (10.0, -5.0)
+    layer, table = object_table_of(viewer, qtbot, data, scale=scale, translate=translate)
+    table.show()
+    viewer.reset_view()
+    cam = camera(viewer)
+    overview = cam.zoom
+    click_row(qtbot, table.view, 1)
+    assert layer.selected_label == table.label_at(1) == 2
+    world = np.add(translate, np.multiply(scale, [350.0, 250.0]))  # the disc's centre
+    assert np.allclose(cam.center[-2:], world, atol=1e-6)
+    assert cam.zoom > 1.5 * overview  # zoomed in on the object...
+    box = np.multiply(scale, [9, 9])  # ...the disc, 9 px across, shown about 3 times over
+    canvas = np.asarray(viewer.canvas.size if hasattr(viewer, "canvas") else viewer._canvas_size)
+    shown = canvas / cam.zoom  # world units across the canvas
+    assert np.all(shown >= 3 * box * 0.99) and np.min(shown / (3 * box)) < 2
+    # the user pans away; a click on the selected row brings the object back, zoom kept
+    cam.center = (0.0, 0.0)
+    zoom = cam.zoom
+    click_row(qtbot, table.view, 1)
+    assert np.allclose(cam.center[-2:], world) and cam.zoom == zoom
+    # another row: another centre; the zoom suits both discs (same size), so it stays
+    click_row(qtbot, table.view, 0)
+    assert layer.selected_label == 1
+    assert np.allclose(cam.center[-2:], np.add(translate, np.multiply(scale, [40, 50])))
+    assert cam.zoom == zoom
+    # zoomed in too close to see the whole object: zoomed out to show it
+    cam.zoom = zoom * 20
+    click_row(qtbot, table.view, 2)
+    assert cam.zoom == pytest.approx(zoom)
+    assert np.allclose(cam.center[-2:], np.add(translate, np.multiply(scale, [200, 30])))
+
+
+def test_a_row_of_a_stack_shows_the_object_s_plane(viewer, qtbot):
+    stack = np.zeros((6, 60, 60), np.uint16)
+    stack[0:2] = discs((60, 60), [(10, 10)])  # object 1: planes 0-1
+    big, small = discs((60, 60), [(40, 40)], radius=6), discs((60, 60), [(40, 40)], radius=3)
+    stack[3], stack[4], stack[5] = small * 2, big * 2, small * 2  # object 2: 3-5, largest at 4
+    stack[5][discs((60, 60), [(15, 45)]) > 0] = 3  # object 3: plane 5 only
+    layer, table = object_table_of(viewer, qtbot, stack, scale=(2.0, 1.0, 1.0))
+    assert list(table.table["z"]) == [0, 4, 5] and list(table.table["z_max"]) == [1, 5, 5]
+    viewer.dims.set_current_step(0, 0)
+    cam = camera(viewer)
+    for label, plane, centre in ((2, 4, (40, 40)), (3, 5, (15, 45)), (1, 0, (10, 10))):
+        assert table.select_label(label)
+        assert viewer.dims.current_step[0] == plane
+        assert label in layer.data[viewer.dims.current_step[0]]  # the object is on the canvas
+        assert np.allclose(cam.center[-2:], centre)
+    viewer.dims.ndisplay = 3  # in 3-D the camera goes to the object's largest section
+    assert table.select_label(2)
+    assert np.allclose(cam.center, (8.0, 40, 40))
+
+
+def test_a_row_shows_its_object_in_a_time_series_of_stacks_and_in_a_slice_s_table(
+        viewer, qtbot):
+    from napari_attnseg.widgets._objects import measure
+
+    data = np.zeros((2, 3, 40, 40), np.uint16)  # (T, Z, H, W): planes numbered in order
+    data[0, 0] = discs((40, 40), [(10, 10)])
+    data[1, 2] = discs((40, 40), [(30, 20)]) * 2
+    layer, table = object_table_of(viewer, qtbot, data)
+    assert table.select_label(2)
+    assert viewer.dims.current_step[:2] == (1, 2)
+    assert np.allclose(camera(viewer).center[-2:], (30, 20))
+    # one slice segmented into the stack's layer: its table says nothing of the plane
+    slice_table = measure(data[1, 2])
+    table.show_table(layer, slice_table, "cells")
+    viewer.dims.set_current_step(0, 0)
+    viewer.dims.set_current_step(1, 0)
+    assert table.select_label(2)
+    assert viewer.dims.current_step[:2] == (1, 2)
+
+
+def test_open_in_window_shows_the_same_rows_sorting_and_selection(viewer, qtbot):
+    from qtpy.QtCore import Qt
+
+    centres = [(10 + 12 * (k // 6), 10 + 12 * (k % 6)) for k in range(24)]
+    data = discs((80, 80), centres)
+    data[data == 5] = 0
+    data[np.isin(discs((80, 80), [(10, 58)], radius=5), [1])] = 5  # object 5 is bigger
+    layer, table = object_table_of(viewer, qtbot, data)
+    table.window_button.click()
+    window = table.table_window
+    assert window is not None and window.isWindow() and window.isVisible()
+    qtbot.waitExposed(window)
+    view = window.view
+    shown = [view.model().index(r, 0).data() for r in range(view.model().rowCount())]
+    assert shown == [str(k) for k in range(1, 25)] == [
+        table.view.model().index(r, 0).data() for r in range(table._model.rowCount())]
+    assert view.visible_rows() >= 10
+    window.resize(window.width() + 200, window.height() + 300)  # resizable
+    qtbot.waitUntil(lambda: view.visible_rows() >= 20)
+    # a click in the window selects the object and shows it, in the dock's table too
+    click_row(qtbot, view, 6)
+    assert layer.selected_label == 7 and table.selected_label() == 7
+    assert np.allclose(camera(viewer).center[-2:], (22, 10), atol=0.5)
+    # the layer's selection shows in the window
+    layer.selected_label = 3
+    assert [i.row() for i in view.selectionModel().selectedRows()] == [2]
+    # sorting in the window sorts the dock's table, and both headers say so
+    area = table._model.columns.index("area")
+    view.sortByColumn(area, Qt.SortOrder.DescendingOrder)
+    assert table.label_at(0) == 5
+    assert table.view.horizontalHeader().sortIndicatorSection() == area
+    # opening it again raises the same window; when the objects go, so does the window
+    assert table.open_window() is window
+    viewer.layers.remove(layer)
+    assert table.isHidden() and not window.isVisible()

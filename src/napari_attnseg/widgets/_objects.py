@@ -5,7 +5,14 @@ its ``features`` (napari shows them in the status bar under the cursor), and
 :class:`ObjectTable` lists them: sortable columns (click a header), a row
 click selects that object in the layer (``selected_label``; "show only the
 selected object" hides the others) and a label picked in the layer (napari's
-colour picker, or the label spin box) selects its row. **Measure again**
+colour picker, or the label spin box) selects its row. A row click also
+brings the object into view (:meth:`ObjectTable.show_object`): the viewer
+moves to the object's plane of a stack, centres on its centroid (through the
+layer's scale, translate and any affine) and zooms so that about three times
+its bounding box fills the canvas (keeping the zoom when the object is
+already shown that large, whole). The table shows at least
+:data:`VISIBLE_ROWS` rows, and **Open in window** shows the same table (rows,
+sorting, selection) in a window of its own to resize at will. **Measure again**
 re-measures the layer as it is now (after a correction with the brush), and
 **Export CSV…** writes the table through a real file dialog (atomically,
 asking before it replaces a file).
@@ -24,13 +31,14 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Labels
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSize, QSortFilterProxyModel, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QStyle,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -38,7 +46,7 @@ from qtpy.QtWidgets import (
 
 from ..objects import object_table, write_table_csv
 from ._dialogs import save_file
-from ._layers import is_rgb_layer, layer_array, same_object
+from ._layers import current_index, is_rgb_layer, layer_array, same_object, unwrapped
 from ._notifications import notify_error, notify_info
 
 #: how column values are shown (the CSV keeps full precision)
@@ -68,6 +76,16 @@ COLUMN_TIPS = {
     "bbox_max_y": "bounding box: one past the last row",
     "bbox_max_x": "bounding box: one past the last column",
 }
+
+
+#: rows the table shows without scrolling, docked and at its smallest
+VISIBLE_ROWS = 10
+#: rows the window of "Open in window" shows at first (it resizes at will)
+WINDOW_ROWS = 25
+#: a row click shows this many times the object's bounding box across the canvas...
+VIEW_MARGIN = 3.0
+#: ...and at least this many pixels of the layer (a speck is not blown up to a few pixels)
+MIN_VIEW_PIXELS = 48.0
 
 
 def measurable_image(image: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
@@ -101,6 +119,31 @@ def attach(layer: Labels, table: dict[str, np.ndarray] | None) -> None:
         layer.features = {}
         return
     layer.features = {"index": np.asarray(table["label"]), **table}
+
+
+def _camera(viewer) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(unwrapped(viewer), "scene", None)
+    camera = getattr(scene, "camera", None)
+    return camera if camera is not None else viewer.camera
+
+
+def _canvas_size(viewer) -> tuple[float, float]:
+    """(height, width) in screen pixels of the canvas (of one view box in grid mode)."""
+    model = unwrapped(viewer)
+    canvas = getattr(model, "canvas", None)
+    if canvas is not None and hasattr(canvas, "viewbox_size"):
+        return tuple(canvas.viewbox_size(model.layers))
+    if canvas is not None and hasattr(canvas, "size"):
+        return tuple(canvas.size)
+    return tuple(getattr(model, "_canvas_size", (600, 800)))
+
+
+def _world_extent(layer: Labels, box: list[tuple[float, float]]) -> np.ndarray:
+    """Size along each of the layer's world axes of a box given in its data coordinates."""
+    corners = np.array(np.meshgrid(*box, indexing="ij")).reshape(len(box), -1).T
+    world = np.array([layer.data_to_world(corner) for corner in corners], dtype=float)
+    return world.max(axis=0) - world.min(axis=0)
 
 
 class _TableModel(QAbstractTableModel):
@@ -149,6 +192,87 @@ class _TableModel(QAbstractTableModel):
         return None
 
 
+class _TableView(QTableView):
+    """The object table's view: at its smallest it still shows ``rows`` rows under its header.
+
+    The height is worked out from the row height, the header's height, the
+    frame and a horizontal scroll bar (the columns rarely fit a dock's width),
+    so it follows the style and font napari applies.
+    """
+
+    def __init__(self, rows: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows = rows
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSortingEnabled(True)
+        self.verticalHeader().setVisible(False)
+        self.horizontalHeader().setResizeContentsPrecision(100)  # fast for many rows
+
+    def row_height(self) -> int:
+        return max(1, self.verticalHeader().defaultSectionSize())
+
+    def header_height(self) -> int:
+        header = self.horizontalHeader()
+        if header.isHidden():
+            return 0
+        # with no columns yet the header hints no height: a line of its font, padded
+        text = header.fontMetrics().height() + 2 * header.style().pixelMetric(
+            QStyle.PixelMetric.PM_HeaderMargin, None, header)
+        return max(header.sizeHint().height(), text)
+
+    def height_for(self, rows: int) -> int:
+        """Height of the view that shows ``rows`` rows, header and scroll bar included."""
+        bar = self.horizontalScrollBar().sizeHint().height()
+        return 2 * self.frameWidth() + self.header_height() + rows * self.row_height() + bar
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().minimumSizeHint()
+        return QSize(hint.width(), max(hint.height(), self.height_for(self.rows)))
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().sizeHint()
+        return QSize(hint.width(), max(hint.height(), self.height_for(self.rows)))
+
+    def visible_rows(self) -> int:
+        """Whole rows the viewport has room for now."""
+        return self.viewport().height() // self.row_height()
+
+
+class TableWindow(QWidget):
+    """The object table in a window of its own: the same rows, sorting and selection."""
+
+    def __init__(self, table: ObjectTable) -> None:
+        super().__init__(table, Qt.WindowType.Window)
+        self.setWindowTitle("Objects")
+        self.title = QLabel("")
+        self.title.setWordWrap(True)
+        self.view = _TableView(VISIBLE_ROWS)
+        self.view.setModel(table._proxy)
+        own = self.view.selectionModel()
+        self.view.setSelectionModel(table.view.selectionModel())  # one selection for both
+        own.deleteLater()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addWidget(self.view)
+
+    def fit(self) -> None:
+        """A size that shows the columns and :data:`WINDOW_ROWS` rows (within the screen)."""
+        view = self.view
+        view.resizeColumnsToContents()
+        header = view.horizontalHeader()
+        margins = self.layout().contentsMargins()
+        width = (header.length() + 2 * view.frameWidth() + margins.left() + margins.right()
+                 + view.verticalScrollBar().sizeHint().width())
+        height = (view.height_for(WINDOW_ROWS) + self.title.sizeHint().height()
+                  + self.layout().spacing() + margins.top() + margins.bottom())
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        if screen is not None:
+            width = min(width, int(screen.width() * 0.9))
+            height = min(height, int(screen.height() * 0.9))
+        self.resize(max(width, 400), height)
+
+
 class ObjectTable(QWidget):
     """Objects of the last instance segmentation: table, selection, re-measure, CSV export."""
 
@@ -162,15 +286,11 @@ class ObjectTable(QWidget):
         self._proxy = QSortFilterProxyModel()
         self._proxy.setSourceModel(self._model)
         self._proxy.setSortRole(Qt.ItemDataRole.UserRole)
-        self.view = QTableView()
+        self.view = _TableView(VISIBLE_ROWS)
         self.view.setModel(self._proxy)
-        self.view.setSortingEnabled(True)
-        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.verticalHeader().setVisible(False)
-        self.view.horizontalHeader().setResizeContentsPrecision(100)  # fast for many rows
-        self.view.setMinimumHeight(140)
         self.view.selectionModel().selectionChanged.connect(self._row_selected)
+        self.view.clicked.connect(self._row_clicked)
+        self.table_window: TableWindow | None = None  # made by open_window
         self.title = QLabel("")
         self.title.setWordWrap(True)
         self.only_selected = QCheckBox("show only the selected object")
@@ -183,9 +303,16 @@ class ObjectTable(QWidget):
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("write this table as a CSV file (one row per object)")
         self.export_button.clicked.connect(self.export_csv)
+        self.window_button = QPushButton("Open in window")
+        self.window_button.setToolTip(
+            "show this table in a window of its own, to make it as big as you like "
+            "(the same rows, sorting and selection)"
+        )
+        self.window_button.clicked.connect(self.open_window)
         buttons = QHBoxLayout()
         buttons.addWidget(self.measure_button)
         buttons.addWidget(self.export_button)
+        buttons.addWidget(self.window_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
@@ -196,19 +323,37 @@ class ObjectTable(QWidget):
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self.clear()
 
+    # -- size: the wrapped title must not squeeze the table below its rows ----------------
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().minimumSizeHint()
+        layout = self.layout()
+        if layout is not None and layout.hasHeightForWidth() and self.width() > 0:
+            hint.setHeight(max(hint.height(), layout.minimumHeightForWidth(self.width())))
+        return hint
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()  # the title wraps to another number of lines
+
     # -- contents ------------------------------------------------------------------
     def show_table(self, layer: Labels, table: dict[str, np.ndarray], image_name: str) -> None:
         """List ``table`` (the objects of ``layer``) and follow the layer's selected label."""
         self._disconnect()
         self.layer, self.image_name, self.table = layer, image_name, table
         self._model.set_table(table)
-        self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # label order until clicked
-        self.view.resizeColumnsToContents()
+        for view in self._views():
+            view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # label order until clicked
+            view.resizeColumnsToContents()
+            view.updateGeometry()  # the header's height may change with its columns
         n = self._model.rows
         self.title.setText(
-            f"{n} object{'s' * (n != 1)} in {layer.name} — click a row to select the object; "
-            "click a header to sort"
+            f"{n} object{'s' * (n != 1)} in {layer.name} — click a row to select the object "
+            "and show it; click a header to sort"
         )
+        if self.table_window is not None:
+            self.table_window.title.setText(self.title.text())
+            self.table_window.setWindowTitle(f"Objects — {layer.name}")
         layer.events.selected_label.connect(self._label_selected)
         self.only_selected.setChecked(bool(layer.show_selected_label))
         self.setVisible(True)
@@ -217,7 +362,48 @@ class ObjectTable(QWidget):
         self._disconnect()
         self.layer, self.image_name, self.table = None, None, {}
         self._model.set_table({})
+        if self.table_window is not None:
+            self.table_window.close()  # nothing to list: no empty window left behind
         self.setVisible(False)
+
+    # -- the table in a window of its own -------------------------------------------------
+    def open_window(self) -> TableWindow:
+        """Show the table in a resizable window of its own (raised if already open)."""
+        window = self.table_window
+        if window is None:
+            window = self.table_window = TableWindow(self)
+            window.view.clicked.connect(self._row_clicked)
+            for view, other in ((self.view, window.view), (window.view, self.view)):
+                view.horizontalHeader().sortIndicatorChanged.connect(
+                    lambda column, order, other=other: self._sync_sort(other, column, order))
+            header = self.view.horizontalHeader()
+            self._sync_sort(window.view, header.sortIndicatorSection(), header.sortIndicatorOrder())
+            window.fit()
+        window.title.setText(self.title.text())
+        if self.layer is not None:
+            window.setWindowTitle(f"Objects — {self.layer.name}")
+        window.show()
+        window.raise_()
+        window.activateWindow()
+        label = self.selected_label()
+        if label is not None:
+            self._scroll_to(label)
+        return window
+
+    def _views(self) -> list[QTableView]:
+        return [self.view] + ([self.table_window.view] if self.table_window is not None else [])
+
+    @staticmethod
+    def _sync_sort(view: QTableView, column: int, order) -> None:
+        """Both views sort the one proxy model: keep the other header's arrow in step."""
+        header = view.horizontalHeader()
+        if (header.sortIndicatorSection(), header.sortIndicatorOrder()) != (column, order):
+            header.blockSignals(True)
+            try:
+                header.setSortIndicator(column, order)
+            finally:
+                header.blockSignals(False)
+            header.viewport().update()
 
     def _disconnect(self) -> None:
         if self.layer is not None:
@@ -244,8 +430,24 @@ class ObjectTable(QWidget):
             return False
         row = self._proxy.mapFromSource(self._model.index(int(found[0]), 0)).row()
         self.view.selectRow(row)
-        self.view.scrollTo(self._proxy.index(row, 0))
+        self._scroll_to(label)
         return True
+
+    def _row_of(self, label: int) -> int | None:
+        """The source row (the table's order) of ``label``."""
+        labels = self.table.get("label")
+        if labels is None:
+            return None
+        found = np.flatnonzero(np.asarray(labels) == label)
+        return int(found[0]) if found.size else None
+
+    def _scroll_to(self, label: int) -> None:
+        source = self._row_of(label)
+        if source is None:
+            return
+        index = self._proxy.mapFromSource(self._model.index(source, 0))
+        for view in self._views():
+            view.scrollTo(index)
 
     def selected_label(self) -> int | None:
         rows = self.view.selectionModel().selectedRows()
@@ -258,9 +460,15 @@ class ObjectTable(QWidget):
         self._syncing = True
         try:
             self.layer.selected_label = label
-            self._show_plane(label)
+            self.show_object(label)
         finally:
             self._syncing = False
+
+    def _row_clicked(self, index: QModelIndex) -> None:
+        """A click on the selected row again shows its object again (after panning away)."""
+        if self._syncing or self.layer is None or not index.isValid():
+            return
+        self.show_object(self.label_at(index.row()))
 
     def _label_selected(self, event=None) -> None:
         if self._syncing or self.layer is None:
@@ -271,15 +479,80 @@ class ObjectTable(QWidget):
         finally:
             self._syncing = False
 
-    def _show_plane(self, label: int) -> None:
-        """For a stack, move the viewer to the slice that holds ``label``."""
+    # -- bringing an object into view -------------------------------------------------------
+    def show_object(self, label: int) -> bool:
+        """Show ``label``: its plane of a stack, centred on its centroid, zoomed to fit.
+
+        The canvas is zoomed so that :data:`VIEW_MARGIN` times the object's
+        bounding box (at least :data:`MIN_VIEW_PIXELS` pixels of the layer)
+        fits it; a zoom already closer than that is kept while the whole
+        object still fits the canvas. False if the object is not in the table
+        or the layer.
+        """
         layer = self.layer
-        if "z" not in self.table or layer is None or layer.ndim != 3:
-            return
-        row = int(np.flatnonzero(np.asarray(self.table["label"]) == label)[0])
-        world = layer.data_to_world([float(self.table["z"][row]), 0.0, 0.0])
-        axis = self.viewer.dims.ndim - layer.ndim
-        self.viewer.dims.set_point(axis, float(world[0]))
+        row = self._row_of(label)
+        if layer is None or row is None or layer.ndim < 2:
+            return False
+        lead = self._planes(label, row)
+        if lead is None:
+            return False
+        table = self.table
+        cy, cx = float(table["centroid_y"][row]), float(table["centroid_x"][row])
+        y0, x0 = float(table["bbox_min_y"][row]) - 0.5, float(table["bbox_min_x"][row]) - 0.5
+        y1, x1 = float(table["bbox_max_y"][row]) - 0.5, float(table["bbox_max_x"][row]) - 0.5
+        centre = np.array([*lead, cy, cx], dtype=float)
+        # the object's box, and the box to show around its centroid, in the layer's data
+        box = [*((p - 0.5, p + 0.5) for p in lead), (y0, y1), (x0, x1)]
+        half = [max(VIEW_MARGIN * (hi - lo) / 2, MIN_VIEW_PIXELS / 2) for lo, hi in box]
+        around = [*box[: len(lead)], (cy - half[-2], cy + half[-2]), (cx - half[-1], cx + half[-1])]
+        viewer = self.viewer
+        dims = viewer.dims
+        offset = dims.ndim - layer.ndim  # the layer's axes are the viewer's last ones
+        world = np.asarray(layer.data_to_world(centre), dtype=float)
+        displayed = list(dims.displayed)
+        for axis in range(layer.ndim):
+            if axis + offset not in displayed:
+                dims.set_point(axis + offset, float(world[axis]))
+        camera = _camera(viewer)
+        shown = [axis - offset for axis in displayed]  # the layer's axes on the canvas
+        centre_now = list(camera.center)[-len(displayed):]
+        new = [float(world[a]) if 0 <= a < layer.ndim else c
+               for a, c in zip(shown, centre_now, strict=True)]
+        camera.center = tuple(new)
+        object_size = _world_extent(layer, box)
+        view_size = _world_extent(layer, around)
+        plane = shown[-2:]
+        if all(0 <= a < layer.ndim for a in plane):
+            canvas = np.asarray(_canvas_size(viewer), dtype=float)[-2:]
+            need = np.maximum(view_size[plane], 1e-12)
+            fit = float(np.min(canvas / need))
+            whole = float(np.min(canvas / np.maximum(object_size[plane], 1e-12)))
+            zoom = float(camera.zoom)
+            if not (fit <= zoom <= 0.9 * whole):  # too far out, or the object would not fit
+                camera.zoom = fit
+        return True
+
+    def _planes(self, label: int, row: int) -> tuple[int, ...] | None:
+        """Index of the plane to show ``label`` in, on the layer's leading axes (``()``: 2-D)."""
+        layer = self.layer
+        lead_shape = tuple(layer.data.shape[:-2]) if layer is not None else ()
+        if not lead_shape:
+            return ()
+        if "z" in self.table:  # the plane of the object's largest section (planes in order)
+            plane = int(self.table["z"][row])
+            if 0 <= plane < int(np.prod(lead_shape)):
+                return tuple(int(i) for i in np.unravel_index(plane, lead_shape))
+        # a table of one slice of the stack: the planes the object is in now; the one shown
+        # if it is there
+        data = np.asarray(layer_array(layer))
+        present = (data == label).reshape(int(np.prod(lead_shape)), -1).any(axis=1)
+        planes = np.flatnonzero(present)
+        if not planes.size:
+            return None
+        now = current_index(self.viewer, layer)
+        if now and np.ravel_multi_index(now, lead_shape) in planes:
+            return now
+        return tuple(int(i) for i in np.unravel_index(int(planes[0]), lead_shape))
 
     def _show_only_selected(self, on: bool) -> None:
         if self.layer is not None:

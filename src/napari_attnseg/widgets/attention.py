@@ -2,18 +2,27 @@
 
 For the selected image (the slice shown, for a stack) and model it adds one
 Image layer per spatial attention module — the map resized to the image and
-placed exactly over it, additive blending, only the map with the most spatial
-contrast visible at first — and lists *every* attention module in a table
-with its kind, Focal exponent ``w`` and whether the ``w < 0.2`` rule of
-Yeung et al. would prune it. A chart shows the Focal ``w`` as bars, their
-per-epoch history when the model's card recorded training (e.g. after
-fine-tuning), or the channel weights of a chosen channel-attention (SE) module.
+placed exactly over it, in a colormap that fades to transparent where
+attention is low (so the image stays readable), each map's contrast set to
+its own 1st–99th percentile, only the map with the most spatial contrast
+visible at first — and lists *every* attention module in a table with its
+kind, Focal exponent ``w`` and whether the ``w < 0.2`` rule of Yeung et al.
+would prune it. A chart shows the Focal ``w`` as bars, their per-epoch
+history when the model's card recorded training (e.g. after fine-tuning), or
+the channel weights of a chosen channel-attention (SE) module.
 
-A sentence under the table says what the maps are. A model with no spatial
-attention (the vessels default, a Focal USE-Net, has only SE channel
-attention) gets no map layers: the widget says so plainly and opens on the
-channel-weight view instead. Module names are elided in the middle, with the
-full name as a tooltip (``encoder.0.se`` and ``decoder.0.se`` stay apart).
+Modules carry plain names ("attention gate, decoder level 1 (coarsest)", see
+:mod:`..models.attention_names`) in the table, the chart choices and the
+layer names, which start with the image's name ("cells · attention gate, …"),
+so maps of two images never share a name; the dotted module name
+(``decoder.0.gate``) is the table cell's tooltip and the layer's metadata.
+Re-running on the same image updates its layers in place.
+
+A one-line legend says what bright means, a sentence under the table what
+the maps are. A model with no spatial attention (the vessels default, a
+Focal USE-Net, has only SE channel attention) gets no map layers: the widget
+says so plainly and opens on the channel-weight view instead. Names are
+elided in the middle, the full name in the tooltip.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..models.attention_names import FOCAL_EXPONENT, FOCAL_EXPONENT_HELP
 from ..models.introspection import PRUNE_THRESHOLD
 from ..training.trainer import History
 from ._form import advanced_section, precision_picker
@@ -57,9 +67,28 @@ from ._notifications import notify_error
 from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
 from ._plot import PlotCanvas
 
-#: one colormap, fixed 0–1 contrast: coefficients are comparable across modules and images
-COLORMAP = "inferno"
-FOCAL_NOW, FOCAL_HISTORY, CHANNEL_PREFIX = "Focal w", "Focal w per epoch", "channel weights · "
+#: Maps are drawn over the image with 'translucent' blending in magma whose alpha rises
+#: from 0 at the low end to 1 at the high end: where a module suppresses, the image shows
+#: through untouched; where it passes features on, the map glows purple to yellow. The
+#: former additive inferno at 0.7 brightened every pixel (washing out the image where it is
+#: bright), and plain magma at 0.5 would darken half of it. Opacity 0.6 keeps the
+#: structures under the brightest attention visible. Magma is perceptually uniform and
+#: readable with red-green colour blindness.
+COLORMAP_NAME, OPACITY, BLENDING = "attnseg magma (transparent low)", 0.6, "translucent"
+#: each map's contrast: its own robust range (a bright outlier does not flatten the rest)
+PERCENTILES = (1.0, 99.0)
+#: a map that varies less than this is shown on the absolute 0–1 scale, not stretched noise
+MIN_SPAN = 1e-3
+FOCAL_NOW, FOCAL_HISTORY = FOCAL_EXPONENT, f"{FOCAL_EXPONENT} per epoch"
+CHANNEL_PREFIX = "channel weights · "
+LEGEND = "bright = where the network looked; each map scaled to its own range"
+LEGEND_HELP = (
+    "Each map layer is coloured from transparent (the module suppresses this region) "
+    "through purple to yellow (the module passes it on to the next layers). Its contrast "
+    "runs from the map's own 1st to 99th percentile, so compare regions within one map, "
+    "not the brightness of two maps (the coefficients themselves, 0–1, are the layer's "
+    "values)."
+)
 MAPS_HELP = (
     "Each map layer shows a spatial attention module's coefficients (0–1) over the image: "
     "bright regions are passed on to the next layers of the network, dark ones are "
@@ -70,6 +99,28 @@ NO_SPATIAL = (
     "attention (SE), which weights whole feature channels, not regions of the image. "
     "The chart shows a module's channel weights for this image."
 )
+
+
+def attention_colormap():
+    """Magma with alpha rising from 0 (low attention: the image shows through) to 1."""
+    from napari.utils.colormaps import Colormap, ensure_colormap
+
+    colors = np.array(ensure_colormap("magma").colors, dtype=np.float32)
+    colors[:, 3] = np.linspace(0.0, 1.0, len(colors))
+    return Colormap(colors, name=COLORMAP_NAME, display_name="magma, transparent low")
+
+
+def map_contrast(plane: np.ndarray) -> tuple[float, float]:
+    """Contrast limits from one map's own 1st–99th percentile (0–1 for a flat map)."""
+    values = np.asarray(plane, dtype=np.float32)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(values, PERCENTILES))
+    if high - low < MIN_SPAN:  # constant (e.g. Focal w = 0: all ones): absolute scale
+        return 0.0, 1.0
+    return low, high
+
 
 @dataclass
 class AttentionRequest:
@@ -93,6 +144,13 @@ class AttentionResult:
     maps: list  # list[AttentionMap] from this image
     best: str | None
     history: dict[str, list[float]] = field(default_factory=dict)
+    #: dotted name -> plain name (see models.attention_names)
+    labels: dict[str, str] = field(default_factory=dict)
+    #: dotted name -> contrast limits of that spatial map
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, name)
 
 
 def focal_history(card) -> dict[str, list[float]]:
@@ -104,6 +162,7 @@ def focal_history(card) -> dict[str, list[float]]:
 def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult:
     from ..inference import attention_maps, most_informative
     from ..models import attention_modules, focal_weights
+    from ..models.attention_names import attention_labels
     from ..models.persistence import card_of
 
     model = session().load(request.choice)  # this job's own copy
@@ -112,21 +171,23 @@ def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult
     maps = attention_maps(model, image, rgb=request.rgb, channel_axis=request.channel_axis,
                           device=request.device, precision=request.precision,
                           progress=ctx.progress, cancel=ctx.cancel)
+    limits = {m.name: map_contrast(m.resized[0, 0].numpy()) for m in maps if m.kind == "spatial"}
     ctx.progress(1, 1, "done")
+    modules = attention_modules(model)
     return AttentionResult(
-        request, attention_modules(model), focal_weights(model), maps, most_informative(maps),
-        focal_history(card_of(model)),
+        request, modules, focal_weights(model), maps, most_informative(maps),
+        focal_history(card_of(model)), attention_labels(model, list(modules)), limits,
     )
 
 
 class AttentionWidget(QWidget):
     """Plugins ▸ napari-attnseg ▸ Attention."""
 
-    COLUMNS = ("module", "kind", "Focal w", "prune?")
+    COLUMNS = ("module", "kind", "Focal\nexponent w", "prune?")
     COLUMN_TIPS = (
-        "attention module (dotted name inside the network)",
+        "attention module (its dotted name inside the network is the cell's tooltip)",
         "spatial: a map over the image; channel: one weight per feature channel (SE)",
-        "the trainable Focal exponent w (— : no Focal layer)",
+        FOCAL_EXPONENT_HELP + " (— : this module has no Focal layer)",
         f"would the w < {PRUNE_THRESHOLD:g} heuristic of Yeung et al. prune this module?",
     )
 
@@ -165,6 +226,10 @@ class AttentionWidget(QWidget):
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Maximum)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        self.legend = QLabel(LEGEND)
+        self.legend.setToolTip(LEGEND_HELP)
+        self.legend.setWordWrap(True)
+        self.legend.setVisible(False)
         self.explanation = QLabel(MAPS_HELP)
         self.explanation.setWordWrap(True)
         self.explanation.setVisible(False)
@@ -174,6 +239,7 @@ class AttentionWidget(QWidget):
         self.plot = PlotCanvas(theme=str(napari_viewer.theme))
         self.plot.show_message("click “Show attention”")
         self.result: AttentionResult | None = None
+        self._channel_views: dict[str, str] = {}  # chart choice -> dotted module name
 
         form = QFormLayout()
         form.addRow("image", self.image_picker)
@@ -186,6 +252,7 @@ class AttentionWidget(QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.jobs)
         layout.addWidget(self.summary)
+        layout.addWidget(self.legend)
         layout.addWidget(self.table)
         layout.addWidget(self.explanation)
         chart = QFormLayout()
@@ -222,9 +289,11 @@ class AttentionWidget(QWidget):
         self._update_buttons()
         return started
 
-    def layer_name(self, image_name: str, module: str) -> str:
-        # the module comes last: napari elides long names in the middle, keeping both ends
-        return f"attn · {image_name} · {module}"
+    def layer_name(self, image_name: str, label: str) -> str:
+        """``"<image> · <plain module name>"``: maps of two images never share a name."""
+        # the image comes first, so an image's maps sort together and a long name elided in
+        # the middle keeps both the image and the level
+        return f"{image_name} · {label}"
 
     # -- results ---------------------------------------------------------------
     def _show_result(self, result: AttentionResult) -> None:
@@ -235,12 +304,12 @@ class AttentionWidget(QWidget):
         pruned = [n for n, w in result.focal.items() if w < PRUNE_THRESHOLD]
         text = (
             f"{len(result.modules)} attention module(s), {len(spatial)} spatial map layer(s)"
-            + (f"; shown: {result.best}" if result.best else "")
+            + (f"; shown: {result.label(result.best)}" if result.best else "")
         )
         if result.focal:
             text += (
-                f"; {len(pruned)} of {len(result.focal)} Focal module(s) "
-                f"below w = {PRUNE_THRESHOLD:g}"
+                f"; {len(pruned)} of {len(result.focal)} Focal module(s) with "
+                f"{FOCAL_EXPONENT} below {PRUNE_THRESHOLD:g}"
             )
         if not result.modules:
             text = f"{result.request.choice.name} has no attention modules"
@@ -248,6 +317,7 @@ class AttentionWidget(QWidget):
             text = NO_SPATIAL.format(model=result.request.choice.name, n=len(result.modules))
         self.summary.setText(text)
         self.explanation.setVisible(bool(spatial))
+        self.legend.setVisible(bool(spatial))
         self._fill_plot_choices(result)
 
     def _update_layers(self, result: AttentionResult) -> None:
@@ -255,24 +325,28 @@ class AttentionWidget(QWidget):
         lead = (1,) * len(request.index)
         made = set()
         for m in (m for m in result.maps if m.kind == "spatial"):
-            name = self.layer_name(request.image_name, m.name)
+            label = result.label(m.name)
+            name = self.layer_name(request.image_name, label)
             plane = m.resized[0, 0].numpy().astype(np.float32)
             data = plane.reshape(lead + plane.shape)
+            limits = result.limits.get(m.name) or map_contrast(plane)
             meta = output_metadata(request.image_name, request.choice.name, "attention",
-                                   module=m.name, focal_w=m.focal_w)
+                                   module=m.name, label=label, focal_w=m.focal_w)
             visible = m.name == result.best
             layer = self.viewer.layers[name] if name in self.viewer.layers else None
             if isinstance(layer, Image) and layer.data.shape == data.shape and not layer.rgb:
-                layer.data = data
+                layer.data = data  # the user's colormap, opacity etc. are kept
                 layer.translate = request.placement["translate"]
                 layer.visible = visible
                 layer.metadata.update(meta)
             else:
-                self.viewer.add_image(
-                    data, name=name, colormap=COLORMAP, blending="additive",
-                    contrast_limits=(0.0, 1.0), opacity=0.7, visible=visible, metadata=meta,
-                    **request.placement,
+                layer = self.viewer.add_image(
+                    data, name=name, colormap=attention_colormap(), blending=BLENDING,
+                    opacity=OPACITY, visible=visible, metadata=meta, **request.placement,
                 )
+            # the slider spans every possible coefficient; the limits this map's own range
+            layer.contrast_limits_range = (0.0, 1.0)
+            layer.contrast_limits = limits
             made.add(name)
         for layer in list(self.viewer.layers):
             info = layer.metadata.get(METADATA_KEY, {})
@@ -285,10 +359,11 @@ class AttentionWidget(QWidget):
         for row, (name, kind) in enumerate(result.modules.items()):
             w = result.focal.get(name)
             prune = w is not None and w < PRUNE_THRESHOLD
-            cells = (name, kind, "—" if w is None else f"{w:.3f}",
+            cells = (result.label(name), kind, "—" if w is None else f"{w:.3f}",
                      "—" if w is None else ("yes" if prune else "no"))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                # the dotted name is what the charts, the CLI and the layer metadata use
                 item.setToolTip(name if column == 0 else self.COLUMN_TIPS[column])
                 if column:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -302,12 +377,20 @@ class AttentionWidget(QWidget):
             options.append(FOCAL_NOW)
         if result.history:
             options.append(FOCAL_HISTORY)
-        options += [CHANNEL_PREFIX + m.name for m in result.maps if m.kind == "channel"]
+        self._channel_views = {
+            CHANNEL_PREFIX + result.label(m.name): m.name
+            for m in result.maps if m.kind == "channel"
+        }
+        options += list(self._channel_views)
         self.plot_choice.blockSignals(True)
         previous = self.plot_choice.currentText()
         self.plot_choice.clear()
         self.plot_choice.addItems(options)
-        channel_views = [o for o in options if o.startswith(CHANNEL_PREFIX)]
+        for index, option in enumerate(options):
+            tip = (FOCAL_EXPONENT_HELP if option in (FOCAL_NOW, FOCAL_HISTORY)
+                   else self._channel_views[option])
+            self.plot_choice.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+        channel_views = list(self._channel_views)
         if previous in options:
             self.plot_choice.setCurrentText(previous)
         elif channel_views and not any(m.kind == "spatial" for m in result.maps):
@@ -319,22 +402,24 @@ class AttentionWidget(QWidget):
         result = self.result
         if result is None:
             return
+        self.plot.setToolTip(FOCAL_EXPONENT_HELP if choice in (FOCAL_NOW, FOCAL_HISTORY) else "")
         if choice == FOCAL_NOW:
+            # bars keep the short dotted names (the table's tooltips pair them with plain names)
             names = list(result.focal)
             values = [result.focal[n] for n in names]
             self.plot.bars(names, values,
-                           title=f"Focal w per module (dashed: {PRUNE_THRESHOLD:g})",
+                           title=f"{FOCAL_EXPONENT} per module (dashed: {PRUNE_THRESHOLD:g})",
                            ylabel="w", threshold=PRUNE_THRESHOLD,
                            highlight=[v < PRUNE_THRESHOLD for v in values])
         elif choice == FOCAL_HISTORY:
-            self.plot.lines(result.history, title="Focal w during training", ylabel="w",
-                            threshold=PRUNE_THRESHOLD)
-        elif choice.startswith(CHANNEL_PREFIX):
-            name = choice[len(CHANNEL_PREFIX):]
+            self.plot.lines(result.history, title=f"{FOCAL_EXPONENT} during training",
+                            ylabel="w", threshold=PRUNE_THRESHOLD)
+        elif choice in self._channel_views:
+            name = self._channel_views[choice]
             m = next(m for m in result.maps if m.name == name)
             weights = m.resized[0].numpy()
             self.plot.bars([str(i) for i in range(len(weights))], weights,
-                           title=f"channel weights · {name}", ylabel="weight")
+                           title=f"channel weights · {result.label(name)}", ylabel="weight")
         elif not result.modules:
             self.plot.show_message("this model has no attention modules")
         else:
