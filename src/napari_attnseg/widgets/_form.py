@@ -1,13 +1,25 @@
-"""Form parts the docks share: the collapsed *Advanced* section and the precision picker.
+"""Form parts the docks share: a scrolling body, the collapsed *Advanced* section and the
+precision picker.
 
 Expert settings sit in a section that starts collapsed (superqt's
 ``QCollapsible``), each with a tooltip saying what it does, so a first-time
-user meets only the settings that matter to every run.
+user meets only the settings that matter to every run. A dock's controls live
+in a :func:`scroll_body`: however many docks share the column and however small
+the screen (1366×768), a dock asks the window for little height and scrolls
+instead — rows are never squeezed on top of each other.
 """
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QWidget
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QCollapsible
 
 from ..inference.device import PRECISIONS
@@ -18,6 +30,59 @@ PRECISION_HELP = (
     "float32; fp32: full precision (exact); bf16 / fp16: faster where supported, with tiny "
     "differences in the result"
 )
+
+
+#: the height a dock asks for at least (its body scrolls below it)
+MIN_DOCK_HEIGHT = 160
+
+
+class _Body(QScrollArea):
+    """A vertical scroll area as wide as its content and as short as :data:`MIN_DOCK_HEIGHT`."""
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        inner = self.widget()
+        width = inner.minimumSizeHint().width() if inner is not None else 0
+        return QSize(width + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth(),
+                     MIN_DOCK_HEIGHT)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        inner = self.widget()
+        if inner is None:
+            return super().sizeHint()
+        hint = inner.sizeHint()
+        return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
+
+
+def scroll_body(owner: QWidget) -> QVBoxLayout:
+    """Give ``owner`` (a dock widget) a vertically scrolling body; returns the body's layout.
+
+    The owner's minimum height is :data:`MIN_DOCK_HEIGHT`, its preferred size its
+    content's, so docks stacked in one column share the window's height and each
+    scrolls what does not fit.
+    """
+    body = QWidget()
+    body.setObjectName("attnseg_body")
+    area = _Body(owner)
+    area.setObjectName("attnseg_scroll")
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(body)
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(area)
+    return QVBoxLayout(body)
+
+
+def show_row(form: QFormLayout, field: QWidget, visible: bool) -> None:
+    """Show or hide the row of ``form`` that holds ``field`` (its label too)."""
+    if hasattr(form, "setRowVisible"):  # Qt ≥ 6.4
+        form.setRowVisible(field, visible)
+        return
+    label = form.labelForField(field)
+    for widget in (label, field):
+        if widget is not None:
+            widget.setVisible(visible)
 
 
 def advanced_section(form: QFormLayout, title: str = "Advanced") -> QCollapsible:

@@ -43,6 +43,7 @@ from qtpy.QtWidgets import (
 from . import _shortcuts
 from ._dialogs import confirm
 from ._finetune_form import PairRow, SettingsForm
+from ._form import scroll_body
 from ._finetune_job import (
     FinetuneRequest,
     FinetuneResult,
@@ -95,9 +96,10 @@ class FinetuneWidget(QWidget):
         self.run_button.clicked.connect(self.finetune)
         self.jobs = JobPanel(owner=self, stop_and_keep=True)
         self.jobs.finished.connect(self._update_buttons)
-        self.plot = PlotCanvas(theme=str(napari_viewer.theme), height=3.0)
-        self.plot.show_message("loss and validation Dice appear here while training")
-        self.summary = QLabel("")
+        self.plot = PlotCanvas(theme=str(napari_viewer.theme), height=2.4)
+        self.plot.show_message("training…")
+        self.plot.setVisible(False)  # the charts appear with the first round: a compact form
+        self.summary = QLabel("the loss and the validation Dice are charted here while training")
         self.summary.setWordWrap(True)
         self.revert_button = QPushButton("Revert")
         self.revert_button.setToolTip(
@@ -135,7 +137,7 @@ class FinetuneWidget(QWidget):
         save_row = QHBoxLayout()
         save_row.addWidget(self.save_name, 1)
         save_row.addWidget(self.save_button)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addWidget(pairs_box)
         layout.addLayout(model_row)
         for widget in (self.form, self.run_button, self.jobs, self.plot, self.summary,
@@ -189,6 +191,7 @@ class FinetuneWidget(QWidget):
         )
         if started:
             self.plot.show_message("training…")
+            self.plot.setVisible(True)
             self.summary.setText(
                 f"fine-tuning {request.choice.name}"
                 + (f"; when it ends, the unsaved {', '.join(dropping)} will be dropped "

@@ -54,7 +54,6 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -72,7 +71,7 @@ from ._batch import (
     summary,
 )
 from ._dialogs import choose_folder, confirm_overwrite
-from ._form import advanced_section, precision_picker
+from ._form import advanced_section, precision_picker, scroll_body, show_row
 from ._jobs import JobPanel
 from ._layers import (
     METADATA_KEY,
@@ -218,6 +217,8 @@ class SegmentWidget(QWidget):
         self.add_probability = QCheckBox("add probability layer")
         self.add_probability.setToolTip("also add the foreground probability as an image layer")
         form = QFormLayout()
+        form.addRow("device", self.device_picker)
+        form.addRow("threshold", self.threshold)
         form.addRow("tile size", self.tile_size)
         form.addRow("precision", self.precision)
         form.addRow("", self.tta)
@@ -245,19 +246,17 @@ class SegmentWidget(QWidget):
         self.batch = advanced_section(form, "Batch")
 
     def _lay_out(self) -> None:
-        form = QFormLayout()
+        form = self.form = QFormLayout()
         form.addRow("image", self.image_picker)
         form.addRow("channels", self.channels)
         form.addRow("model", self.model_picker)
-        form.addRow("device", self.device_picker)
         form.addRow("output", self.output)
         self.diameter_label = QLabel("object diameter")
         form.addRow(self.diameter_label, self.diameter)
         form.addRow("restrict to", self.roi)
-        form.addRow("threshold", self.threshold)
         form.addRow("stack", self.scope)
         form.addRow("", self.link_planes)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addLayout(form)
         for widget in (self.advanced, self.run_button, self.jobs, self.objects, self.batch):
             layout.addWidget(widget)
@@ -527,6 +526,10 @@ class SegmentWidget(QWidget):
         self.channels.set_layer(layer)
         stack = layer is not None and len(spatial_shape(layer, self.channels.axis())) > 2
         self.scope.setEnabled(stack)
+        # rows that mean nothing for this image are hidden: a 2-D grey image shows neither
+        show_row(self.form, self.channels, self.channels.isEnabled())
+        show_row(self.form, self.scope, stack)
+        show_row(self.form, self.link_planes, stack)
         self._update_link()
 
     def _update_link(self, *_: Any) -> None:

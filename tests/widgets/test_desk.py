@@ -1,0 +1,115 @@
+"""The docks on a small screen: Segment and Fine-tune docked together fit 1366×768, and no
+two form rows overlap, before or after a round (issue 23)."""
+
+import itertools
+
+import pytest
+from qtpy.QtWidgets import QFormLayout, QWidget
+from superqt import QCollapsible
+
+from napari_attnseg.widgets._form import MIN_DOCK_HEIGHT
+
+from .conftest import blobs, wait_done
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-attnseg"
+
+
+def docked(viewer, name):
+    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return dock, widget
+
+
+def row_rects(form: QFormLayout):
+    """The rectangle of each visible row (label and field together), in the form's parent."""
+    rects = []
+    for row in range(form.rowCount()):
+        parts = []
+        for role in (QFormLayout.ItemRole.LabelRole, QFormLayout.ItemRole.FieldRole,
+                     QFormLayout.ItemRole.SpanningRole):
+            item = form.itemAt(row, role)
+            if item is None:
+                continue
+            if item.widget() is not None:
+                if item.widget().isVisible():
+                    parts.append(item.widget().geometry())
+            elif item.layout() is not None and item.geometry().height() > 0:
+                parts.append(item.geometry())
+        if parts:
+            rect = parts[0]
+            for part in parts[1:]:
+                rect = rect.united(part)
+            rects.append((row, rect))
+    return rects
+
+
+def collapsed(form: QFormLayout) -> bool:
+    """Whether the form sits in a collapsed section (its rows are folded away on purpose)."""
+    parent = form.parentWidget()
+    while parent is not None:
+        if isinstance(parent, QCollapsible) and not parent.isExpanded():
+            return True
+        parent = parent.parentWidget()
+    return False
+
+
+def overlapping_rows(widget: QWidget):
+    """(form, row, row) for every two visible rows of a form in ``widget`` that overlap."""
+    found = []
+    for form in widget.findChildren(QFormLayout):
+        if collapsed(form):
+            continue
+        for (a, ra), (b, rb) in itertools.combinations(row_rects(form), 2):
+            if ra.intersects(rb):
+                found.append((form, a, b))
+    return found
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer(show=True)  # laid out as on a screen
+
+
+def test_segment_and_finetune_docked_together_fit_1366_by_768(viewer, qtbot, saved_model):
+    image, labels = blobs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="corrected")
+    window = viewer.window._qt_window
+    segment_dock, _ = docked(viewer, "Segment")
+    finetune_dock, _ = docked(viewer, "Fine-tune")
+    window.resize(1366, 768)
+    qtbot.wait(50)
+    for dock in (segment_dock, finetune_dock):
+        # the dock's title bar and margins above a body that scrolls
+        assert dock.minimumSizeHint().height() <= MIN_DOCK_HEIGHT + 60
+    assert window.minimumSizeHint().height() <= 768
+    assert window.height() <= 768
+
+
+def test_no_form_rows_overlap_before_or_after_a_round(viewer, qtbot, saved_model):
+    image, labels = blobs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="corrected")
+    window = viewer.window._qt_window
+    segment_dock, segment = docked(viewer, "Segment")
+    finetune_dock, finetune = docked(viewer, "Fine-tune")
+    window.resize(1366, 768)
+    qtbot.wait(50)
+    for widget in (segment, finetune):
+        assert len(row_rects(widget.findChildren(QFormLayout)[0])) >= 3  # rows are shown
+        assert overlapping_rows(widget) == []
+
+    finetune.epochs.setValue(1)
+    finetune.patches.setValue(4)
+    finetune.device_picker.setCurrentIndex(finetune.device_picker.findData("cpu"))
+    assert finetune.finetune()
+    wait_done(qtbot, finetune, timeout=60_000)
+    finetune.advanced.expand(animate=False)  # the longest form, after a round
+    assert segment.segment()
+    wait_done(qtbot, segment)
+    qtbot.wait(100)
+    assert finetune.plot.isVisible() and finetune.summary.text()
+    for widget in (segment, finetune):
+        assert overlapping_rows(widget) == []
+    assert window.height() <= 768
