@@ -1,10 +1,15 @@
 """Models dock: card summaries, rename, delete, export (real dialogs), import; Save as… asks."""
 
+import sys
+import zipfile
+
 import numpy as np
 import pytest
+import yaml
 
 import napari_attnseg.zoo as zoo
 from napari_attnseg.models import load_model, read_card, save_model
+from napari_attnseg.widgets._models import session
 
 from .conftest import blobs, dock, errors, tiny_model, wait_done
 
@@ -18,7 +23,7 @@ CARD = dict(
     instances={"method": "watershed"},
     metrics={"validation": {"n_images": 7, "mean": {"dice": 0.8765, "jaccard": 0.78}}},
     training={"dataset": "blobs (generated)"},
-    metadata={"task": "nuclei"},
+    metadata={"task": "nuclei", "authors": ["Card Author"]},
 )
 
 
@@ -37,6 +42,68 @@ def shipped(monkeypatch, tmp_path):
     save_model(tiny_model(), folder / "unet.nuclei.safetensors")
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", folder)
     return folder
+
+
+class ExportForm:
+    """Answers for the bioimage.io export form (see the ``export_form`` fixture)."""
+
+    def __init__(self) -> None:
+        self.answer: dict | None = {}  # fields to type, then Export; None = Cancel
+        self.shown: list = []  # the fields as the form opened (ExportDetails)
+        self.images: list = []  # the test images offered (None = a bundled sample)
+        self.export_enabled: bool | None = None
+
+
+@pytest.fixture
+def export_form(monkeypatch):
+    """Replace the export form's ``exec``: record what it shows, type answers, press a button."""
+    from napari_attnseg.widgets._dialogs import ExportDetailsDialog
+
+    form = ExportForm()
+
+    def exec_(dialog):
+        form.shown.append(dialog.details())
+        form.images = [dialog.test_image.itemData(i) for i in range(dialog.test_image.count())]
+        if form.answer is None:
+            return 0  # Cancel
+        answer = form.answer
+        if "authors" in answer:
+            dialog.authors.setPlainText("\n".join(answer["authors"]))
+        if "description" in answer:
+            dialog.description.setPlainText(answer["description"])
+        if "licence" in answer:
+            dialog.licence.setCurrentText(answer["licence"])
+        if "test_image" in answer:
+            dialog.test_image.setCurrentIndex(dialog.test_image.findData(answer["test_image"]))
+        form.export_enabled = dialog.ok_button.isEnabled()
+        return 1 if form.export_enabled else 0  # a disabled Export cannot be pressed
+
+    monkeypatch.setattr(ExportDetailsDialog, "exec", exec_)
+    return form
+
+
+@pytest.fixture
+def fake_writer(monkeypatch):
+    """Replace the bioimage.io writer; record what it is given. Its notes carry CLI advice."""
+    from napari_attnseg.export import ExportReport
+    from napari_attnseg.widgets import models
+
+    calls = []
+
+    def write(model, out, *, image=None, authors=(), overwrite=False):
+        calls.append({"card": model.card, "image": image, "authors": list(authors), "out": out})
+        return ExportReport(path=out, test_source="x", notes=[
+            "no authors given: pass --author NAME (bioimage.io asks for them)",
+            "test input and cover: the bundled nuclei sample (pass an image of your own data)",
+        ])
+
+    monkeypatch.setattr(models, "export_bioimageio", write)
+    return calls
+
+
+def rdf(package) -> dict:
+    with zipfile.ZipFile(package) as archive:
+        return yaml.safe_load(archive.read("rdf.yaml"))
 
 
 def names(widget):
@@ -116,18 +183,89 @@ def test_export_to_safetensors_through_a_save_dialog_and_import_it_back(
 
 
 def test_bioimageio_export_runs_as_a_job_and_the_zip_imports_back(
-        viewer, qtbot, mine, dialogs, tmp_path, notifications):
+        viewer, qtbot, mine, dialogs, export_form, tmp_path, notifications):
     pytest.importorskip("bioimageio.spec")
     widget = dock(viewer, "Models")
     widget.select("mine")
     dialogs.save = tmp_path / "mine-bioimageio.zip"
+    export_form.answer = {"authors": ["Ada Lovelace", "Alan Turing"],
+                          "description": "Nuclei in my own confocal stacks.", "licence": "MIT"}
     assert widget.export() == dialogs.save
     wait_done(qtbot, widget, timeout=180_000)
     assert errors(notifications) == [] and dialogs.save.exists()
     assert "exported mine to" in widget.jobs.status.text()
+    # what was typed is what the package says
+    written = rdf(dialogs.save)
+    assert [a["name"] for a in written["authors"]] == ["Ada Lovelace", "Alan Turing"]
+    assert written["description"] == "Nuclei in my own confocal stacks."
+    assert written["license"] == "MIT"
+    assert not any("--" in message for _, message in notifications)
     mine.unlink()
     mine.with_suffix(".json").unlink()
-    assert widget.import_model(dialogs.save).name == "mine"
+    imported = widget.import_model(dialogs.save)
+    assert imported.name == "mine"
+    card = load_model(imported.key).card  # the card inside says the same
+    assert card.description == "Nuclei in my own confocal stacks." and card.license == "MIT"
+    assert card.metadata["authors"] == ["Ada Lovelace", "Alan Turing"]
+
+
+def test_the_export_form_is_prefilled_from_the_card_and_its_answers_reach_the_writer(
+        viewer, qtbot, mine, dialogs, export_form, fake_writer, tmp_path, notifications):
+    photo = np.random.default_rng(0).integers(0, 255, (3, 40, 50), dtype=np.uint8)
+    viewer.add_image(photo, name="my stack")
+    viewer.dims.set_point(0, 1)
+    viewer.add_image(photo[0].astype(np.float32), name="made [x]",
+                     metadata={"napari_attnseg": {"role": "probability"}})
+    widget = dock(viewer, "Models")
+    widget.select("mine")
+    dialogs.save = tmp_path / "mine.zip"
+    export_form.answer = {"authors": ["Ada Lovelace", " ", "Grace Hopper"],
+                          "description": "typed\ndescription", "licence": "CC-BY-4.0",
+                          "test_image": "my stack"}
+    assert widget.export() == dialogs.save
+    wait_done(qtbot, widget)
+    # the form opened with what the card says, and offered the user's images (not outputs)
+    assert export_form.shown[0].authors == ["Card Author"]
+    assert export_form.shown[0].description == CARD["description"]
+    assert export_form.shown[0].licence == "CC0-1.0"
+    assert export_form.images == [None, "my stack"]
+    (call,) = fake_writer
+    assert call["authors"] == ["Ada Lovelace", "Grace Hopper"] and call["out"] == dialogs.save
+    assert call["card"].description == "typed description"
+    assert call["card"].license == "CC-BY-4.0"
+    assert call["card"].metadata["authors"] == ["Ada Lovelace", "Grace Hopper"]
+    assert np.array_equal(call["image"], photo[1])  # the slice shown now
+    # the writer's command-line advice never reaches the user
+    assert errors(notifications) == []
+    assert not any("--" in message for _, message in notifications)
+    assert any("export form" in message for _, message in notifications)
+    # the session's model and the file keep their own card
+    assert session().template(widget.current()).card.description == CARD["description"]
+    assert read_card(mine)["license"] == "CC0-1.0"
+
+
+def test_cancelling_the_export_form_or_leaving_out_the_authors_exports_nothing(
+        viewer, mine, dialogs, export_form, fake_writer, tmp_path, notifications):
+    widget = dock(viewer, "Models")
+    widget.select("mine")
+    dialogs.save = tmp_path / "mine.zip"
+    export_form.answer = None  # Cancel
+    assert widget.export() is None
+    export_form.answer = {"authors": []}  # Export stays disabled without an author
+    assert widget.export() is None and export_form.export_enabled is False
+    assert fake_writer == [] and not widget.jobs.busy and not dialogs.save.exists()
+    assert errors(notifications) == []
+
+
+def test_a_missing_bioimageio_extra_names_the_install_command(
+        viewer, mine, dialogs, export_form, monkeypatch, tmp_path, notifications):
+    monkeypatch.setitem(sys.modules, "bioimageio.spec", None)  # import fails
+    widget = dock(viewer, "Models")
+    widget.select("mine")
+    dialogs.save = tmp_path / "mine.zip"
+    assert widget.export() is None
+    assert export_form.shown == [] and not widget.jobs.busy and not dialogs.save.exists()
+    assert 'pip install "napari-attnseg[bioimageio]"' in errors(notifications)[-1]
 
 
 def test_foreign_or_broken_files_are_refused_by_name(viewer, user_model_dir, tmp_path,

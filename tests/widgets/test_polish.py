@@ -28,10 +28,10 @@ def test_finetune_expert_settings_sit_in_a_collapsed_advanced_section(viewer):
     assert not advanced.isExpanded()
     content = advanced.content()
     for control in (widget.loss, widget.epsilon, widget.val_fraction, widget.patches,
-                    widget.precision):
+                    widget.precision, widget.device_picker):
         assert content.isAncestorOf(control), control
         assert len(control.toolTip()) > 30  # says what it does
-    for control in (widget.epochs, widget.lr, widget.mode, widget.device_picker):
+    for control in (widget.epochs, widget.lr, widget.mode):
         assert not content.isAncestorOf(control)  # everyday settings stay in front
     assert [widget.precision.itemText(i) for i in range(widget.precision.count())] == [
         "auto", "fp32", "bf16", "fp16"]
@@ -158,3 +158,57 @@ def test_the_widgets_dock_under_the_plugin_menu(viewer):
 
     assert isinstance(dock(viewer, "Models"), ModelManagerWidget)
     assert np.all([dock(viewer, n) is not None for n in ("Segment", "Attention", "Fine-tune")])
+
+
+def red_photo() -> tuple[np.ndarray, np.ndarray]:
+    """A fundus-like RGB image: dark red, with brighter red-orange discs."""
+    image, truth = blobs()
+    rgb = np.stack([image, image * 0.35, image * 0.1], axis=-1)
+    return rgb.clip(0, 255).astype(np.uint8), truth
+
+
+def contrast(color, image) -> float:
+    """Distance (0–√3) between a label colour and the image's mean colour."""
+    mean = np.asarray(image, dtype=float).reshape(-1, 3).mean(axis=0) / 255
+    return float(np.linalg.norm(np.asarray(color)[:3] - mean))
+
+
+def test_a_semantic_mask_over_a_red_photo_gets_bright_class_colours(
+        viewer, qtbot, saved_model, bright_is_foreground, notifications):
+    from napari.layers import Labels
+
+    rgb, _ = red_photo()
+    viewer.add_image(rgb, name="fundus", rgb=True)
+    widget = dock(viewer, "Segment")
+    assert widget.segment()
+    wait_done(qtbot, widget)
+    assert errors(notifications) == []
+    mask = viewer.layers["fundus [tiny]"]
+    assert mask.data.max() == 1
+    # napari's own label 1 is a dark red-brown, hardly seen on this image
+    assert contrast(Labels(np.zeros((2, 2), int)).get_color(1), rgb) < 0.5
+    cyan = mask.get_color(1)
+    assert np.allclose(cyan, (0, 1, 1, 1)) and contrast(cyan, rgb) > 1.0
+    assert contrast(mask.get_color(2), rgb) > 0.9  # the next class is bright too
+    assert mask.get_color(0) is None  # background stays transparent
+    # a rerun into the layer keeps whatever colours the user chose since
+    mask.colormap = {None: (1, 0, 1, 1), 1: (1, 1, 1, 1)}
+    assert widget.segment()
+    wait_done(qtbot, widget)
+    assert viewer.layers["fundus [tiny]"] is mask and np.allclose(mask.get_color(1), 1)
+
+
+def test_instance_labels_keep_napari_colours(viewer):
+    from napari.utils.colormaps import CyclicLabelColormap
+
+    from napari_attnseg.widgets._layers import output_metadata, write_labels
+
+    _, truth = blobs()
+    objects = np.zeros(truth.shape, np.int32)
+    objects[truth > 0] = np.arange(1, int(truth.sum()) + 1) % 3 + 1
+    layer = write_labels(viewer, "cells [nuclei]", truth.shape, [((), objects)], placement={},
+                         metadata=output_metadata("cells", "nuclei", "instances"))
+    assert isinstance(layer.colormap, CyclicLabelColormap)
+    many = write_labels(viewer, "cells [semantic]", truth.shape, [((), truth * 40)],
+                        placement={}, metadata=output_metadata("cells", "semantic", "labels"))
+    assert isinstance(many.colormap, CyclicLabelColormap)  # too many labels for a class mask

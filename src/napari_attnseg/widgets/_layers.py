@@ -9,11 +9,16 @@
 * writing — output layers are named and tagged after what made them, and a
   rerun rewrites the same Labels layer through napari's undo history instead
   of adding a new one (:func:`max_label_outside` says where a slice's new ids
-  may start).
+  may start); semantic masks get colours that stay visible on any image
+  (:func:`semantic_colormap`);
+* telling apart — :func:`output_info` says whether a layer was made by this
+  plugin (and what it is), :func:`note_edit` records that the user painted on
+  such a layer, so pickers can mark predictions apart from ground truth.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -178,6 +183,14 @@ def replace_labels(layer: Labels, new: np.ndarray, index: tuple[int, ...] = ()) 
     """
     data = layer.data
     new = np.asarray(new)
+    _WRITING.add(id(unwrapped(layer)))
+    try:
+        _replace(layer, data, new, index)
+    finally:
+        _WRITING.discard(id(unwrapped(layer)))
+
+
+def _replace(layer: Labels, data: Any, new: np.ndarray, index: tuple[int, ...]) -> None:
     fits = (
         isinstance(data, np.ndarray)
         and np.issubdtype(data.dtype, np.integer)
@@ -212,6 +225,96 @@ def max_label_outside(data: Any, index: tuple[int, ...]) -> int:
     return max(int(maxima.max()), 0)
 
 
+def output_info(layer: Layer | None) -> dict[str, Any] | None:
+    """What made ``layer`` when this plugin did (its :data:`METADATA_KEY` metadata), else None.
+
+    Layers the user opened or painted from scratch have none: they are the
+    images and the ground truth; layers with it are predictions, probability
+    and attention maps.
+    """
+    metadata = getattr(layer, "metadata", None)
+    info = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    return info if isinstance(info, dict) else None
+
+
+#: ids of the layers :func:`replace_labels` is writing now (their paint events are not edits)
+_WRITING: set[int] = set()
+
+
+def note_edit(layer: Layer | None) -> None:
+    """Record that the user changed a plugin-made Labels layer (``"edited": True``).
+
+    Connected to ``layer.events.paint`` (painting, filling, erasing); the
+    plugin's own rewrites (:func:`replace_labels`) do not count. A rerun that
+    replaces the layer's metadata makes it an unedited prediction again.
+    """
+    layer = unwrapped(layer)
+    if id(layer) in _WRITING:
+        return
+    info = output_info(layer)
+    if info is not None and not info.get("edited"):
+        info["edited"] = True
+
+
+def track_edits(layer: Layer) -> None:
+    """Have :func:`note_edit` follow the user's painting on ``layer`` (once per layer)."""
+    target = unwrapped(layer)
+    paint = getattr(getattr(target, "events", None), "paint", None)
+    if paint is None or target in _TRACKED:
+        return
+    paint.connect(lambda event=None: note_edit(target))
+    _TRACKED.add(target)
+
+
+#: the layers whose painting :func:`note_edit` follows
+_TRACKED: weakref.WeakSet = weakref.WeakSet()
+
+
+#: class colours of semantic masks: 1 cyan, 2 yellow, 3 lime, 4 light blue, 5 magenta,
+#: 6 orange — bright, saturated and far from the reds and browns of fundus, endoscopy
+#: and stained images (napari's own label 1 is a dark red-brown)
+SEMANTIC_COLORS: tuple[tuple[float, float, float], ...] = (
+    (0.0, 1.0, 1.0),
+    (1.0, 1.0, 0.0),
+    (0.4, 1.0, 0.2),
+    (0.35, 0.6, 1.0),
+    (1.0, 0.2, 1.0),
+    (1.0, 0.6, 0.0),
+)
+#: the colour of a class beyond :data:`SEMANTIC_COLORS` (white)
+OTHER_CLASS_COLOR = (1.0, 1.0, 1.0)
+
+
+def semantic_colormap():
+    """The fixed, high-contrast label colours of a semantic mask (background transparent).
+
+    Why always, not only over red images: napari colours labels at random for
+    telling *objects* apart, and its label 1 is a dark red-brown that vanishes
+    on fundus photographs, endoscopy frames and H&E-stained tissue. A semantic
+    mask has one or a few classes that need no telling apart by chance, so each
+    class gets the same bright colour on every image — class 1 is always cyan
+    (red's complement, and bright on grey or fluorescence images too), class 2
+    yellow, … (:data:`SEMANTIC_COLORS`). Filled colours, not contours: the
+    mask is what the user corrects with the brush before fine-tuning, so its
+    area must be seen. The user can still change the colours in napari's
+    layer controls, and a rerun into the same layer keeps their choice.
+    """
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colors: dict[int | None, Any] = {None: (*OTHER_CLASS_COLOR, 1.0), 0: (0.0, 0.0, 0.0, 0.0)}
+    for value, rgb in enumerate(SEMANTIC_COLORS, start=1):
+        colors[value] = (*rgb, 1.0)
+    return DirectLabelColormap(color_dict=colors, name="napari-attnseg classes")
+
+
+def is_semantic(metadata: dict[str, Any], data: np.ndarray) -> bool:
+    """True for a class mask: not written as instances, with at most one label per colour."""
+    info = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    if isinstance(info, dict) and info.get("role") == "instances":
+        return False
+    return data.size == 0 or int(np.max(data)) <= len(SEMANTIC_COLORS)
+
+
 def output_name(image_name: str, model_name: str, suffix: str = "") -> str:
     """``"<image> [<model>]"`` (plus a suffix): output layers say what made them."""
     return f"{image_name} [{model_name}]{suffix}"
@@ -238,14 +341,22 @@ def write_labels(
     labels. With ``reuse``, an existing layer of that name and ``shape`` is
     rewritten through :func:`replace_labels`, so a rerun is one Ctrl+Z away
     from the previous result; otherwise a new layer (zero outside the given
-    slices, placed by ``placement``, tagged with ``metadata``) is added.
+    slices, placed by ``placement``, tagged with ``metadata``) is added. A new
+    class mask (not instances; :func:`is_semantic`) is coloured by
+    :func:`semantic_colormap`; instance labels keep napari's random colours,
+    which tell neighbouring objects apart. Painting on the layer marks it
+    edited (:func:`track_edits`).
     """
     layer = find_layer(viewer, name, Labels, shape) if reuse else None
     if layer is not None:
         for index, labels in slices:
             replace_labels(layer, labels, index)
+        track_edits(layer)
         return layer
     data = np.zeros(shape, dtype=np.result_type(*[labels.dtype for _, labels in slices]))
     for index, labels in slices:
         data[index] = labels
-    return viewer.add_labels(data, name=name, metadata=metadata, **placement)
+    colors = {"colormap": semantic_colormap()} if is_semantic(metadata, data) else {}
+    layer = viewer.add_labels(data, name=name, metadata=metadata, **colors, **placement)
+    track_edits(layer)
+    return layer

@@ -5,7 +5,16 @@ shared :class:`~._models.ModelSession`, :class:`LayerPicker` follows the
 viewer's layer list. All are :class:`ElidingCombo` boxes: they shrink so docks
 stay narrow, cut a long name *in the middle* (``nuclei (DS…) corrected`` and
 ``nuclei (DS…2018)`` stay apart, where cutting the end made them look alike)
-and show the full name as a tooltip.
+to the width there is, open a list as wide as its longest entry, and show the
+full name as the tooltip of the box and of every entry.
+
+Layer pickers keep the user's layers (images, ground truth) apart from the
+layers this plugin made: those come after a separator, marked
+``⚙ <name> (prediction)`` (``(prediction, edited)`` once painted on,
+``(probability)``, ``(attention map)``), so a prediction is not taken for the
+corrected labels by mistake. The mark sits at both ends of the entry: a
+narrow box cuts the name in the middle and keeps ``⚙`` and ``(prediction)``
+whole while a few letters of the name fit beside them.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._layers import channel_axis_options, layer_array
+from ._layers import channel_axis_options, layer_array, note_edit, output_info
 from ._models import ModelChoice, session
 from ._notifications import describe_error, notify_error
 
@@ -52,15 +61,41 @@ class ElidingCombo(QComboBox):
         self.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self._purpose = ""
         self.currentIndexChanged.connect(self._update_tooltip)
+        self.model().rowsInserted.connect(self._default_item_tooltips)
 
     def setToolTip(self, text: str) -> None:  # noqa: N802 - Qt API
         self._purpose = text
         self._update_tooltip()
 
+    def item_tooltip(self, index: int) -> str:
+        """The tooltip of entry ``index``: its full text unless it was given one."""
+        tip = self.itemData(index, Qt.ItemDataRole.ToolTipRole)
+        return str(tip) if tip else self.itemText(index)
+
+    def _default_item_tooltips(self, _parent=None, first: int = 0, last: int = -1) -> None:
+        for index in range(first, last + 1):
+            if self.itemText(index) and not self.itemData(index, Qt.ItemDataRole.ToolTipRole):
+                self.setItemData(index, self.itemText(index), Qt.ItemDataRole.ToolTipRole)
+
     def _update_tooltip(self, *_: Any) -> None:
-        current = self.currentText()
+        index = self.currentIndex()
+        current = self.item_tooltip(index) if index >= 0 else ""
         parts = [p for p in (current, self._purpose) if p]
         super().setToolTip("\n\n".join(parts))
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt API
+        """Open the list as wide as its longest entry (within the screen): names in full."""
+        view = self.view()
+        view.setMinimumWidth(0)
+        metrics = view.fontMetrics()
+        longest = max((metrics.horizontalAdvance(self.itemText(i)) for i in range(self.count())),
+                      default=0)
+        needed = longest + 4 * metrics.averageCharWidth() + 2 * view.frameWidth()
+        needed += view.verticalScrollBar().sizeHint().width()
+        screen = self.screen()
+        limit = screen.availableGeometry().width() if screen is not None else needed
+        view.setMinimumWidth(max(self.width(), min(needed, limit)))
+        super().showPopup()
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.ToolTip:
@@ -259,8 +294,51 @@ class DevicePicker(ElidingCombo):
         return str(self.currentData())
 
 
+#: marks the layers napari-attnseg made in a layer picker
+MADE_BY_PLUGIN = "⚙"
+#: what a layer made by the plugin is, by the ``role`` in its metadata
+ROLE_WORDS = {"labels": "prediction", "instances": "prediction",
+              "probability": "probability", "attention": "attention map"}
+
+
+def layer_entry(layer: Layer) -> tuple[str, str]:
+    """The entry of ``layer`` in a picker and its tooltip.
+
+    The user's layers are listed by name. Layers made by this plugin (they
+    carry :data:`~._layers.METADATA_KEY` metadata) read ``⚙ <name> (<what>)``;
+    a prediction painted on since it was written reads ``(prediction, edited)``.
+    """
+    name = str(layer.name)
+    info = output_info(layer)
+    if info is None:
+        return name, f"{name}\nyour layer (not made by napari-attnseg)"
+    role = str(info.get("role", ""))
+    what = ROLE_WORDS.get(role, role or "output")
+    source = "".join(
+        f" {word} {info[key]}" for word, key in (("from", "image"), ("by", "model"))
+        if info.get(key)
+    )
+    if what == "prediction":
+        if info.get("edited"):
+            what = "prediction, edited"
+            tip = (f"a prediction made{source}, painted on since: use it as ground truth only "
+                   "once every error is corrected")
+        else:
+            tip = (f"a prediction made{source}, not edited: it is not ground truth — correct it "
+                   "(or pick your corrected labels) before fine-tuning on it")
+    else:
+        tip = f"{what} made{source} by napari-attnseg"
+    return f"{MADE_BY_PLUGIN} {name} ({what})", f"{name}\n{tip}"
+
+
 class LayerPicker(ElidingCombo):
-    """The viewer's layers of one type, kept up to date as layers come, go and are renamed."""
+    """The viewer's layers of one type, kept up to date as layers come, go and are renamed.
+
+    The user's own layers come first; the plugin's outputs follow after a
+    separator, marked (:func:`layer_entry`). Entries hold the layer's name as
+    their data: :meth:`layer`, :meth:`current_name` and :meth:`set_layer`
+    work with names, whatever an entry shows.
+    """
 
     #: emitted when the selected layer changes
     layer_changed = Signal()
@@ -270,13 +348,28 @@ class LayerPicker(ElidingCombo):
         self.viewer = viewer
         self.layer_type = layer_type
         self._names: list[str] = []
+        self._entries: list[list[tuple[str, str, str]]] = []
         events = viewer.layers.events
         for emitter in (events.inserted, events.removed, events.moved, events.reordered):
             emitter.connect(self._on_layers_changed)
         for layer in viewer.layers:
-            layer.events.name.connect(self.refresh)
+            self._follow(layer)
         self.currentIndexChanged.connect(self._emit_layer_changed)
         self.refresh(prefer_active=True)
+
+    def _follow(self, layer: Layer) -> None:
+        """Refresh when ``layer`` is renamed, gets new metadata or is painted on."""
+        layer.events.name.connect(self.refresh)
+        metadata = getattr(layer.events, "metadata", None)
+        if metadata is not None:
+            metadata.connect(self.refresh)
+        paint = getattr(layer.events, "paint", None)
+        if paint is not None and isinstance(layer, self.layer_type):
+            paint.connect(self._on_paint)
+
+    def _on_paint(self, event=None) -> None:
+        note_edit(getattr(event, "source", None))
+        self.refresh()
 
     def _emit_layer_changed(self, *_: Any) -> None:
         self.layer_changed.emit()
@@ -284,34 +377,79 @@ class LayerPicker(ElidingCombo):
     def _on_layers_changed(self, event=None) -> None:
         layer = getattr(event, "value", None)
         if event is not None and getattr(event, "type", "") == "inserted" and layer is not None:
-            layer.events.name.connect(self.refresh)
+            self._follow(layer)
             if isinstance(layer, self.layer_type) and not self._names:
                 self.refresh(prefer=layer.name)
                 return
         self.refresh()
 
+    def showPopup(self) -> None:  # noqa: N802 - Qt API
+        self.refresh()  # marks may have changed without an event (e.g. a rerun's metadata)
+        super().showPopup()
+
+    def _sections(self) -> list[list[tuple[str, str, str]]]:
+        """``[(name, text, tooltip)]`` of the user's layers, then of the plugin's."""
+        own: list[tuple[str, str, str]] = []
+        made: list[tuple[str, str, str]] = []
+        for layer in self.viewer.layers:
+            if isinstance(layer, self.layer_type):
+                text, tip = layer_entry(layer)
+                (own if output_info(layer) is None else made).append((layer.name, text, tip))
+        return [own, made]
+
+    def shown_text(self) -> str:
+        """The current entry as drawn; a plugin output keeps its mark whole, ``⚙ nu…ei]
+        (prediction)``, while at least a few letters of its name fit beside it."""
+        option, width = self._label_option()
+        text, name = option.currentText, self.current_name()
+        metrics = self.fontMetrics()
+        prefix = f"{MADE_BY_PLUGIN} "
+        if metrics.horizontalAdvance(text) <= width or not text.startswith(prefix + name):
+            return super().shown_text()
+        suffix = text[len(prefix) + len(name):]
+        room = width - metrics.horizontalAdvance(prefix + suffix)
+        if room < metrics.horizontalAdvance("ab…yz"):
+            return super().shown_text()
+        return prefix + metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, room) + suffix
+
+    def current_name(self) -> str:
+        """The name of the selected layer ("" when none)."""
+        name = self.currentData()
+        return name if isinstance(name, str) else ""
+
     def refresh(
         self, event=None, *, prefer: str | None = None, prefer_active: bool = False
     ) -> None:
-        current = prefer or self.currentText()
+        current = prefer or self.current_name()
         if prefer_active:
             active = self.viewer.layers.selection.active
             if isinstance(active, self.layer_type):
                 current = active.name
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, self.layer_type)]
-        if names == self._names and current == self.currentText():
+        sections = self._sections()
+        if sections == self._entries and current == self.current_name():
             return
         self.blockSignals(True)
         self.clear()
-        self.addItems(names)
-        self._names = names
-        if current in names:
-            self.setCurrentIndex(names.index(current))
+        own, made = sections
+        for name, text, tip in own:
+            self.addItem(text, name)
+            self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        if own and made:
+            self.insertSeparator(self.count())
+        for name, text, tip in made:
+            self.addItem(text, name)
+            self.setItemData(self.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self._entries = sections
+        self._names = [name for name, _, _ in own + made]
+        index = self.findData(current) if current else -1
+        if index >= 0:
+            self.setCurrentIndex(index)
         self.blockSignals(False)
+        self._update_tooltip()
         self.layer_changed.emit()
 
     def layer(self) -> Layer | None:
-        name = self.currentText()
+        name = self.current_name()
         if name and name in self.viewer.layers:
             layer = self.viewer.layers[name]
             if isinstance(layer, self.layer_type):
@@ -321,7 +459,7 @@ class LayerPicker(ElidingCombo):
     def set_layer(self, layer: Layer | str) -> None:
         name = layer if isinstance(layer, str) else layer.name
         self.refresh(prefer=name)
-        index = self.findText(name)
+        index = self.findData(name)
         if index < 0:
             raise ValueError(f"no {self.layer_type.__name__} layer called {name!r}")
         self.setCurrentIndex(index)

@@ -13,7 +13,11 @@ diameter, instance labels, automatic region).
 * **Export…** writes any model through a real file dialog: a ``.safetensors``
   file (with its ``.json`` card) or a bioimage.io model package (``.zip``,
   ``export_bioimageio``: validated, with TorchScript weights and a test), the
-  latter in a thread worker with progress and Cancel.
+  latter in a thread worker with progress and Cancel. A package first asks
+  its authors, description, licence and test image in a form prefilled from
+  the card (:class:`~._dialogs.ExportDetailsDialog`; Cancel exports nothing);
+  what is typed goes into the package and the card inside it. Without the
+  optional ``bioimageio.spec`` the message names the install command.
 * **Import…** copies a ``.safetensors`` model (named after the file), or a
   bioimage.io ``.zip`` that napari-attnseg exported (named after the card
   inside), into your model folder, asking before it replaces a model of the
@@ -24,10 +28,14 @@ Every file is written atomically; nothing is replaced without a yes.
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from napari.layers import Image
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QGridLayout,
@@ -41,11 +49,13 @@ from qtpy.QtWidgets import (
 )
 
 from ..export import export_bioimageio
+from ..export.bioimageio import INSTALL_HINT
 from ..models.persistence import load_model, save_model
 from ..zoo import resolve
 from ..zoo.bioimageio import is_package
-from ._dialogs import ask_text, confirm, open_file, save_file
+from ._dialogs import ExportDetails, ask_export_details, ask_text, confirm, open_file, save_file
 from ._jobs import JobContext, JobPanel
+from ._layers import current_index, layer_array, output_info
 from ._models import ModelChoice, ModelDetails, session, user_model_path
 from ._notifications import describe_error, notify_error, notify_info
 
@@ -53,6 +63,60 @@ EXPORT_FORMATS = (("napari-attnseg model (safetensors + card)", ".safetensors"),
                   ("bioimage.io model package", ".zip"))
 KIND_NAMES = {"zoo": "zoo (read-only)", "user": "your model folder",
               "file": "a file loaded this session", "session": "fine-tuned, not saved yet"}
+
+
+def bioimageio_missing() -> str | None:
+    """What to do when bioimage.io export cannot run here (its optional package is missing)."""
+    try:
+        import bioimageio.spec  # noqa: F401
+    except ImportError:
+        return (f"bioimage.io export needs the optional package bioimageio.spec: install it "
+                f"with {INSTALL_HINT}, then export again")
+    return None
+
+
+def card_authors(card) -> list[str]:
+    """The card's authors (``metadata["authors"]``: names, or bioimage.io-style dicts)."""
+    authors = (card.metadata or {}).get("authors") or []
+    if isinstance(authors, str | dict):
+        authors = [authors]
+    names = [str(a.get("name", "")) if isinstance(a, dict) else str(a) for a in authors]
+    return [n.strip() for n in names if n.strip()]
+
+
+def export_details(card) -> ExportDetails:
+    """The export dialog's fields as the card has them."""
+    return ExportDetails(authors=card_authors(card), description=card.description or "",
+                         licence=card.license or "")
+
+
+def with_details(model: Any, details: ExportDetails) -> Any:
+    """``model`` (a private copy) with a card that carries the authors, description and
+    licence typed: the bioimage.io writer takes description and licence from the card."""
+    from ..models.persistence import card_of
+
+    card = card_of(model)
+    model.card = dataclasses.replace(
+        card, description=details.description, license=details.licence,
+        metadata={**card.metadata, "authors": list(details.authors)},
+    )
+    return model
+
+
+#: export notes that give command-line advice, and what the dialog offers instead
+_CLI_NOTES = (
+    (re.compile(r"no authors given:.*"), "no authors given (bioimage.io asks for them)"),
+    (re.compile(r"\(pass an image of your own data\)"),
+     "(choose an image layer as the test image in the export form to show your own data)"),
+    (re.compile(r"\s*[(;,]?\s*(?:pass|use|add) --[\w-]+[^);]*\)?"), ""),
+)
+
+
+def gui_note(note: str) -> str:
+    """An export note as the GUI says it: no command-line flags."""
+    for pattern, replacement in _CLI_NOTES:
+        note = pattern.sub(replacement, note)
+    return note.strip()
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -295,7 +359,14 @@ class ModelManagerWidget(QWidget):
             notify_error(f"{path} is the model's own file: choose another name or folder")
             return None
         if path.suffix.lower() == ".zip":
-            return path if self._export_bioimageio(choice, path) else None
+            missing = bioimageio_missing()
+            if missing:
+                notify_error(missing)
+                return None
+            details = self._ask_export_details(choice)
+            if details is None:
+                return None
+            return path if self._export_bioimageio(choice, path, details) else None
         try:
             save_model(session().load(choice), path)
         except (OSError, ValueError) as exc:
@@ -304,17 +375,46 @@ class ModelManagerWidget(QWidget):
         notify_info(f"exported {choice.name} to {path}")
         return path
 
-    def _export_bioimageio(self, choice: ModelChoice, path: Path) -> bool:
+    def _image_names(self) -> list[str]:
+        """The user's image layers (not the plugin's outputs), as test images to offer."""
+        return [layer.name for layer in self.viewer.layers
+                if isinstance(layer, Image) and output_info(layer) is None]
+
+    def _ask_export_details(self, choice: ModelChoice) -> ExportDetails | None:
+        try:
+            details = export_details(session().details(choice).card)
+        except Exception as exc:  # noqa: BLE001 - a broken or vanished file is one notification
+            notify_error(f"could not export {choice.name}: {describe_error(exc)}")
+            return None
+        return ask_export_details(self, f"Export {choice.name} for bioimage.io", details,
+                                  self._image_names())
+
+    def _test_image(self, name: str | None) -> np.ndarray | None:
+        """The slice shown now of the image layer called ``name`` (None: a bundled sample)."""
+        if not name or name not in self.viewer.layers:
+            return None
+        layer = self.viewer.layers[name]
+        return np.asarray(layer_array(layer)[current_index(self.viewer, layer)])
+
+    def _export_bioimageio(self, choice: ModelChoice, path: Path,
+                           details: ExportDetails | None = None) -> bool:
+        details = details or ExportDetails()
+        image = self._test_image(details.test_image)
+
         def job(ctx: JobContext):
             ctx.progress(0, 1, "writing and validating the bioimage.io package")
-            model = session().load(choice)
+            model = session().load(choice)  # a private copy: its card may change
+            if details.authors or details.description or details.licence:
+                model = with_details(model, details)
             ctx.cancel.raise_if_cancelled()
-            return export_bioimageio(model, path, overwrite=True)
+            return export_bioimageio(model, path, image=image, authors=details.authors,
+                                     overwrite=True)
 
         def done(report) -> None:
-            notes = f" ({'; '.join(report.notes)})" if report.notes else ""
+            notes = [gui_note(note) for note in report.notes]
+            shown = f" ({'; '.join(n for n in notes if n)})" if any(notes) else ""
             self.jobs.status.setText(f"exported {choice.name} to {report.path}")
-            notify_info(f"exported {choice.name} as a bioimage.io package: {report.path}{notes}")
+            notify_info(f"exported {choice.name} as a bioimage.io package: {report.path}{shown}")
 
         self.jobs.setVisible(True)
         return self.jobs.start(job, on_success=done,
