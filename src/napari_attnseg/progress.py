@@ -17,6 +17,8 @@ ignore a stop request.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -56,6 +58,38 @@ class ProgressCallback(Protocol):
     def __call__(self, done: int, total: int, message: str = "") -> None: ...
 
 
+#: the resolution of a job's progress when its parts are reported by :func:`part`
+TICKS = 1000
+
+
+def part(
+    progress: ProgressCallback | None, start: float, stop: float, prefix: str = ""
+) -> ProgressCallback | None:
+    """A callback for one part of a job: its ``(done, total)`` is reported as the share
+    ``start``…``stop`` (fractions of the whole job) in :data:`TICKS`.
+
+    A job made of parts whose totals differ (a measuring pass and the planes of a
+    stack, the epochs and then the re-segmentation) reports one bar that only
+    moves forward: each part fills its own span. ``prefix`` is put before the
+    part's messages ("plane 3 of 14", "2 of 5: cells.tif"). A part that is the
+    whole job (0…1) reports its own counts unchanged.
+    """
+    if progress is None:
+        return None
+
+    whole = start <= 0.0 and stop >= 1.0
+
+    def inner(done: int, total: int, message: str = "") -> None:
+        text = f"{prefix} ({message})" if prefix and message else (prefix or message)
+        if whole:  # the part is the whole job: its own counts ("tile 4 of 12") go through
+            progress(done, total, text)
+            return
+        share = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        progress(round((start + (stop - start) * share) * TICKS), TICKS, text)
+
+    return inner
+
+
 def check(cancel: CancelToken | None) -> None:
     """Raise :class:`Cancelled` if ``cancel`` is set (``None`` never cancels)."""
     if cancel is not None:
@@ -70,3 +104,40 @@ def stop_requested(cancel: CancelToken | None) -> bool:
 def report(progress: ProgressCallback | None, done: int, total: int, message: str = "") -> None:
     if progress is not None:
         progress(done, total, message)
+
+
+class Tracker:
+    """One job's progress as shown to a person: never backwards, with the time left.
+
+    ``update(done, total)`` returns the share done so far — the largest reported,
+    so a bar never jumps back when a job's parts report different totals — and
+    :meth:`remaining` extrapolates the time left from the elapsed time (None
+    until there is enough to go by: 2 % done and 2 s elapsed).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.fraction = 0.0
+
+    def update(self, done: int, total: int) -> float:
+        if total > 0:
+            self.fraction = max(self.fraction, min(max(done / total, 0.0), 1.0))
+        return self.fraction
+
+    def remaining(self) -> float | None:
+        elapsed = self.clock() - self.started
+        if not 0.02 <= self.fraction < 1.0 or elapsed < 2.0:
+            return None
+        return elapsed * (1.0 - self.fraction) / self.fraction
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` for a person: "12 s", "4 min", "1 h 5 min"."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"

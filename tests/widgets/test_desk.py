@@ -113,3 +113,23 @@ def test_no_form_rows_overlap_before_or_after_a_round(viewer, qtbot, saved_model
     for widget in (segment, finetune):
         assert overlapping_rows(widget) == []
     assert window.height() <= 768
+
+
+def test_a_job_bar_moves_only_forward_says_k_of_n_and_the_time_left(qtbot):
+    from napari_attnseg.progress import TICKS, Tracker
+    from napari_attnseg.widgets._jobs import JobPanel
+
+    panel = JobPanel()
+    qtbot.addWidget(panel)
+    now = [0.0]
+    panel._tracker = Tracker(clock=lambda: now[0])
+    now[0] = 20.0
+    panel._show_progress(8, 56, "plane 2 of 14")
+    assert panel.bar.format().startswith("8 of 56 · about ")
+    assert panel.bar.format().endswith(" left")
+    shown = panel.bar.value()
+    panel._show_progress(2, 14, "plane 2 of 14")  # another part's total: no jump back
+    assert panel.bar.value() == shown
+    panel._show_progress(500, TICKS, "re-segmenting")
+    assert panel.bar.value() == TICKS // 2 and panel.bar.format() == "%p% · about 20 s left"
+    assert panel.status.text() == "re-segmenting"

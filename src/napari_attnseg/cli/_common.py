@@ -18,6 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .._files import file_identity
+from ..progress import TICKS, Tracker
+
+
+#: a bar for a job reported in parts: a percentage, not thousandths
+PERCENT_FORMAT = "{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]"
 
 
 class ProgressBar:
@@ -25,11 +30,18 @@ class ProgressBar:
 
     def __init__(self, desc: str = "", disable: bool = False, unit: str = "step") -> None:
         self.bar = tqdm(total=1, desc=desc, disable=disable, unit=unit, dynamic_ncols=True)
+        self.tracker = Tracker()
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
-        if self.bar.total != total:
+        """Never backwards: a job whose parts report different totals is shown as the
+        largest share reached (``progress.Tracker``), with tqdm's estimate of the time left;
+        a job reported in parts (``progress.part``) as a percentage."""
+        fraction = self.tracker.update(done, total)
+        if total == TICKS:
+            self.bar.bar_format = PERCENT_FORMAT
+        if total > 0 and self.bar.total != total:
             self.bar.total = total
-        self.bar.n = done
+        self.bar.n = max(self.bar.n, min(round(fraction * self.bar.total), self.bar.total))
         if message:
             self.bar.set_postfix_str(message, refresh=False)
         self.bar.refresh()

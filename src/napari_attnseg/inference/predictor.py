@@ -51,7 +51,7 @@ from ..models.base import SegmentationModel, class_probabilities
 from ..models.card import ModelCard
 from ..models.registry import model_from_config
 from ..objects import instances_from_head
-from ..progress import CancelToken, ProgressCallback, check, report
+from ..progress import CancelToken, ProgressCallback, check, part, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
 from .objects import (
     Assessment,
@@ -241,15 +241,15 @@ class Predictor:
         planes = list(np.ndindex(*layout.stack_shape))
         regions = self._regions(card, canon, layout, planes, roi)
         auto = self.settings.diameter == "auto" and uses_diameter(card)
-        total = len(planes) + (1 if auto else 0)
+        # parts of the bar: the measuring pass and its fallback (a full pass of the middle
+        # plane, only when the measuring pass finds nothing credible), then each plane
+        total = len(planes) + (2 if auto else 0)
         step = 0
         head = separation_head(card)
 
         def plane_progress(text):
-            def inner(done, n, message=""):
-                report(progress, step * n + done, total * n, text or message)
-
-            return inner
+            # each pass fills its own share of one bar, whatever its tile count
+            return part(progress, step / total, (step + 1) / total, text)
 
         def probabilities(index, zoom):
             prepared = spec.prepare(canon[index], rgb=layout.rgb, zoom=zoom)
@@ -288,6 +288,7 @@ class Predictor:
             if found is None or not found.credible:
                 first[reference] = probabilities(reference, 1.0)
                 found = measured(first[reference][0], 1.0, spec.scale)
+            step += 1
             if found.credible:
                 diameter = found.diameter
                 zoom = auto_zoom(card, spec, diameter)

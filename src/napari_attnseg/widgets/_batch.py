@@ -34,13 +34,11 @@ from ..data.io import IMAGE_SUFFIXES, ImageFileError, read_image, write_mask
 from ..data.pairing import natural_key
 from ..inference import InferenceSettings, Predictor
 from ..objects import write_table_csv
+from ..progress import part
 from ._jobs import JobContext
 from ._layers import is_rgb_layer, layer_array
 from ._models import ModelChoice, safe_name, session
 from ._objects import measure
-
-#: progress steps per input (tile progress is scaled into them)
-STEPS = 1000
 
 
 @dataclass
@@ -134,10 +132,7 @@ def run_batch(request: BatchRequest, ctx: JobContext) -> BatchRequest:
     for i, item in enumerate(request.items):
         ctx.cancel.raise_if_cancelled()
 
-        def progress(done: int, total: int, message: str = "", i=i, item=item) -> None:
-            fraction = done / total if total > 0 else 0.0
-            ctx.progress(i * STEPS + int(STEPS * min(fraction, 1.0)), n * STEPS,
-                         f"{i + 1} of {n}: {item.name}" + (f" ({message})" if message else ""))
+        progress = part(ctx.progress, i / n, (i + 1) / n, f"{i + 1} of {n}: {item.name}")
 
         progress(0, 1)
         try:

@@ -34,11 +34,16 @@ from ..training import (
     samples_for_model,
     validation_kind,
 )
+from ..progress import part
 from ._jobs import JobContext
 from ._layers import plane_key
 from ._objects import measure
 from ._segment_job import offset_objects
 from ._models import ModelChoice, session
+
+
+#: the share of a round's progress bar that training fills (re-segmenting fills the rest)
+TRAINING_SHARE = 0.9
 
 
 @dataclass
@@ -128,9 +133,11 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
         has_validation=bool(val), patches_per_epoch=settings.patches_per_epoch,
         precision=settings.precision,
     )
+    # one bar for the round: training fills most of it, re-segmenting the images the rest
     tuned, history = finetune(
         base, train, val, config, base_name=request.choice.name,
-        progress=ctx.progress, cancel=ctx.cancel, on_epoch=ctx.update,
+        progress=part(ctx.progress, 0.02, TRAINING_SHARE), cancel=ctx.cancel,
+        on_epoch=ctx.update,
     )
     del base
     predictor = Predictor(device=settings.device, precision=settings.precision,
@@ -139,12 +146,16 @@ def run_finetune(request: FinetuneRequest, ctx: JobContext) -> FinetuneResult:
     for pair in request.pairs:
         labels, objects = [], True
         for index, _ in pair.slices:
-            ctx.progress(done, len(images), "re-segmenting with the fine-tuned model")
+            share = (1.0 - TRAINING_SHARE) / len(images)
+            progress = part(ctx.progress, TRAINING_SHARE + done * share,
+                            TRAINING_SHARE + (done + 1) * share,
+                            f"re-segmenting {done + 1} of {len(images)} with the fine-tuned model")
             image = np.asarray(pair.data[plane_key(index, pair.channel_axis)])
             # the predictor's defaults are Segment's: objects when the card says they are
             # countable (auto object size, the card's separation head), else class labels
             prediction = predictor.predict(tuned, image, rgb=pair.rgb,
-                                           channel_axis=pair.channel_axis, cancel=ctx.cancel)
+                                           channel_axis=pair.channel_axis, cancel=ctx.cancel,
+                                           progress=progress)
             objects = objects and prediction.instances is not None
             labels.append(prediction.instances if objects else prediction.labels)
             done += 1

@@ -61,7 +61,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..progress import Cancelled, CancelToken
+from ..progress import TICKS, Cancelled, CancelToken, Tracker, duration
 from ._notifications import describe_error, notify_error, notify_info, notify_warning
 
 log = logging.getLogger("napari_attnseg.widgets")
@@ -294,6 +294,7 @@ class JobPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.status)
         self._job: _Job | None = None
+        self._tracker: Tracker | None = None
         self._handlers: dict[str, Callable | None] = {}
         self.worker: _Worker | None = None
         self._owner = owner
@@ -336,6 +337,8 @@ class JobPanel(QWidget):
             "cancelled": on_cancelled, "failed": on_failed,
         }
         self.bar.setRange(0, 0)  # busy until the first progress report
+        self.bar.setFormat("%p%")
+        self._tracker = Tracker()
         self.bar.setVisible(True)
         self.status.setText(f"{label}…")
         self.cancel_button.setEnabled(True)
@@ -417,9 +420,16 @@ class JobPanel(QWidget):
 
     # -- GUI-thread slots (called by the running _Job while this panel is alive) -----
     def _show_progress(self, done: int, total: int, message: str) -> None:
-        if total > 0:
-            self.bar.setRange(0, total)
-            self.bar.setValue(min(done, total))
+        """One bar per job that only moves forward: "k of N" (or a percentage for a job
+        reported in parts, ``progress.part``) and an estimate of the time left."""
+        tracker = self._tracker
+        if total > 0 and tracker is not None:
+            fraction = tracker.update(done, total)
+            self.bar.setRange(0, TICKS)
+            self.bar.setValue(round(fraction * TICKS))
+            count = "%p%" if total == TICKS else f"{min(done, total)} of {total}"
+            left = tracker.remaining()
+            self.bar.setFormat(count + (f" · about {duration(left)} left" if left else ""))
         if message:
             self.status.setText(message)
 
@@ -465,6 +475,8 @@ class JobPanel(QWidget):
             notify_error(describe_error(exc))
 
     def _set_idle(self, text: str) -> None:
+        self._tracker = None
+        self.bar.setFormat("%p%")
         self.bar.setRange(0, 1)
         self.bar.setValue(1 if text == "done" else 0)
         self.bar.setVisible(bool(text))
