@@ -67,10 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def error_message(exc: BaseException) -> str:
     """One line that names the problem, whatever the exception type."""
+    from .._extras import missing_extra
     from ..data.io import ImageFileError
     from ..models.persistence import ModelFileError
 
     text = " ".join(str(exc).split())  # one line
+    if (extra := missing_extra(exc)) is not None:
+        return extra
     if isinstance(exc, (ImageFileError, ModelFileError)):
         return text
     if isinstance(exc, MemoryError) or _is_out_of_memory(exc):

@@ -25,6 +25,7 @@ def notify_info(message: str) -> None:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line message for a failed job that names the problem."""
+    from .._extras import missing_extra
     from ..models.persistence import ModelFileError
 
     try:
@@ -34,6 +35,8 @@ def describe_error(exc: BaseException) -> str:
             return "out of GPU memory: choose a smaller tile size or the CPU device"
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
+    if (extra := missing_extra(exc)) is not None:
+        return extra
     if isinstance(exc, ModelFileError):
         return f"model file unreadable: {exc}"
     if isinstance(exc, FileNotFoundError):
