@@ -87,6 +87,12 @@ def test_segment_and_finetune_docked_together_fit_1366_by_768(viewer, qtbot, sav
     assert window.height() <= 768
 
 
+@pytest.mark.parametrize("name", ["Attention", "Models"])
+def test_the_other_docks_scroll_instead_of_asking_for_height(viewer, name):
+    dock, _ = docked(viewer, name)
+    assert dock.minimumSizeHint().height() <= MIN_DOCK_HEIGHT + 60
+
+
 def test_no_form_rows_overlap_before_or_after_a_round(viewer, qtbot, saved_model):
     image, labels = blobs()
     viewer.add_image(image, name="cells")
@@ -133,3 +139,18 @@ def test_a_job_bar_moves_only_forward_says_k_of_n_and_the_time_left(qtbot):
     panel._show_progress(500, TICKS, "re-segmenting")
     assert panel.bar.value() == TICKS // 2 and panel.bar.format() == "%p% · about 20 s left"
     assert panel.status.text() == "re-segmenting"
+
+
+def test_opening_the_segment_dock_imports_neither_monai_nor_the_other_docks():
+    """The first dock opens in seconds: MONAI (≈2 s to import) waits for the first tiled
+    prediction or training, and the other three docks for their own first opening."""
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_attnseg.widgets as w; w.SegmentWidget; "
+            "print(sorted(m for m in ('monai', 'napari_attnseg.widgets.finetune', "
+            "'napari_attnseg.widgets.attention', 'napari_attnseg.widgets.models', "
+            "'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "[]"

@@ -24,14 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import (
-    Rand2DElasticd,
-    RandAffined,
-    RandFlipd,
-    RandRotate90d,
-    RandScaleIntensityFixedMeand,
-    RandShiftIntensityd,
-)
 
 #: the keys an augmenter moves jointly, and how each is resampled and padded
 KEYS = ("image", "target", "valid", "dpt")
@@ -193,6 +185,17 @@ class Augmenter:
 
     # -- internals --------------------------------------------------------
     def _build(self) -> list[tuple[str, Any]]:
+        # imported here, not with the module: MONAI's transforms take seconds to import, and
+        # the docks import this package long before anything is trained
+        from monai.transforms import (
+            Rand2DElasticd,
+            RandAffined,
+            RandFlipd,
+            RandRotate90d,
+            RandScaleIntensityFixedMeand,
+            RandShiftIntensityd,
+        )
+
         keys, prob, common = list(KEYS), self.prob, {"allow_missing_keys": True}
         transforms: list[tuple[str, Any]] = []
         if self.flips:

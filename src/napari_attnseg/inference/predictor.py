@@ -44,7 +44,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from ..data.input_spec import InputSpec, canonical
 from ..models.base import SegmentationModel, class_probabilities
@@ -446,6 +445,8 @@ class Run:
             report(progress, min(done, total), total, "predicting")
             return out
 
+        if tiled:  # imported when first needed: MONAI takes seconds to import
+            from monai.inferers import sliding_window_inference
         result = None
         for dims in flips:
             xf = torch.flip(x, dims) if dims else x

@@ -19,9 +19,19 @@ Fine-tune's parts: ``_finetune_form`` (pairs and settings), ``_finetune_job``
 restores, names, what stays in memory).
 """
 
-from .attention import AttentionWidget
-from .finetune import FinetuneWidget
-from .models import ModelManagerWidget
-from .segment import SegmentWidget
+from importlib import import_module
 
-__all__ = ["AttentionWidget", "FinetuneWidget", "ModelManagerWidget", "SegmentWidget"]
+#: the docks, imported on first use: opening one dock does not import the other three
+_WIDGETS = {
+    "AttentionWidget": "attention",
+    "FinetuneWidget": "finetune",
+    "ModelManagerWidget": "models",
+    "SegmentWidget": "segment",
+}
+__all__ = sorted(_WIDGETS)
+
+
+def __getattr__(name: str):
+    if name in _WIDGETS:
+        return getattr(import_module(f"{__name__}.{_WIDGETS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,14 +42,13 @@ from qtpy.QtWidgets import (
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from ..models.attention_names import FOCAL_EXPONENT, FOCAL_EXPONENT_HELP
 from ..models.introspection import PRUNE_THRESHOLD
 from ..training.trainer import History
-from ._form import advanced_section, precision_picker
+from ._form import advanced_section, precision_picker, scroll_body
 from ._jobs import JobContext, JobPanel
 from ._layers import (
     METADATA_KEY,
@@ -246,7 +245,7 @@ class AttentionWidget(QWidget):
         form.addRow("channels", self.channels)
         form.addRow("model", self.model_picker)
         form.addRow("device", self.device_picker)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addLayout(form)
         layout.addWidget(self.advanced)
         layout.addWidget(self.run_button)

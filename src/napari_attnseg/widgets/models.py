@@ -44,7 +44,6 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QTextBrowser,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -54,6 +53,7 @@ from ..models.persistence import load_model, save_model
 from ..zoo import resolve
 from ..zoo.bioimageio import is_package
 from ._dialogs import ExportDetails, ask_export_details, ask_text, confirm, open_file, save_file
+from ._form import scroll_body
 from ._jobs import JobContext, JobPanel
 from ._layers import current_index, layer_array, output_info
 from ._models import ModelChoice, ModelDetails, session, user_model_path
@@ -235,7 +235,7 @@ class ModelManagerWidget(QWidget):
         buttons.addWidget(self.delete_button, 0, 1)
         buttons.addWidget(self.export_button, 1, 0)
         buttons.addWidget(self.import_button, 1, 1)
-        layout = QVBoxLayout(self)
+        layout = scroll_body(self)
         layout.addWidget(QLabel("models (★ = a task's default)"))
         layout.addWidget(self.list)
         layout.addWidget(self.card, 1)
