@@ -8,7 +8,6 @@ include normalisation and labelling), the last through
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from dataclasses import replace
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..inference.tiles import window_starts
 from .execution import Variant, prepare_input, prepare_model, running
 from .measure import measure_once, synchronize, time_repeats, timing_fields
 from .networks import DEFAULT_MODEL, build_network, compact_options
@@ -55,8 +55,7 @@ def measure_end_to_end(settings: BenchSettings, device: torch.device, log: Log) 
 
 def tiles_per_axis(size: int, tile: int, overlap: float) -> int:
     """How many tiles of edge ``tile`` with ``overlap`` cover an edge of ``size`` pixels."""
-    step = max(1, int(tile * (1.0 - overlap)))
-    return 1 if size <= tile else math.ceil((size - tile) / step) + 1
+    return len(window_starts(size, tile, overlap))
 
 
 def measure_sliding_window(

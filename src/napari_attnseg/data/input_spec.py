@@ -59,6 +59,21 @@ def is_colour(shape: Sequence[int], rgb: bool | None = None) -> bool:
     return len(shape) >= 3 and int(shape[-1]) in COLOUR_SIZES
 
 
+def colour_over(shape: Sequence[int], grid: Sequence[int]) -> bool | None:
+    """Whether an image of ``shape`` laid over pixels ``grid`` (e.g. labels) is colour.
+
+    False when the image is the grid itself (grey, checked first); True when it is
+    the grid plus a trailing RGB(A) axis (:func:`is_colour`); None when it fits
+    neither.
+    """
+    shape, grid = tuple(int(s) for s in shape), tuple(int(s) for s in grid)
+    if shape == grid:
+        return False
+    if shape[:-1] == grid and is_colour(shape):
+        return True
+    return None
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where an array's channels are, and what is left: ``(*stack, H, W)``."""
@@ -278,6 +293,7 @@ __all__ = [
     "Layout",
     "Prepared",
     "canonical",
+    "colour_over",
     "is_colour",
     "layout_of",
     "replace_nonfinite",

@@ -89,6 +89,7 @@ from .distributed import (
 )
 from .objects import uses_diameter
 from .predictor import TTA_FLIPS, InferenceSettings, Predictor, uses_tta
+from .tiles import window_starts
 
 #: default block edge (pixels); also the output's zarr chunk
 DEFAULT_CHUNK = 2048
@@ -145,15 +146,6 @@ class Block:
         """The block inside a span that starts at ``(rows[0], cols[0])``."""
         (y0, y1), (x0, x1) = self.rows, self.cols
         return slice(y0 - rows[0], y1 - rows[0]), slice(x0 - cols[0], x1 - cols[0])
-
-
-def window_starts(size: int, tile: int, overlap: float) -> list[int]:
-    """Where MONAI's ``sliding_window_inference`` puts windows along an axis of ``size``."""
-    if size <= tile:
-        return [0]
-    step = int(tile * (1 - overlap)) or 1
-    count = math.ceil((size - tile) / step) + 1
-    return [min(i * step, size - tile) for i in range(count)]
 
 
 def covering_span(

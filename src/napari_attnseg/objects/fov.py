@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import morphology
 
+from ..data.input_spec import is_colour
+
 #: inside: red > min + FRACTION × (99th percentile − min) of the red channel
 FRACTION = 0.15
 #: closing radius, as a fraction of the image's smaller side
@@ -29,7 +31,7 @@ CLOSING = 0.01
 
 def _red(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
+    if image.ndim == 3 and is_colour(image.shape):
         return image[..., 0].astype(np.float32)
     if image.ndim == 2:
         return image.astype(np.float32)

@@ -53,6 +53,7 @@ from scipy import ndimage as ndi
 from skimage.measure import regionprops_table
 
 from .._files import atomic_write
+from ..data.input_spec import colour_over
 
 #: the shape columns, in table order (intensity columns follow when an image is given)
 SHAPE_COLUMNS: tuple[str, ...] = (
@@ -99,16 +100,10 @@ def _check_labels(labels: Any) -> np.ndarray:
 def _check_image(image: Any, labels: np.ndarray) -> tuple[np.ndarray, bool]:
     """(image, rgb) with an RGBA image cut to RGB."""
     image = np.asarray(image)
-    if image.shape == labels.shape:
-        rgb = False
-    elif (
-        image.ndim == labels.ndim + 1
-        and image.shape[:-1] == labels.shape
-        and image.shape[-1] in (3, 4)
-    ):
-        rgb = True
+    rgb = colour_over(image.shape, labels.shape)
+    if rgb:
         image = image[..., :3]
-    else:
+    elif rgb is None:
         raise ValueError(
             f"image shape {image.shape} does not match labels shape {labels.shape} "
             "(expected the same shape, or the same with a last RGB(A) axis of 3 or 4)"

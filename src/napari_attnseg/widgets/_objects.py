@@ -44,6 +44,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..data.input_spec import colour_over
 from ..objects import object_table, write_table_csv
 from ._dialogs import save_file
 from ._layers import current_index, is_rgb_layer, layer_array, same_object, unwrapped
@@ -93,12 +94,7 @@ def measurable_image(image: np.ndarray | None, labels: np.ndarray) -> np.ndarray
     if image is None:
         return None
     image = np.asarray(image)
-    if image.shape == labels.shape or (
-        image.ndim == labels.ndim + 1 and image.shape[:-1] == labels.shape
-        and image.shape[-1] in (3, 4)
-    ):
-        return image
-    return None
+    return None if colour_over(image.shape, labels.shape) is None else image
 
 
 def measure(labels: np.ndarray, image: np.ndarray | None = None) -> dict[str, np.ndarray]:
