@@ -1326,6 +1326,20 @@ def write_zoo_doc() -> Path:
                 f"{_num(objects.get('mean_ap'))}, PQ {_num(objects.get('pq'))} "
                 f"(`{whole.get('measured_by', '')}`; per modality: docs/objects.md).",
             ]
+    fundus = sorted(n for n in order if cards[n].get("fov_diameter"))
+    if fundus:
+        diameters = sorted({float(cards[n]["fov_diameter"]) / float(cards[n].get("input_scale")
+                                                                    or 1.0) for n in fundus})
+        lines += [
+            "",
+            f"**Fundus photographs of any camera.** The vessels models ({len(fundus)}) record "
+            "their training photographs' field of view (`fov_diameter`: "
+            + ", ".join(f"{d:.0f}" for d in diameters) + " px across, `scripts/card_fov.py`); "
+            "by default a photograph's field of view is measured and the photograph resampled "
+            "to match it (`attnseg predict --fov-diameter auto|none|PX`, Segment's *field of "
+            "view*; a note says the zoom). Measured on rescaled validation photographs: "
+            "docs/fundus.md.",
+        ]
     unshipped = [n for n in recipe_names("compact") if n not in cards]
     if unshipped:
         lines += [

@@ -84,6 +84,7 @@ def inference_settings(args: argparse.Namespace):
         batch_size=args.batch_size,
         threshold=args.threshold,
         diameter=getattr(args, "diameter", "auto"),
+        fov_diameter=getattr(args, "fov_diameter", "auto"),
         instances=wants_instances(args),
         roi=roi if roi in ROI_WORDS else "auto",
         **({} if stitch is None else {"stitch": stitch or None}),

@@ -23,7 +23,12 @@ Object size: for models whose card records the diameter of the objects they
 were trained on (nuclei), ``--diameter auto`` (the default) measures the
 objects on a first pass and resamples the image so they match that size,
 then maps the result back; ``--diameter PX`` gives the size instead, and
-``--diameter none`` predicts at the trained scale. A ``note:`` says when an
+``--diameter none`` predicts at the trained scale. Field of view: fundus
+models (vessels) record the diameter of their training photographs' field of
+view; ``--fov-diameter auto`` (the default) measures the photograph's and
+resamples it to match (a camera with more pixels across the retina shows
+vessels wider than the model learned), ``--fov-diameter PX`` gives it,
+``--fov-diameter none`` predicts at the trained scale. A ``note:`` says when an
 image was resampled. Region of interest: ``--roi auto`` (the default) uses
 the model's own (the field of view of a fundus photograph for the vessels
 models), ``--roi none`` the whole image, ``--roi FILE`` one mask for every
@@ -138,6 +143,16 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
         "resamples the image so objects match the trained size; none predicts at the trained "
         "scale; other models ignore it",
     )
+    p.add_argument(
+        "--fov-diameter",
+        type=diameter,
+        default="auto",
+        metavar="auto|none|PX",
+        help="fundus models (vessels): the diameter in pixels of the photograph's field of "
+        "view (the bright disc of the retina); auto (default) measures it and resamples the "
+        "photograph so that it matches the training photographs' (a note says the zoom); none "
+        "predicts at the trained scale; other models ignore it",
+    )
     add_quiet(p)
 
 
@@ -223,6 +238,7 @@ def make_predictor(args: argparse.Namespace):
 
 def check_model(model, args: argparse.Namespace) -> None:
     """``ValueError`` if the options ask for what ``model`` cannot do; notes on what it ignores."""
+    from ..inference.fov_scale import uses_fov
     from ..inference.objects import uses_diameter
     from ..models import ModelCard
 
@@ -240,6 +256,12 @@ def check_model(model, args: argparse.Namespace) -> None:
         print(
             f"note: --diameter is ignored: {args.model} records no object size "
             "(it segments at the scale it was trained on)",
+            file=sys.stderr,
+        )
+    if isinstance(getattr(args, "fov_diameter", None), float) and not uses_fov(card):
+        print(
+            f"note: --fov-diameter is ignored: {args.model} records no field of view "
+            "(it is not a fundus model)",
             file=sys.stderr,
         )
 

@@ -38,7 +38,6 @@ token is checked before every batch of tiles.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -52,6 +51,8 @@ from ..models.registry import model_from_config
 from ..objects import instances_from_head
 from ..progress import CancelToken, ProgressCallback, check, part, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
+from .fov_scale import FovMeasurement, check_fov, fov_note, fov_zoom, measure_fov, uses_fov
+from .tiles import window_starts
 from .objects import (
     Assessment,
     assess,
@@ -98,6 +99,9 @@ class InferenceSettings:
     #: the objects' diameter in pixels, "auto" (measured on a first pass) or None (predict at
     #: the card's scale as trained); used by models whose card records an object size
     diameter: float | str | None = "auto"
+    #: fundus models (a card with ``fov_diameter``): the field of view's diameter in pixels,
+    #: "auto" (measured) or None (predict at the trained scale); see ``inference.fov_scale``
+    fov_diameter: float | str | None = "auto"
     #: instance labels: True, False, or None for the card's choice
     instances: bool | None = None
     #: "auto": the card's automatic region of interest (if any); "none": the whole image
@@ -125,6 +129,7 @@ class InferenceSettings:
                 f"threshold must be a probability between 0 and 1, got {self.threshold:g}"
             )
         self.diameter = check_diameter(self.diameter)
+        self.fov_diameter = check_fov(self.fov_diameter)
         if self.roi not in ("auto", "none"):
             raise ValueError(f"roi must be 'auto' or 'none', got {self.roi!r}")
         if self.stitch is not None and (
@@ -177,14 +182,6 @@ def index_label(index: tuple[int, ...]) -> str:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(str(int(s)) for s in shape)
-
-
-def _windows(size: int, tile: int, overlap: float) -> int:
-    """How many windows MONAI's sliding window puts along one side."""
-    if size <= tile:
-        return 1
-    step = max(1, int(tile * (1.0 - overlap)))
-    return math.ceil((size - tile) / step) + 1
 
 
 class Predictor:
@@ -294,6 +291,15 @@ class Predictor:
             run.notify(size_note(card, spec, found, zoom))
             if zoom != 1.0:
                 first = {}
+        if uses_fov(card) and self.settings.fov_diameter is not None:
+            # fundus photographs of another camera: match the trained field of view
+            reference = planes[len(planes) // 2]
+            given = self.settings.fov_diameter != "auto"
+            found = (FovMeasurement(float(self.settings.fov_diameter)) if given
+                     else measure_fov(np.asarray(canon[reference]), rgb=layout.rgb))
+            if found.credible:
+                zoom = fov_zoom(card, spec, found.diameter)
+            run.notify(fov_note(card, spec, found, zoom, given=given))
         probs, replaced = [], 0
         for index in planes:
             check(cancel)
@@ -429,8 +435,8 @@ class Run:
         tile = self.tile
         tiled = tile is not None and max(x.shape[-2:]) > tile
         per_flip = (
-            _windows(x.shape[-2], tile, self.settings.overlap)
-            * _windows(x.shape[-1], tile, self.settings.overlap)
+            len(window_starts(x.shape[-2], tile, self.settings.overlap))
+            * len(window_starts(x.shape[-1], tile, self.settings.overlap))
             if tiled
             else 1
         ) * x.shape[0]

@@ -48,9 +48,14 @@ class ModelCard:
     #: the 10th–90th percentile of the training images' median object diameters (working
     #: pixels): objects of a size in this range are not resampled (the network saw such sizes)
     object_diameter_range: list[float] | None = None
-    #: ``[min, max]`` resampling that auto size may apply (None: the predictor's default,
-    #: ``inference.objects.DEFAULT_ZOOM_RANGE``); the training zoom augmentation justifies it
+    #: ``[min, max]`` resampling that auto size (or auto field of view) may apply (None: the
+    #: predictor's default, ``inference.objects.DEFAULT_ZOOM_RANGE`` /
+    #: ``inference.fov_scale.DEFAULT_FOV_ZOOM_RANGE``); the training zoom augmentation
+    #: justifies it
     zoom_range: list[float] | None = None
+    #: fundus models: the training photographs' field-of-view diameter (working pixels,
+    #: ``inference.fov_scale``); photographs of other cameras are resampled to match it
+    fov_diameter: float | None = None
     #: how countable objects are made from the prediction (``objects.instances``),
     #: e.g. ``{"method": "watershed"}``; ``None``: a semantic model (masks only)
     instances: dict[str, Any] | None = None

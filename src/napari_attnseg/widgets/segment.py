@@ -58,6 +58,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..inference import InferenceSettings
+from ..inference.fov_scale import uses_fov
 from ..inference.objects import check_diameter
 from ..inference.predictor import uses_tta
 from ..objects import DEFAULT_STITCH
@@ -117,14 +118,24 @@ NO_DIAMETER_HELP = (
     "this model's card records no object size: images are segmented at the scale it was "
     "trained at"
 )
+FOV_HELP = (
+    "fundus models: the diameter in pixels of the photograph's field of view (the bright disc "
+    "of the retina). auto: measured, and the photograph is rescaled so that it matches the "
+    "training photographs' (another camera shows vessels wider or narrower than the model "
+    "learned); as trained: no rescaling; or type a number of pixels"
+)
+
+
 class DiameterField(QComboBox):
     """auto / as trained / a number of pixels (typed)."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, what: str = "object diameter",
+                 help_text: str = DIAMETER_HELP) -> None:
         super().__init__(parent)
+        self.what = what
         self.setEditable(True)
         self.addItems(["auto", AS_TRAINED])
-        self.setToolTip(DIAMETER_HELP)
+        self.setToolTip(help_text)
 
     def value(self) -> float | str | None:
         """``"auto"``, None (as trained) or pixels; ``ValueError`` naming a bad entry."""
@@ -135,7 +146,7 @@ class DiameterField(QComboBox):
             return check_diameter(text or "auto")
         except ValueError:
             raise ValueError(
-                f"object diameter must be 'auto', '{AS_TRAINED}' or a number of pixels > 0, "
+                f"{self.what} must be 'auto', '{AS_TRAINED}' or a number of pixels > 0, "
                 f"got {text!r}"
             ) from None
 
@@ -162,6 +173,7 @@ class SegmentWidget(QWidget):
             "The default comes from the model card"
         )
         self.diameter = DiameterField()
+        self.fov = DiameterField(what="field of view", help_text=FOV_HELP)
         self.roi = RoiPicker(napari_viewer)
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.0, 1.0)
@@ -253,6 +265,7 @@ class SegmentWidget(QWidget):
         form.addRow("output", self.output)
         self.diameter_label = QLabel("object diameter")
         form.addRow(self.diameter_label, self.diameter)
+        form.addRow("field of view", self.fov)
         form.addRow("restrict to", self.roi)
         form.addRow("stack", self.scope)
         form.addRow("", self.link_planes)
@@ -297,6 +310,7 @@ class SegmentWidget(QWidget):
             "tile_size": tile if tile > 0 else None,
             "precision": self.precision.currentText(),
             "diameter": self.diameter.value() if self.diameter.isEnabled() else "auto",
+            "fov_diameter": self.fov.value(),
             "instances": instances,
             "roi": WHOLE if self.roi.value() == WHOLE else AUTO,
             "stitch": DEFAULT_STITCH if self.link_planes.isChecked() else None,
@@ -503,6 +517,8 @@ class SegmentWidget(QWidget):
         self.diameter.setEnabled(sized)
         self.diameter_label.setEnabled(sized)
         self.diameter.setToolTip(DIAMETER_HELP if sized else NO_DIAMETER_HELP)
+        # fundus models match the field of view instead; the row is shown only for them
+        show_row(self.form, self.fov, card is not None and uses_fov(card))
         region = (card.roi or {}).get("method") if card is not None else None
         self.roi.set_model_region({"fundus": "fundus field of view"}.get(region, region))
         self._update_buttons()

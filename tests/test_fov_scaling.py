@@ -1,0 +1,112 @@
+"""Fundus photographs of any camera: the field of view is measured and matched (issue 25)."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_attnseg.cli import main as attnseg
+from napari_attnseg.inference import InferenceSettings, Predictor
+from napari_attnseg.inference.fov_scale import check_fov, measure_fov
+from napari_attnseg.models import ModelCard, create_model, save_model
+
+
+def fundus(side: int, radius: float, *, height: int | None = None) -> np.ndarray:
+    """A fundus-like photograph: a reddish disc with darker 'vessels' on a black ground."""
+    height = height or side
+    yy, xx = np.mgrid[:height, :side]
+    image = np.zeros((height, side, 3), np.uint8)
+    disc = (yy - height / 2) ** 2 + (xx - side / 2) ** 2 <= radius**2
+    image[disc] = (190, 90, 40)
+    image[disc & (np.abs(xx - side / 2) < max(1, side // 60))] = (120, 40, 20)
+    return image
+
+
+def vessel_model(**card):
+    model = create_model("unet", in_channels=3, n_classes=1, width=4, depth=2).eval()
+    model.card = ModelCard(name="vessels-tiny", normalization={"mode": "zscore"},
+                           roi={"method": "fundus"}, **card)
+    return model
+
+
+def test_the_field_of_view_is_the_width_of_the_disc_even_when_cut_top_and_bottom():
+    assert measure_fov(fundus(240, 100), rgb=True).diameter == pytest.approx(200, abs=3)
+    cut = fundus(300, 140, height=220)  # the disc runs off the top and bottom edges
+    assert measure_fov(cut, rgb=True).diameter == pytest.approx(280, abs=3)
+    big = fundus(1600, 700)  # measured on a reduced copy: still in pixels of the image
+    assert measure_fov(big, rgb=True).diameter == pytest.approx(1400, rel=0.01)
+
+
+def test_an_image_without_a_dark_rim_or_a_disc_is_not_measured():
+    flat = np.full((100, 120, 3), 150, np.uint8)
+    assert not measure_fov(flat, rgb=True).credible
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (128, 128, 3)).astype(np.uint8)
+    assert not measure_fov(noise, rgb=True).credible
+    inside = fundus(200, 400)  # cropped inside the retina: bright everywhere
+    assert not measure_fov(inside, rgb=True).credible
+
+
+def test_a_larger_camera_is_resampled_to_the_trained_field_of_view_and_mapped_back():
+    model = vessel_model(fov_diameter=100.0)
+    small, large = fundus(120, 50), fundus(240, 100)
+
+    same = Predictor(InferenceSettings(device="cpu")).predict(model, small)
+    assert same.zoom == 1.0 and same.labels.shape == (120, 120)
+    assert any("field of view ~101 px across (trained on 100 px): not resampled" in m
+               for m in same.messages)
+
+    twice = Predictor(InferenceSettings(device="cpu")).predict(model, large)
+    assert twice.zoom == pytest.approx(0.5, abs=0.01) and twice.labels.shape == (240, 240)
+    assert any("image resampled ×0.50" in m for m in twice.messages)
+
+    off = Predictor(InferenceSettings(device="cpu", fov_diameter=None)).predict(model, large)
+    assert off.zoom == 1.0 and not any("field of view" in m for m in off.messages)
+
+    given = Predictor(InferenceSettings(device="cpu", fov_diameter=150)).predict(model, large)
+    assert given.zoom == pytest.approx(100 / 150)
+    assert any("field of view taken as 150 px" in m for m in given.messages)
+
+
+def test_models_without_a_field_of_view_and_pictures_without_a_disc_are_left_alone():
+    plain = vessel_model()  # no fov_diameter on the card
+    result = Predictor(InferenceSettings(device="cpu")).predict(plain, fundus(240, 100))
+    assert result.zoom == 1.0 and not any("field of view" in m for m in result.messages)
+    model = vessel_model(fov_diameter=100.0)
+    flat = np.full((200, 200, 3), 150, np.uint8)
+    result = Predictor(InferenceSettings(device="cpu", roi="none")).predict(model, flat)
+    assert result.zoom == 1.0
+    assert any("field of view not measured" in m and "not resampled" in m
+               for m in result.messages)
+
+
+@pytest.mark.parametrize("value, expected", [("auto", "auto"), ("none", None), (None, None),
+                                             ("540", 540.0), (300, 300.0)])
+def test_fov_setting_values(value, expected):
+    assert check_fov(value) == expected
+
+
+@pytest.mark.parametrize("bad", ["wide", 0, -3, float("nan"), True])
+def test_bad_fov_settings_are_refused_by_name(bad):
+    with pytest.raises(ValueError, match="field of view"):
+        InferenceSettings(fov_diameter=bad)
+
+
+def test_cli_predict_matches_the_field_of_view_and_says_so(tmp_path, capsys):
+    path = save_model(vessel_model(fov_diameter=100.0), tmp_path / "v.safetensors")
+    tifffile.imwrite(tmp_path / "photo.tif", fundus(240, 100))
+    out = tmp_path / "out"
+    assert attnseg(["predict", str(tmp_path / "photo.tif"), "--model", str(path),
+                    "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "field of view ~201 px across (trained on 100 px): image resampled ×0.50" in err
+    assert tifffile.imread(out / "photo.tif").shape == (240, 240)
+
+    assert attnseg(["predict", str(tmp_path / "photo.tif"), "--model", str(path),
+                    "--out", str(tmp_path / "out2"), "--device", "cpu", "--quiet",
+                    "--fov-diameter", "none"]) == 0
+    assert "field of view" not in capsys.readouterr().err
+
+    with pytest.raises(SystemExit):
+        attnseg(["predict", str(tmp_path / "photo.tif"), "--model", str(path),
+                 "--out", str(tmp_path / "out3"), "--fov-diameter", "wide"])
+    assert "--fov-diameter" in capsys.readouterr().err
