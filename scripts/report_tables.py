@@ -2,7 +2,8 @@
 
 Every number on the page comes from a run folder's ``evaluation.json`` (``attnseg
 evaluate``), its model file (parameters, GFLOPs: ``model_cost``) and its card (how
-it was trained), or from the papers (architectures.md §2.9, §4.7, §5.7). What the
+it was trained), or from the papers' tables (Yeung et al., ISBI 2022, Tables II-IV;
+Hou et al., CMC 2021, Table 4; Zhang et al., ISBI 2022, Table 1). What the
 page shows of each run is kept in ``docs/results.json`` (committed, unlike
 ``runs/``): a row whose run folder is missing is shown from there, so the page is
 rewritten the same on a fresh clone.
@@ -363,8 +364,8 @@ def write_report(
                         "is the plain backbone"
                         + (
                             ": a short probe leaves w near 0, because a module's own weights "
-                            "learn only once w leaves 0 (architectures.md §2.3; the paper's "
-                            "probe ran to convergence)."
+                            "learn only once w leaves 0 (their gradient carries a factor w; the "
+                            "probe of Yeung et al., ISBI 2022, §II-B, ran to convergence)."
                             if paper_kept
                             else ", as in the paper."
                         )

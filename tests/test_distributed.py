@@ -491,3 +491,173 @@ def test_blockwise_runs_drop_what_needs_the_whole_image_and_say_so(tmp_path):
     assert "fundus" in notes[2]
     plain = InferenceSettings(**{**EXACT.__dict__, "diameter": None, "roi": "none"})
     assert np.array_equal(labels[...], whole(path, image, plain).labels)
+
+
+# -- every option of `attnseg predict` reaches the Dask path or is refused by name ---------
+def channel_model(path, channels=2):
+    torch.manual_seed(0)
+    model = create_model(
+        "focal_attention_unet", in_channels=channels, n_classes=1, width=4, depth=2
+    )
+    model.card = ModelCard(name="tiny2", normalization={"mode": "zscore"})
+    return save_model(model, path)
+
+
+def test_channel_axis_reaches_the_workers_and_the_blocks(client, tmp_path, monkeypatch):
+    """--channel-axis 0: a (2, H, W) image is one two-channel image on every path (it was
+    dropped on the Dask path, where the model then saw two one-channel planes)."""
+    import napari_attnseg.inference.distributed as engine
+
+    model = channel_model(tmp_path / "two.safetensors")
+    (tmp_path / "in").mkdir()
+    image = np.stack([smooth_image((90, 110), 1), smooth_image((90, 110), 2)]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in" / "two.tif", image, photometric="minisblack")
+    argv = ["predict", "--model", str(model), str(tmp_path / "in" / "two.tif"), "--quiet",
+            "--channel-axis", "0", "--tile-size", "64", "--batch-size", "1", "--precision", "fp32"]
+    assert main([*argv, "--out", str(tmp_path / "single")]) == 0
+    # --workers 1 on the module's running cluster (no second cluster to start)
+    monkeypatch.setattr(engine, "local_client", lambda *a, **k: nullcontext(client))
+    assert main([*argv, "--out", str(tmp_path / "dask"), "--workers", "1"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "blocks"), "--blockwise", "--chunk", "64"]) == 0
+    single = read_mask(tmp_path / "single" / "two.tif", binary=False)
+    assert single.shape == (90, 110) and 0 < single.mean() < 1
+    assert np.array_equal(read_mask(tmp_path / "dask" / "two.tif", binary=False), single)
+    blocks = zarr.open_group(str(tmp_path / "blocks" / "two.zarr"), mode="r")
+    assert blocks.attrs[blockwise.FORMAT]["fingerprint"]["layout"]["channel_axis"] == 0
+    assert np.array_equal(blocks["labels"][...], single)
+
+
+def test_files_are_redone_when_the_channel_axis_diameter_or_roi_change(model_path, tmp_path):
+    """The resume marker records every setting that changes a file's mask, so a rerun with
+    another --channel-axis, --diameter or --roi never keeps the old masks."""
+    (tmp_path / "in").mkdir()
+    stack = (smooth_image((3, 60, 72)) * 10).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "in" / "s.tif", stack, photometric="minisblack")
+    files, out = [tmp_path / "in" / "s.tif"], tmp_path / "out"
+    assert len(predict_files(model_path, files, out, EXACT).outputs) == 1
+    assert tifffile.imread(out / "s.tif").shape == (3, 60, 72)  # a stack of three planes
+    assert len(predict_files(model_path, files, out, EXACT).skipped) == 1
+    assert len(predict_files(model_path, files, out, EXACT, channel_axis=0).outputs) == 1
+    assert tifffile.imread(out / "s.tif").shape == (60, 72)  # one image of three channels
+    assert len(predict_files(model_path, files, out, EXACT, channel_axis=0).skipped) == 1
+    for change in ({"diameter": 12.0}, {"roi": "none"}):
+        settings = InferenceSettings(**{**EXACT.__dict__, **change})
+        assert len(predict_files(model_path, files, out, settings).outputs) == 1, change
+        assert len(predict_files(model_path, files, out, settings).skipped) == 1, change
+
+
+#: given on every run of the audit below
+ALWAYS_GIVEN = {"--model", "--out", "--quiet"}
+#: ``(flag, its arguments, other arguments it needs, what the Dask path does, baseline)``:
+#: "changes" — honoured, and it changes the outputs (against the baseline, by default the
+#: other arguments alone), so equal outputs with and without --workers show that it reached
+#: the Dask tasks; "same" — honoured (equal outputs), though it changes nothing for this
+#: model and image; any other text — refused, with an error that says this.
+PREDICT_OPTIONS = [
+    ("--tta", ["--tta"], ["--probabilities"], "changes", None),
+    ("--no-tta", ["--no-tta"], ["--probabilities", "--tta"], "changes", None),
+    ("--device", ["--device", "cpu"], [], "same", None),
+    ("--precision", ["--precision", "bf16"], ["--probabilities"], "changes",
+     ["--probabilities", "--precision", "fp32"]),
+    ("--tile-size", ["--tile-size", "32"], ["--probabilities"], "changes", None),
+    ("--overlap", ["--overlap", "0.5"], ["--tile-size", "32", "--probabilities"], "changes", None),
+    ("--batch-size", ["--batch-size", "1"], ["--tile-size", "32", "--probabilities"], "same", None),
+    ("--threshold", ["--threshold", "0.9"], [], "changes", None),
+    ("--diameter", ["--diameter", "12"], ["--probabilities"], "changes", None),
+    # the card records no field of view
+    ("--fov-diameter", ["--fov-diameter", "300"], [], "same", None),
+    ("--channel-axis", ["--channel-axis", "0"], [], "changes", None),
+    ("--roi", ["--roi", "none"], ["--probabilities"], "changes", None),
+    ("--roi", ["--roi", "roi.png"], [], "--roi FILE|DIR is not available with Dask", None),
+    ("--instances", ["--instances"], [], "changes", None),
+    ("--stitch", ["--stitch", "0.9"], ["--instances"], "changes", None),
+    ("--no-stitch", ["--no-stitch"], ["--instances"], "changes", None),
+    ("--table", ["--table"], [], "--table is not available with Dask", None),
+    ("--overlay", ["--overlay"], [], "--overlay is not available with Dask", None),
+    ("--probabilities", ["--probabilities"], [], "changes", None),
+    ("--debug", ["--debug"], [], "same", None),  # tracebacks of errors
+]
+
+
+def predict_options() -> set[str]:
+    """The flags of ``attnseg predict`` outside its Dask group (those only mean Dask)."""
+    import argparse
+
+    from napari_attnseg.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    predict = commands.choices["predict"]
+    dask = next(g for g in predict._action_groups if g.title == "scale out (Dask)")
+    flags = {s for a in predict._actions if a not in dask._group_actions for s in a.option_strings}
+    return flags - {"-h", "--help"}
+
+
+def test_the_option_audit_covers_every_predict_option():
+    covered = ALWAYS_GIVEN | {flag for flag, *_ in PREDICT_OPTIONS}
+    missing = sorted(predict_options() - covered)
+    assert not missing, f"add these options of attnseg predict to PREDICT_OPTIONS: {missing}"
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory):
+    """A nuclei-like tiny model (object size, fundus region) and a 3-plane stack whose
+    planes are nearly alike (objects linked across planes); runs cached by arguments."""
+    root = tmp_path_factory.mktemp("audit")
+    model = tiny_model(root / "m.safetensors", object_diameter=6.0, roi={"method": "fundus"})
+    rng = np.random.default_rng(0)
+    base = smooth_image((60, 72))
+    stack = np.stack([base + rng.normal(0, 5, base.shape) for _ in range(3)]).astype(np.uint16)
+    (root / "in").mkdir()
+    tifffile.imwrite(root / "in" / "s.tif", stack, photometric="minisblack")
+    return {"root": root, "model": model, "runs": {}}
+
+
+def run_predict(audit, args, dask, capsys):
+    """``(exit code, error line, {output file: content})`` of one cached ``attnseg predict``."""
+    key = (tuple(args), dask)
+    if key not in audit["runs"]:
+        out = audit["root"] / f"out{len(audit['runs'])}"
+        argv = ["predict", "--model", str(audit["model"]), str(audit["root"] / "in"),
+                "--out", str(out), "--quiet", *args, *(["--workers", "1"] if dask else [])]
+        code = main(argv)
+        error = capsys.readouterr().err
+        written = {
+            str(p.relative_to(out)): tifffile.imread(p) if p.suffix == ".tif" else p.read_bytes()
+            for p in sorted(out.rglob("*")) if p.is_file() and ".attnseg" not in p.parts
+        } if out.exists() else {}  # fmt: skip
+        audit["runs"][key] = code, error, written
+    return audit["runs"][key]
+
+
+def same_outputs(a, b) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    "flag, args, context, expected, baseline",
+    PREDICT_OPTIONS,
+    ids=[" ".join(case[1]) for case in PREDICT_OPTIONS],
+)
+def test_every_predict_option_reaches_the_dask_path_or_is_refused_by_name(
+    audit, monkeypatch, capsys, flag, args, context, expected, baseline
+):
+    """With --workers 1 (in this process: the task code the workers run) every option gives
+    the single-process outputs, or the run is refused with one line naming the option."""
+    import napari_attnseg.inference.distributed as engine
+
+    if flag not in predict_options():
+        pytest.skip(f"attnseg predict has no {flag}")
+    monkeypatch.setattr(engine, "local_client", lambda *a, **k: nullcontext(None))
+    code, error, dask = run_predict(audit, [*context, *args], True, capsys)
+    if expected not in ("same", "changes"):
+        assert code == 1 and expected in error and flag in error
+        assert not dask  # nothing written
+        return
+    assert code == 0, error
+    single_code, single_error, single = run_predict(audit, [*context, *args], False, capsys)
+    assert single_code == 0, single_error
+    assert dask and same_outputs(dask, single)
+    if expected == "changes":
+        _, _, without = run_predict(audit, baseline or context, True, capsys)
+        assert not same_outputs(dask, without), f"{' '.join(args)} changed nothing"

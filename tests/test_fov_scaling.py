@@ -110,3 +110,12 @@ def test_cli_predict_matches_the_field_of_view_and_says_so(tmp_path, capsys):
         attnseg(["predict", str(tmp_path / "photo.tif"), "--model", str(path),
                  "--out", str(tmp_path / "out3"), "--fov-diameter", "wide"])
     assert "--fov-diameter" in capsys.readouterr().err
+
+
+def test_block_wise_prediction_does_not_match_the_field_of_view_block_by_block():
+    from napari_attnseg.inference.blockwise import blockwise_settings
+
+    card = vessel_model(fov_diameter=100.0).card
+    settings, notes = blockwise_settings(InferenceSettings(), card)
+    assert settings.fov_diameter is None
+    assert any("field of view not matched" in note for note in notes)

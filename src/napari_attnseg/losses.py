@@ -1,5 +1,5 @@
 """Segmentation losses, including the asymmetric Unified Focal loss with the
-Focal Distance Penalty Term (architectures.md §3).
+Focal Distance Penalty Term (Yeung et al., ISBI 2022, §II-A, eqs. 1-5).
 
 Conventions shared by every loss here:
 
@@ -16,7 +16,7 @@ Conventions shared by every loss here:
 * **dpt** ``(N, K, H, W)`` float in [0, 1], optional: the distance-penalty
   weights ``W^DPT`` of :func:`distance_penalty_map`. Losses with
   ``epsilon > 0`` replace the one-hot ground truth ``y`` by the Focal Distance
-  Penalty Term target ``y' = y * W^DPT ** epsilon`` (§3.5). With
+  Penalty Term target ``y' = y * W^DPT ** epsilon`` (Yeung et al., 2022, eq. 5). With
   ``epsilon == 0`` the target is ``y`` exactly and ``dpt`` is not needed.
 
 Every loss is an ``nn.Module`` called as ``loss(logits, target, valid=..., dpt=...)``
@@ -62,8 +62,10 @@ def distance_penalty_map(mask: np.ndarray, n_classes: int) -> np.ndarray:
     class and 0 outside, where ``d_c`` is SciPy's Euclidean distance transform
     of the class mask: the distance from a pixel to the nearest pixel *not* of
     class ``c`` (so ``d_c >= 1`` and ``W_c = 1`` on the class boundary, 1/2 one
-    pixel further in, ...). This is option (a) of architectures.md §3.5, a
-    re-implementation choice: the authors' DPT code is unavailable.
+    pixel further in, ...). The paper defines the DPT only as the inverse of
+    the distance transform map (Yeung et al., ISBI 2022, §II-A, after Sugino
+    et al., 2021), and the authors' DPT code is unavailable: the literal
+    inverse used here is a re-implementation choice.
 
     The image border is not a boundary (distances are measured to other-class
     pixels only). A class that fills the whole image has no boundary at all;
@@ -380,7 +382,7 @@ class FocalTverskyLoss(TverskyLoss):
 
 
 class AsymmetricFocalLoss(SegmentationLoss):
-    """Asymmetric Focal loss L_AF (architectures.md §3.2), as in the authors' code.
+    """Asymmetric Focal loss L_AF (Yeung et al., ISBI 2022, §II-A, eq. 2), as in the authors' code.
 
     Per pixel, with probabilities clipped to [1e-7, 1 − 1e-7]:
     ``(1−δ)·(1−p_0)^γ·(−y_0 log p_0) + δ·Σ_{c≥1} (−y_c log p_c)``, averaged
@@ -406,7 +408,7 @@ class AsymmetricFocalLoss(SegmentationLoss):
 
 
 class AsymmetricFocalTverskyLoss(SegmentationLoss):
-    """Asymmetric Focal Tversky loss L_AFT (architectures.md §3.3), as in the authors' code.
+    """Asymmetric Focal Tversky loss L_AFT (Yeung et al., 2022, eqs. 3-4), as in the authors' code.
 
     Per image and class, on probabilities clipped to [1e-7, 1 − 1e-7]:
     ``TI_c = (TP_c + ε) / (TP_c + δ·FN_c + (1−δ)·FP_c + ε)`` with ε = 1e-7.
@@ -433,7 +435,7 @@ class AsymmetricFocalTverskyLoss(SegmentationLoss):
 
 
 class AsymmetricUnifiedFocalLoss(SegmentationLoss):
-    """Asymmetric Unified Focal loss ``λ·L_AFT + (1−λ)·L_AF`` (architectures.md §3.4).
+    """Asymmetric Unified Focal loss ``λ·L_AFT + (1−λ)·L_AF`` (Yeung et al., 2022, eq. 1).
 
     λ weights the Tversky term as in the authors' code (the paper's eq. 1
     puts it on L_AF; identical at the default λ = 0.5). The same δ and γ are

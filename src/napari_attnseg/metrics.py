@@ -1,4 +1,4 @@
-"""Segmentation metrics (architectures.md §6), per image and pooled over a data set.
+"""Segmentation metrics, per image and pooled over a data set.
 
 Counts TP / FP / TN / FN are taken on binarised predictions against the
 ground truth, optionally inside a region of interest (the DRIVE field of
@@ -28,8 +28,10 @@ one half). It is NaN when the truth inside the ROI has a single class. Binary
 one-point ROC curve, (sensitivity + specificity) / 2 — which is lower than
 that of the soft probabilities, so evaluate probabilities where you have them.
 
-Papers average differently (§6): Focal Attention Networks report the mean of
-per-image values, FocusNet pools all pixels for the AUC. :class:`MetricAccumulator`
+Papers average differently: Focal Attention Networks report the mean of
+per-image values (Yeung et al., ISBI 2022, §II-C); FocusNet's training code
+pools all validation pixels into one ROC curve for the AUC (Kaul et al.,
+ISBI 2019; the authors' ``focusnet-alpha`` repository). :class:`MetricAccumulator`
 reports both.
 """
 

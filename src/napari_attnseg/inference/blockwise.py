@@ -87,6 +87,7 @@ from .distributed import (
     settings_fingerprint,
     with_card,
 )
+from .fov_scale import uses_fov
 from .objects import uses_diameter
 from .predictor import TTA_FLIPS, InferenceSettings, Predictor, uses_tta
 from .tiles import window_starts
@@ -618,9 +619,9 @@ def blockwise_settings(
 ) -> tuple[InferenceSettings, list[str]]:
     """The settings a block-wise run can honour, and a note for each one it drops.
 
-    Instances, matching the object diameter and the card's automatic region need
-    the whole image (each block would otherwise measure, resample or find its own),
-    so a block-wise run predicts at the trained scale, everywhere, class labels.
+    Instances, matching the object diameter or the field of view and the card's
+    automatic region need the whole image (each block would otherwise measure,
+    resample or find its own), so a block-wise run predicts at the trained scale, everywhere, class labels.
     """
     notes = []
     if settings.instances:
@@ -629,10 +630,14 @@ def blockwise_settings(
     if uses_diameter(card) and settings.diameter is not None:
         notes.append("object diameter not matched (no resampling): block-wise prediction "
                      "runs at the scale the model was trained at")
+    if uses_fov(card) and settings.fov_diameter is not None:
+        notes.append("field of view not matched (no resampling): block-wise prediction "
+                     "runs at the scale the model was trained at")
     if settings.roi == "auto" and card.roi:
         notes.append(f"the model's own region ({card.roi.get('method', 'automatic')}) not "
                      "applied: it is found on the whole image")
-    return replace(settings, instances=False, diameter=None, roi="none"), notes
+    return replace(settings, instances=False, diameter=None, fov_diameter=None,
+                   roi="none"), notes
 
 
 def prepare_blockwise(

@@ -69,6 +69,9 @@ DASK_PROGRESS = "dask"
 MARKER_DIR = ".attnseg"
 #: settings that change what a prediction is (device and batch size only change speed)
 RESULT_SETTINGS = ("tile_size", "overlap", "tta", "precision", "threshold", "blend")
+#: settings a resume marker of :func:`predict_files` does not record by value: speed only
+#: (device, batch size), or recorded under ``instances`` (instances, stitch)
+MARKED_APART = ("device", "batch_size", "instances", "stitch")
 
 Progress = ProgressCallback | str | None
 
@@ -336,6 +339,8 @@ class FileJob:
     probabilities: bool
     fingerprint: dict[str, Any]
     torch_threads: int | None = None
+    #: the image axis that holds channels (``Predictor.predict``'s ``channel_axis``)
+    channel_axis: int | None = None
 
     def outputs(self, path: Path) -> list[Path]:
         out = Path(self.out_dir)
@@ -381,7 +386,13 @@ def predict_file(
     predictor = Predictor(job.settings)
     network = model if model is not None else cached_model(job.model, predictor.device)
     source = Path(path)
-    prediction = predictor.predict(network, read_image(source), progress=progress, cancel=cancel)
+    prediction = predictor.predict(
+        network,
+        read_image(source),
+        channel_axis=job.channel_axis,
+        progress=progress,
+        cancel=cancel,
+    )
     outputs = job.outputs(source)
     labels = prediction.instances if job.settings.instances else None
     write_mask(outputs[0], prediction.labels if labels is None else labels)
@@ -402,6 +413,7 @@ def predict_files(
     settings: InferenceSettings | None = None,
     *,
     probabilities: bool = False,
+    channel_axis: int | None = None,
     client: Client | None = None,
     torch_threads: int | None = None,
     progress: Progress = None,
@@ -410,10 +422,13 @@ def predict_files(
     """Segment image files into ``out_dir/<stem>.tif``, one Dask task per file; resumable.
 
     ``model`` is a zoo name, task, path or :class:`ModelRef` (a network in
-    memory only without a client). ``torch_threads`` sets PyTorch's threads in
-    each worker. Files already done by an earlier run with the same model and
-    settings are skipped (see the module docstring). Failed files do not stop
-    the others; afterwards one ``ValueError`` names them.
+    memory only without a client). ``channel_axis`` names the axis of every
+    image that holds channels, as ``Predictor.predict``'s (a ``(2, H, W)``
+    two-channel image is otherwise a stack of two planes). ``torch_threads``
+    sets PyTorch's threads in each worker. Files already done by an earlier
+    run with the same model and settings are skipped (see the module
+    docstring). Failed files do not stop the others; afterwards one
+    ``ValueError`` names them.
     """
     settings = settings or InferenceSettings()
     ref, network, digest = model_identity(model)
@@ -435,7 +450,18 @@ def predict_files(
     fingerprint["probabilities"] = probabilities
     if settings.instances:  # instance labels, their objects linked across planes or not
         fingerprint["instances"] = {"stitch": settings.stitch}
-    job = FileJob(ref, settings, str(out), probabilities, fingerprint, torch_threads)
+    # every other setting that changes a file's outputs (--diameter, --roi, ...) and how the
+    # image is read, recorded where not the default so that markers of default runs stay valid
+    defaults, values = asdict(InferenceSettings()), asdict(settings)
+    for name, value in values.items():
+        if name not in (*RESULT_SETTINGS, *MARKED_APART) and value != defaults[name]:
+            fingerprint[name] = value
+    if channel_axis is not None:
+        fingerprint["channel_axis"] = channel_axis
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as the marker reads back
+    job = FileJob(
+        ref, settings, str(out), probabilities, fingerprint, torch_threads, channel_axis
+    )
     result = FilesResult()
     todo = []
     for path in paths:

@@ -1,4 +1,4 @@
-"""AF-Net (Hou et al., CMC 2021): ResNet34 + dual attention, MFF centre, GFF decoder (§4).
+"""AF-Net (Hou et al., CMC 69(2), 2021, §3): ResNet34 + dual attention, MFF centre, GFF decoder.
 
 Topology (widths for the default ``width=64``; all scale with ``width``)::
 
@@ -14,14 +14,14 @@ Topology (widths for the default ``width=64``; all scale with ``width``)::
       ─ up.3: DecoderBlock 64->64   (×2)                           1/2
       ─ head: ConvTranspose 4×4/2 (32) -> ReLU -> conv3×3 (32) -> ReLU -> conv3×3 -> n_classes
 
-* **BasicBlock with DA** (§4.2): ``ReLU(DA(BN(conv3×3(ReLU(BN(conv3×3(x)))))) +
+* **BasicBlock with DA** (§3.1): ``ReLU(DA(BN(conv3×3(ReLU(BN(conv3×3(x)))))) +
   shortcut(x))``; the shortcut is conv1×1/stride + BN where the shape changes.
   DA is :class:`~..blocks.dual_attention.DualAttention` (channel + spatial
   attention modules named ``encoder.layerK.J.da.channel`` / ``.da.spatial``).
-* **MFF** (§4.3): branches d1 = dilated 3×3 r1 -> r3 -> r5, d2 = r1 -> r3,
+* **MFF** (§3.2): branches d1 = dilated 3×3 r1 -> r3 -> r5, d2 = r1 -> r3,
   d3 = r1, each ending in a 1×1 conv back to C; concatenate [F_in, d1, d2, d3]
   (4C) -> 1×1 -> C. ReLU after every conv (CE-Net's DAC habit).
-* **GFF** (§4.4): ``out = sigmoid(BN(conv1×1(GAP(F_H)))) ⊗ BN(conv3×3(F_L)) + F_H``.
+* **GFF** (§3.3): ``out = sigmoid(BN(conv1×1(GAP(F_H)))) ⊗ BN(conv3×3(F_L)) + F_H``.
   The channel gate is an attention module (``fuse.K.gate``, kind "channel")
   whose input ``x`` is the multiplied tensor BN(conv3×3(F_L)) and whose
   context is ``F_H``; a map of ones returns ``x``, so Focal ``w = 0`` and
@@ -35,7 +35,8 @@ BasicBlocks (no DA modules at all), ``mff=False`` leaves the centre empty,
 ``da=mff=gff=False`` is the paper's "ResNet34" baseline (a CE-Net without
 DAC/RMP). ``attention="serial"`` is the "serial attention" row (CBAM order).
 
-AMBIGUOUS choices (architectures.md §4) and the defaults taken here:
+AMBIGUOUS choices (the paper's §3 leaves them open and no code is published)
+and the defaults taken here:
 
 * **Encoder weights**: CE-Net starts from ImageNet weights; here the encoder is
   written out (no torchvision) and randomly initialised (``init``, default

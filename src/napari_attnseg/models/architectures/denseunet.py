@@ -1,4 +1,4 @@
-"""DenseUNet with joint attention on its skips (Zhang, Dong & Li, ISBI 2022; architectures.md §5).
+"""DenseUNet with joint attention on its skips (Zhang, Dong & Li, ISBI 2022, §2.2).
 
 Registered names
 ================
@@ -13,8 +13,11 @@ Registered names
 ``"sa"`` (DenseUNet-SA), ``"pwa"`` (DenseUNet-PWA) and ``"ja"`` (DenseUNet-JA,
 with ``ja_structure`` 1..9; the 9 formulas are in ``blocks/joint.py``).
 
-Topology (§5.6, after ``xmengli/H-DenseUNet/denseunet.py``)
------------------------------------------------------------
+Topology (H-DenseUNet, after ``xmengli/H-DenseUNet/denseunet.py``)
+------------------------------------------------------------------
+The paper refers to H-DenseUNet (Li et al., IEEE TMI 2018, its ref. [2]) for
+the DenseUNet.
+
 Encoder, MONAI's DenseNet ``features`` (module ``encoder``):
 
 * stem conv 7×7/2 + BN + ReLU — skip **s0** (``init_features`` at 1/2);
@@ -48,13 +51,15 @@ Choices where the sources are silent or AMBIGUOUS
   next skip (as H-DenseUNet: 768 = s2, 384 = s1, 96 = s0, 96), so only s3
   needs a projection; the last stage has 2/3 of the stem width rounded to a
   multiple of 8 (96 -> 64, as H-DenseUNet; 32 -> 24).
-* **Which skips** get attention: all four (s0..s3) [STD]; attention acts on
+* **Which skips** get attention: all four (s0..s3; the paper says only "the skip
+  connection part", §2.2); attention acts on
   the raw skip, before any 1×1 projection.
 * **Default structure** ``ja_structure = 1`` (the paper's best is in its
   unavailable ablation): structures 1, 4, 7 equal the PWA model at
   initialisation and the SA model once PWA is switched off; 1 computes both
   maps from the same skip, so they read as in the single-module ablations.
-* PWA activation: sigmoid [STD]; SA: no sub-sampling of φ, g [STD].
+* PWA activation: sigmoid (not named in the paper; the usual choice); SA: no
+  sub-sampling of φ, g (Wang et al.'s non-local block allows it).
 * Up-sampling nearest (H-DenseUNet code; its paper says bilinear: ``upsample``).
 * No pretrained weights; PyTorch BN defaults; Kaiming-normal conv init. The
   encoder keeps torchvision/MONAI DenseNet names (``encoder.denseblock1…``),

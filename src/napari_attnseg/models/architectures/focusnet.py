@@ -1,4 +1,4 @@
-"""FocusNet (Kaul, Manandhar, Pears, ISBI 2019), §1 of architectures.md.
+"""FocusNet (Kaul, Manandhar & Pears, ISBI 2019, §2).
 
 Two parallel branches see the same input:
 
@@ -32,7 +32,8 @@ Attention modules: 7 :class:`SqueezeExcitation` (``main.level{1,2,3}.se1``,
 ``.se2`` and ``main.level4.se1``) and 3 spatial :class:`SigmoidGate`
 (``main.level{1,2,3}.gate``), whose maps have one channel per gated feature.
 
-Building blocks (§1.3): residual blocks are "no-bottleneck full
+Building blocks (the authors' code, ``focusnet-alpha``: ``resnet.py``,
+``layers.py``): residual blocks are "no-bottleneck full
 pre-activation" (BN-ReLU-conv3×3-BN-ReLU-conv3×3 + shortcut, no
 post-activation). Quirk kept from the code: every stride-1 block drops its
 first BN-ReLU; only the stride-2 (down-sampling) blocks are fully
@@ -56,7 +57,9 @@ Choices where the sources are AMBIGUOUS or this port deviates (defaults first):
   concatenation (code), not of the concatenation itself (paper text).
 * **Attention branch**: trained only through the gates; no reconstruction
   loss (code), despite the paper calling it an autoencoder.
-* **SE** (§1.3, titu1994 defaults inferred): reduction 16, FCs without bias.
+* **SE**: the code imports an SE block it does not include; its call matches
+  titu1994's keras-squeeze-excite-network, whose defaults are taken
+  (inferred): reduction 16, FCs without bias.
 * **Stem width** of the attention branch: 32 (TheFocusNetSeries), not 24.
 * **Stride-2 3×3 convs** pad 1 on every side (PyTorch habit); Keras pads only
   bottom/right. Output sizes are equal; weights port with a one-pixel shift.

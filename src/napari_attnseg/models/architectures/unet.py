@@ -1,4 +1,5 @@
-"""U-Net, USE-Net and Attention U-Net, with optional Focal attention (§2 of architectures.md).
+"""U-Net, USE-Net and Attention U-Net, with optional Focal attention (Yeung, Rundo, Sala,
+Schönlieb & Yang, ISBI 2022, §II-B).
 
 One class, several registered presets:
 
@@ -10,7 +11,8 @@ One class, several registered presets:
 ``focal_attention_unet``  ``attention_unet`` with Focal layers, w = 1
 ========================  =========================================
 
-Backbone (§2.2, mlyg's MIScnn U-Net): depth 4, widths 32·2^i, each stage two
+Backbone (MIScnn's U-Net as the first author, mlyg, modified it; the paper's
+setup is in §II-D): depth 4, widths 32·2^i, each stage two
 (conv 3×3 -> ReLU -> InstanceNorm), max-pool down, transposed-conv 2×2 up,
 concatenation skips, Xavier init.
 

@@ -1,4 +1,4 @@
-"""The Focal layer of Yeung et al. (ISBI 2022), §2.3 of architectures.md.
+"""The Focal layer of Yeung et al. (ISBI 2022, §II-B), as in the authors' ``focus-u-net`` code.
 
 A single trainable, non-negative scalar ``w`` raises attention coefficients
 ``a`` in (0, 1) to a power: ``a' = clip(a, 1e-7, 1) ** w``.

@@ -1,24 +1,24 @@
-"""Point-wise attention, self-attention and their 9 joint arrangements (§5 of architectures.md).
+"""Point-wise attention, self-attention and their 9 joint arrangements (Zhang et al., ISBI 2022).
 
 Zhang, Dong & Li (ISBI 2022) write both spatial attentions as one
 aggregation formula and combine them into a *joint attention* module.
 
-* :class:`PointwiseAttention` (PWA, §5.2): ``P(u) = u ⊙ σ(conv3×3(u))`` with one
-  3×3 conv (C -> 1, bias). The paper does not name the activation; sigmoid is
-  the [STD] choice (CBAM/BAM/Attention U-Net). Its map may go through a Focal
-  layer, like every other sigmoid gate in this package.
-* :class:`SelfAttention` (SA, §5.3): the dot-product non-local block *without*
-  softmax, ``f_ij = θ(x_i)ᵀφ(x_j) / N``, ``y_i = Σ_j f_ij g(x_j)``,
-  ``S(x) = W_z y`` (the residual ``x +`` is added by the caller). θ, φ, g are
-  1×1 convs to C/2 channels; ``W_z`` is 1×1 conv + BN with the BN weight and
-  bias initialised to 0, so ``S(x) = 0`` at initialisation (Wang et al.).
-  Because there is no softmax, ``y = θ·((φᵀg)/N)`` exactly: the C/2×C/2 product
-  is formed first, so time is O(N·C²) and memory is linear in N — a 128×128
-  skip costs no N×N matrix.
-* :class:`JointAttention` (§5.4): SA and PWA arranged in one of the paper's 9
-  structures (Fig. 2 of the paper is unavailable, so the wiring below is the
-  design document's formalisation, labelled [INFER] there). ``x`` is the skip
-  feature, ``S`` and ``P`` as above:
+* :class:`PointwiseAttention` (PWA, §2.1, eqs. 2-4): ``P(u) = u ⊙ σ(conv3×3(u))``
+  with one 3×3 conv (C -> 1, bias). The paper does not name the activation;
+  sigmoid is the usual choice (CBAM/BAM/Attention U-Net). Its map may go
+  through a Focal layer, like every other sigmoid gate in this package.
+* :class:`SelfAttention` (SA, §2.1, eq. 5, with the weights of §2.2): the
+  dot-product non-local block *without* softmax, ``f_ij = θ(x_i)ᵀφ(x_j) / N``,
+  ``y_i = Σ_j f_ij g(x_j)``, ``S(x) = W_z y`` (the residual ``x +`` is added by
+  the caller). θ, φ, g are 1×1 convs to C/2 channels; ``W_z`` is 1×1 conv + BN
+  with the BN weight and bias initialised to 0, so ``S(x) = 0`` at
+  initialisation (Wang et al.). Because there is no softmax,
+  ``y = θ·((φᵀg)/N)`` exactly: the C/2×C/2 product is formed first, so time is
+  O(N·C²) and memory is linear in N — a 128×128 skip costs no N×N matrix.
+* :class:`JointAttention` (§2.2, Fig. 2): SA and PWA arranged in one of the
+  paper's 9 structures (3 arrangements × 3 places for the SA shortcut; the
+  figure itself is not available, so the exact wiring below is inferred).
+  ``x`` is the skip feature, ``S`` and ``P`` as above:
 
   ====  ===========================  ==========================================
   no.   arrangement / SA shortcut    output
@@ -141,7 +141,7 @@ class SelfAttention(AttentionModule):
 
 
 class JointAttention(nn.Module):
-    """SA and PWA combined in one of the 9 structures of §5.4 (or alone: "sa", "pwa").
+    """SA and PWA combined in one of the 9 structures of the paper's §2.2 (or alone: "sa", "pwa").
 
     Submodules are ``pwa`` and/or ``sa``; a pruned ``pwa`` becomes a
     :class:`Passthrough` (``P(u) = u``) and every structure still runs.

@@ -3,7 +3,7 @@
 ``norm_layer("batch" | "instance" | "none", C)`` and ``activation("relu" |
 "leaky_relu" | "none")`` follow MONAI's habit of naming layers instead of
 copying blocks. BatchNorm defaults follow PyTorch; callers that port Keras
-models pass ``momentum=0.01, eps=1e-3`` (architectures.md, conversion notes).
+models pass ``momentum=0.01, eps=1e-3`` (Keras' momentum 0.99 and eps 1e-3).
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ class ConvNormAct(nn.Sequential):
     """conv k×k -> norm -> activation, or conv -> activation -> norm.
 
     ``order="cna"`` is the usual conv-norm-act; ``order="can"`` is the
-    conv -> ReLU -> InstanceNorm order of mlyg's MIScnn U-Net (§2.2).
+    conv -> ReLU -> InstanceNorm order of mlyg's MIScnn U-Net (the backbone of
+    Yeung et al., ISBI 2022).
     """
 
     def __init__(
