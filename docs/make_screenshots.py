@@ -34,6 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=OUT, help="folder for the PNGs")
     parser.add_argument("--size", type=int, nargs=2, default=(1500, 1000), metavar=("W", "H"))
     parser.add_argument("--dock-width", type=int, default=470, help="dock width in pixels")
+    parser.add_argument(
+        "--desk", action="store_true",
+        help="instead: Segment and Fine-tune docked together at 1920x1080 and 1366x768, "
+             "before and after a round (desk_<W>x<H>_<before|after>.png)",
+    )
     return parser.parse_args(argv)
 
 
@@ -114,9 +119,50 @@ def shoot(viewer, name: str, out: Path) -> Path:
     return path
 
 
+def desk(args, size: tuple[int, int]) -> None:
+    """Segment and Fine-tune docked at once in a window of ``size``, before and after a
+    round (a segmentation, then a short fine-tuning round on the sample's truth)."""
+    import napari
+
+    viewer = napari.Viewer(title="napari-attnseg")
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(*size)
+    image, truth = open_image(viewer)
+    for layer in list(viewer.layers):
+        if layer is not image:
+            viewer.layers.remove(layer)
+    corrected = viewer.add_labels(np.asarray(truth, dtype=np.uint8), name=f"{image.name} corrected",
+                                  visible=False)
+    _, segment = viewer.window.add_plugin_dock_widget(PLUGIN, "Segment")
+    _, finetune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    model = pick_model(segment, args.model)
+    finetune.model_picker.select(model)
+    finetune.rows[0].image_picker.set_layer(image)
+    finetune.rows[0].labels_picker.set_layer(corrected)
+    settle(1.0)
+    tag = f"desk_{size[0]}x{size[1]}"
+    shoot(viewer, f"{tag}_before", args.out)
+    segment.segment()
+    wait(segment)
+    finetune.epochs.setValue(1)
+    finetune.patches.setValue(8)
+    finetune.finetune()
+    wait(finetune, timeout=1800)
+    shoot(viewer, f"{tag}_after", args.out)
+    viewer.close()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.desk:
+        import torch
+
+        torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
+        for size in ((1920, 1080), (1366, 768)):
+            desk(args, size)
+        return 0
     import napari
     import torch
 
@@ -139,6 +185,8 @@ def main(argv=None) -> int:
     wait(segment)
     if segment.objects.table:
         segment.objects.view.selectRow(min(5, segment.objects._model.rowCount() - 1))
+        settle()
+        viewer.reset_view()  # a row click zooms onto its object: show the whole sample
     segment.batch.expand(animate=False)
     shoot(viewer, "segment", args.out)
     viewer.window.remove_dock_widget(dock)
