@@ -308,38 +308,20 @@ def _describe(hint: Any) -> str:
 
 # -- inputs and outputs -----------------------------------------------------------------------
 def refuse_overwrite(outputs: Iterable[Path], inputs: Iterable[Path], what: str = "output") -> None:
-    """``ValueError`` listing every output that would land on one of the ``inputs``.
+    """``ValueError`` listing every output that would land on one of the ``inputs``: the
+    engine's rule (:func:`napari_attnseg.inference.files.refuse_overwrite`), imported only
+    when used so that ``--help`` does not import torch."""
+    from ..inference.files import refuse_overwrite as refuse
 
-    Paths are compared resolved (symbolic links, ``..``) and, for files that
-    exist, by inode (hard links, case-insensitive file systems).
-    """
-    sources = {file_identity(Path(src)): Path(src) for src in inputs}
-    clashes = [
-        (Path(out), sources[key]) for out in outputs if (key := file_identity(Path(out))) in sources
-    ]
-    if clashes:
-        shown = "; ".join(
-            f"{out} is an input" if str(out) == str(src) else f"{out} is the input {src}"
-            for out, src in clashes[:5]
-        )
-        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
-        raise ValueError(f"refusing to overwrite input files: {shown}{more}; choose another {what}")
+    refuse(outputs, inputs, what)
 
 
 def refuse_shared_stems(paths: Iterable[Path]) -> None:
-    """``ValueError`` listing the inputs whose outputs would share a name (``<stem>.tif``)."""
-    by_stem: dict[str, list[Path]] = {}
-    for path in paths:
-        by_stem.setdefault(path.stem, []).append(path)
-    shared = {stem: group for stem, group in by_stem.items() if len(group) > 1}
-    if shared:
-        listed = "; ".join(
-            f"{stem}: " + ", ".join(str(p) for p in group) for stem, group in shared.items()
-        )
-        raise ValueError(
-            f"inputs share a file name stem, so their outputs would overwrite each other "
-            f"({listed}); rename them or run them with separate --out folders"
-        )
+    """``ValueError`` listing the inputs whose outputs would share a name (``<stem>.tif``):
+    :func:`napari_attnseg.inference.files.refuse_shared_stems`, imported when used."""
+    from ..inference.files import refuse_shared_stems as refuse
+
+    refuse(paths)
 
 
 def model_outputs(path: str | os.PathLike) -> list[Path]:

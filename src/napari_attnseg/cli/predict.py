@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +76,6 @@ from ._common import (
     refuse_overwrite,
     refuse_shared_stems,
     wants_instances,
-    write_overlay,
 )
 from ._distributed import add_distributed_options, run_distributed, wants_distributed
 
@@ -292,30 +290,6 @@ def check_image(model, image, path: Path, channel_axis: int | None) -> list[str]
     return []
 
 
-@dataclass(frozen=True)
-class Outputs:
-    """The files one input gives (``None``: not asked for)."""
-
-    mask: Path
-    probabilities: Path | None = None
-    table: Path | None = None
-    overlay: Path | None = None
-
-    def paths(self) -> list[Path]:
-        return [p for p in (self.mask, self.probabilities, self.table, self.overlay) if p]
-
-
-def outputs_for(path: Path, args: argparse.Namespace) -> Outputs:
-    """Where the outputs of input ``path`` go."""
-    out = Path(args.out)
-    return Outputs(
-        mask=out / f"{path.stem}.tif",
-        probabilities=out / "probabilities" / f"{path.stem}.tif" if args.probabilities else None,
-        table=out / f"{path.stem}.csv" if getattr(args, "table", False) else None,
-        overlay=out / f"{path.stem}_overlay.png" if getattr(args, "overlay", False) else None,
-    )
-
-
 def roi_files(spec: str, inputs: list[Path]) -> dict[Path, Path]:
     """The region-of-interest mask of every input ``--roi`` names ({}: auto or none).
 
@@ -364,56 +338,11 @@ def check_roi(roi: np.ndarray, roi_path: Path, image, path: Path, channel_axis) 
     return []
 
 
-def table_image(image, channel_axis: int | None):
-    """The image as :func:`~napari_attnseg.objects.object_table` measures it (grey or RGB),
-    or None for other channel counts."""
-    from ..data.input_spec import canonical
-
-    canon, layout = canonical(np.asarray(image), channel_axis=channel_axis)
-    if layout.rgb:
-        return canon
-    return canon[..., 0] if canon.shape[-1] == 1 else None
-
-
-def write_outputs(targets: Outputs, image, prediction, args: argparse.Namespace) -> list[str]:
-    """Write every output of one input (each atomically); return notes about them."""
-    from ..data.io import write_image, write_mask
-    from ..objects import object_table, write_table_csv
-
-    notes = []
-    instances = prediction.instances if wants_instances(args) else None
-    write_mask(targets.mask, prediction.labels if instances is None else instances)
-    if targets.probabilities is not None:
-        write_image(targets.probabilities, prediction.foreground)
-    if targets.table is not None:
-        grey_or_rgb = table_image(image, args.channel_axis)
-        if grey_or_rgb is None:
-            notes.append("the table has no intensity columns (measured for grey or RGB images)")
-        table = object_table(instances, grey_or_rgb)
-        if prediction.quality is not None:
-            rows = len(table["label"])
-            table["image_confidence"] = np.full(rows, round(prediction.quality.confidence, 4))
-        write_table_csv(targets.table, table)
-    if targets.overlay is not None:
-        write_overlay(
-            targets.overlay,
-            image,
-            prediction.labels if instances is None else instances,
-            channel_axis=args.channel_axis,
-            instances=instances is not None,
-            roi=prediction.roi,
-        )
-    if isinstance(args.diameter, float) and prediction.zoom != 1.0:
-        notes.append(
-            f"objects taken as {args.diameter:g} px across: image resampled ×{prediction.zoom:.2f}"
-        )
-    return notes
-
-
 def run(args: argparse.Namespace) -> int:
     if wants_distributed(args):
         return run_distributed(args)
     from ..data.io import read_image, read_mask
+    from ..inference.files import Item, check_items, outputs_for, predict_item, run_items
 
     inputs = expand_inputs(args.inputs)
     out = Path(args.out)
@@ -421,7 +350,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} is a file; give a folder for the masks")
     refuse_shared_stems(inputs)
     rois = roi_files(args.roi, inputs)
-    targets = {path: outputs_for(path, args) for path in inputs}
+    items = [Item.of_file(path) for path in inputs]
+    targets = {
+        item.name: outputs_for(out, item.stem, probabilities=args.probabilities,
+                               table=getattr(args, "table", False),
+                               overlay=getattr(args, "overlay", False))
+        for item in items
+    }
     refuse_overwrite(
         [target for outputs in targets.values() for target in outputs.paths()],
         [*inputs, *set(rois.values())],
@@ -431,8 +366,6 @@ def run(args: argparse.Namespace) -> int:
 
     # every input (and its region of interest) is read and checked before anything is written
     kept: dict[Path, np.ndarray] = {}
-    notes: dict[Path, list[str]] = {}
-    problems: list[str] = []
     budget = _KEEP_BYTES
 
     def keep(key: Path, array: np.ndarray) -> None:
@@ -440,45 +373,46 @@ def run(args: argparse.Namespace) -> int:
         if key not in kept and array.nbytes <= budget:
             kept[key], budget = array, budget - array.nbytes
 
-    for path in inputs:
-        try:
-            image = read_image(path)
-            notes[path] = check_image(model, image, path, args.channel_axis)
-            if path in rois:
-                roi = kept.get(rois[path])
-                roi = read_mask(rois[path]) if roi is None else roi
-                notes[path] += check_roi(roi, rois[path], image, path, args.channel_axis)
-                keep(rois[path], roi)
-        except ValueError as exc:
-            problems.append(str(exc))
-            continue
-        keep(path, image)
-    if problems:
-        count = f"{len(problems)} of {len(inputs)} inputs" if len(inputs) > 1 else "the input"
-        raise ValueError(f"nothing written: {count} cannot be segmented: " + "; ".join(problems))
+    def roi_of(path: Path) -> np.ndarray | None:
+        if path not in rois:
+            return None
+        roi = kept.get(rois[path])
+        return read_mask(rois[path]) if roi is None else roi
+
+    def check_one(item: Item) -> list[str]:
+        image = read_image(item.source)
+        notes = check_image(model, image, item.source, args.channel_axis)
+        roi = roi_of(item.source)
+        if roi is not None:
+            notes += check_roi(roi, rois[item.source], image, item.source, args.channel_axis)
+            keep(rois[item.source], roi)
+        keep(item.source, image)
+        return notes
+
+    notes = check_items(items, check_one)
+
+    def segment(item: Item, _progress) -> object:
+        with ProgressBar(item.name, disable=args.quiet, unit="tile") as bar:
+            return predict_item(
+                item, targets[item.name], predictor, model, image=kept.pop(item.source, None),
+                roi=roi_of(item.source), channel_axis=args.channel_axis, progress=bar,
+            )
 
     written = 0
+
+    def report(item: Item, done) -> None:
+        nonlocal written
+        written += 1
+        for message in [*notes[item.name], *done.notes]:
+            print(f"note: {item.name}: {message}", file=sys.stderr)
+        if not args.quiet:
+            count = ""
+            if wants_instances(args):
+                count = f" ({np.count_nonzero(np.unique(done.prediction.instances))} objects)"
+            print(f"{item.source} -> {targets[item.name].mask}{count}")
+
     try:
-        for path in inputs:
-            image = kept.pop(path, None)
-            image = read_image(path) if image is None else image
-            roi = None
-            if path in rois:
-                roi = kept.get(rois[path])
-                roi = read_mask(rois[path]) if roi is None else roi
-            with ProgressBar(path.name, disable=args.quiet, unit="tile") as bar:
-                prediction = predictor.predict(
-                    model, image, channel_axis=args.channel_axis, roi=roi, progress=bar
-                )
-            notes[path] += write_outputs(targets[path], image, prediction, args)
-            written += 1
-            for message in [*notes[path], *prediction.messages]:
-                print(f"note: {path.name}: {message}", file=sys.stderr)
-            if not args.quiet:
-                count = ""
-                if wants_instances(args):
-                    count = f" ({np.count_nonzero(np.unique(prediction.instances))} objects)"
-                print(f"{path} -> {targets[path].mask}{count}")
+        run_items(items, segment, on_done=report)
     except BaseException:
         if written:
             print(

@@ -14,6 +14,10 @@ small marker ``.attnseg/<stem>.json`` records the input (size, mtime), the
 model hash and the settings; a file whose outputs and matching marker exist
 is skipped, so a stopped run continues where it was and a run with another
 model or other settings redoes everything.
+Naming, the refusals (shared stems, outputs on inputs), the markers and the
+work of one file are the engine's (:mod:`napari_attnseg.inference.files`), shared
+with ``attnseg predict`` and the widget's batch; this module only decides where
+each file runs.
 
 Without a client everything runs in this process, one file after another
 (the napari path); with a ``dask.distributed.Client`` — from
@@ -38,7 +42,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +59,26 @@ except ImportError as exc:  # pragma: no cover - the extra is part of the test e
         "pip install 'napari-attnseg[distributed]'"
     ) from exc
 
-from .._files import atomic_write
-from ..data.io import read_image, write_image, write_mask
 from ..models.base import SegmentationModel
 from ..models.card import ModelCard
 from ..models.persistence import card_path, file_sha256, load_model, read_card
 from ..progress import Cancelled, CancelToken, ProgressCallback, check, report
+from .files import (
+    Item,
+    Outputs,
+    Resume,
+    fingerprint,
+    outputs_for,
+    predict_item,
+    refuse_overwrite,
+    refuse_shared_stems,
+    run_items,
+    settings_fingerprint,
+)
 from .predictor import InferenceSettings, Predictor
 
 #: ``progress=DASK_PROGRESS``: show Dask's own progress bar (``dask.distributed.progress``)
 DASK_PROGRESS = "dask"
-#: where :func:`predict_files` keeps its resume markers, inside the output folder
-MARKER_DIR = ".attnseg"
-#: settings that change what a prediction is (device and batch size only change speed)
-RESULT_SETTINGS = ("tile_size", "overlap", "tta", "precision", "threshold", "blend")
-#: settings a resume marker of :func:`predict_files` does not record by value: speed only
-#: (device, batch size), or recorded under ``instances`` (instances, stitch)
-MARKED_APART = ("device", "batch_size", "instances", "stitch")
 
 Progress = ProgressCallback | str | None
 
@@ -190,11 +197,6 @@ def limit_threads(threads: int | None) -> None:
     """Set PyTorch's intra-op threads of this (worker) process, when asked."""
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-def settings_fingerprint(settings: InferenceSettings) -> dict[str, Any]:
-    values = asdict(settings)
-    return {k: values[k] for k in RESULT_SETTINGS}
 
 
 # -- clusters ---------------------------------------------------------------------
@@ -335,43 +337,19 @@ class FileJob:
 
     model: ModelRef | None
     settings: InferenceSettings
-    out_dir: str
+    #: the output folder and the resume fingerprint (:class:`~.files.Resume`)
+    resume: Resume
     probabilities: bool
-    fingerprint: dict[str, Any]
     torch_threads: int | None = None
     #: the image axis that holds channels (``Predictor.predict``'s ``channel_axis``)
     channel_axis: int | None = None
 
-    def outputs(self, path: Path) -> list[Path]:
-        out = Path(self.out_dir)
-        names = [out / f"{path.stem}.tif"]
-        if self.probabilities:
-            names.append(out / "probabilities" / f"{path.stem}.tif")
-        return names
-
-    def marker(self, path: Path) -> Path:
-        return Path(self.out_dir) / MARKER_DIR / f"{path.stem}.json"
-
-    def record(self, path: Path) -> dict[str, Any]:
-        stat = path.stat()
-        return {
-            "input": {
-                "path": str(path.resolve()),
-                "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns,
-            },
-            **self.fingerprint,
-        }
+    def outputs(self, path: Path) -> Outputs:
+        return outputs_for(self.resume.out_dir, Path(path).stem, probabilities=self.probabilities)
 
     def finished(self, path: Path) -> bool:
         """Whether a previous run already wrote this file's outputs with the same model/settings."""
-        marker = self.marker(path)
-        if not marker.is_file() or not all(p.is_file() for p in self.outputs(path)):
-            return False
-        try:
-            return json.loads(marker.read_text(encoding="utf-8")) == self.record(path)
-        except (OSError, ValueError):
-            return False
+        return self.resume.finished(path, self.outputs(path))
 
 
 def predict_file(
@@ -385,25 +363,11 @@ def predict_file(
     limit_threads(job.torch_threads)
     predictor = Predictor(job.settings)
     network = model if model is not None else cached_model(job.model, predictor.device)
-    source = Path(path)
-    prediction = predictor.predict(
-        network,
-        read_image(source),
-        channel_axis=job.channel_axis,
-        progress=progress,
-        cancel=cancel,
+    done = predict_item(
+        Item.of_file(path), job.outputs(path), predictor, network, channel_axis=job.channel_axis,
+        resume=job.resume, progress=progress, cancel=cancel,
     )
-    outputs = job.outputs(source)
-    labels = prediction.instances if job.settings.instances else None
-    write_mask(outputs[0], prediction.labels if labels is None else labels)
-    if job.probabilities:
-        outputs[1].parent.mkdir(parents=True, exist_ok=True)
-        write_image(outputs[1], prediction.foreground)
-    marker = job.marker(source)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(job.record(source), indent=1)
-    atomic_write(marker, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    return prediction.messages
+    return done.notes
 
 
 def predict_files(
@@ -434,34 +398,17 @@ def predict_files(
     ref, network, digest = model_identity(model)
     require_reference(ref, client)
     paths = [Path(p) for p in paths]
-    stems: dict[str, Path] = {}
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"input not found: {path}")
-        if path.stem in stems:
-            raise ValueError(
-                f"{stems[path.stem]} and {path} would both be written as {path.stem}.tif; "
-                "rename one or predict them into different folders"
-            )
-        stems[path.stem] = path
+    refuse_shared_stems(paths, where="output folders")
     out = Path(out_dir)
+    marks = fingerprint(digest, settings, probabilities=probabilities, channel_axis=channel_axis)
+    job = FileJob(ref, settings, Resume(str(out), marks), probabilities, torch_threads,
+                  channel_axis)
+    refuse_overwrite([p for path in paths for p in job.outputs(path).paths()], paths,
+                     what="output folder")
     out.mkdir(parents=True, exist_ok=True)
-    fingerprint = {"model": digest, "settings": settings_fingerprint(settings)}
-    fingerprint["probabilities"] = probabilities
-    if settings.instances:  # instance labels, their objects linked across planes or not
-        fingerprint["instances"] = {"stitch": settings.stitch}
-    # every other setting that changes a file's outputs (--diameter, --roi, ...) and how the
-    # image is read, recorded where not the default so that markers of default runs stay valid
-    defaults, values = asdict(InferenceSettings()), asdict(settings)
-    for name, value in values.items():
-        if name not in (*RESULT_SETTINGS, *MARKED_APART) and value != defaults[name]:
-            fingerprint[name] = value
-    if channel_axis is not None:
-        fingerprint["channel_axis"] = channel_axis
-    fingerprint = json.loads(json.dumps(fingerprint, default=str))  # as the marker reads back
-    job = FileJob(
-        ref, settings, str(out), probabilities, fingerprint, torch_threads, channel_axis
-    )
     result = FilesResult()
     todo = []
     for path in paths:
@@ -482,7 +429,7 @@ def predict_files(
         failed = {name for name, _ in errors}
         for path, notes in zip(todo, messages, strict=True):
             if path.name not in failed:
-                result.outputs.append(job.outputs(path)[0])
+                result.outputs.append(job.outputs(path).mask)
                 result.messages += notes or []
         raise_failures(errors, len(todo), "files")
     result.messages = list(dict.fromkeys(result.messages))
@@ -498,20 +445,19 @@ def _run_here(
     cancel: CancelToken | None,
 ) -> None:
     callback: Callable | None = None if isinstance(progress, str) else progress
-    errors: list[tuple[str, BaseException]] = []
-    for n, path in enumerate(todo):
-        check(cancel)
-        report(callback, n, len(todo), path.name)
-        try:
-            result.messages += predict_file(str(path), job, network, cancel)
-        except (Cancelled, KeyboardInterrupt):
-            raise
-        except (ValueError, OSError) as exc:
-            errors.append((path.name, exc))
-            continue
-        result.outputs.append(job.outputs(path)[0])
+
+    def work(item: Item, _progress) -> list[str]:
+        return predict_file(str(item.source), job, network, cancel)
+
+    def done(item: Item, notes: list[str]) -> None:
+        result.messages.extend(notes)
+        result.outputs.append(job.outputs(item.source).mask)
+
+    items = [Item.of_file(path) for path in todo]
+    run = run_items(items, work, progress=callback, cancel=cancel, skip=(ValueError, OSError),
+                    on_done=done)
     report(callback, len(todo), len(todo), "done")
-    raise_failures(errors, len(todo), "files")
+    raise_failures(run.errors, len(todo), "files")
 
 
 __all__ = [
@@ -523,4 +469,5 @@ __all__ = [
     "local_client",
     "model_loads",
     "predict_files",
+    "settings_fingerprint",
 ]

@@ -11,9 +11,9 @@ output folder, each file atomically.
 Before anything runs, :func:`check_outputs` refuses a batch whose outputs
 would land on one of its inputs (compared by resolved path and, for files
 that exist, by inode) or on each other (two inputs with one stem); outputs
-that exist already are replaced only after the user agreed. This repeats the
-rule of ``cli/_common.py`` (``refuse_overwrite``, ``refuse_shared_stems``) in
-a few lines: importing the CLI package would load every subcommand.
+that exist already are replaced only after the user agreed. Naming, these
+refusals, reading, writing and skipping are the engine's
+(:mod:`napari_attnseg.inference.files`), shared with ``attnseg predict``.
 
 Inputs that cannot be read or segmented are skipped and named at the end;
 Cancel stops at the next tile — the masks written by then are complete and
@@ -22,34 +22,33 @@ are said to be there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .._files import file_identity
-from ..data.io import IMAGE_SUFFIXES, ImageFileError, read_image, write_mask
+from ..data.io import IMAGE_SUFFIXES
 from ..data.pairing import natural_key
 from ..inference import InferenceSettings, Predictor
-from ..objects import write_table_csv
-from ..progress import part
+from ..inference.files import (
+    BAD_INPUT,
+    Item,
+    Run,
+    outputs_for,
+    predict_item,
+    refuse_overwrite,
+    refuse_shared_stems,
+    run_items,
+)
 from ._jobs import JobContext
 from ._layers import is_rgb_layer, layer_array
 from ._models import ModelChoice, safe_name, session
 from ._objects import measure
 
-
-@dataclass
-class BatchItem:
-    """One input of a batch: a name to show, the stem of its outputs, how to read it."""
-
-    name: str
-    stem: str
-    read: Callable[[], tuple[np.ndarray, bool | None]]  # (image, rgb or None = guess)
-    #: the file the input came from (a layer opened from a file has one)
-    source: Path | None = None
+#: one input of a batch: a name to show, the stem of its outputs, how to read it
+BatchItem = Item
 
 
 @dataclass
@@ -93,34 +92,15 @@ def folder_items(folder: Path) -> list[BatchItem]:
     )
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in the folder {folder}")
-    return [BatchItem(p.name, p.stem, lambda p=p: (read_image(p), None), p) for p in files]
-
-
-def output_paths(item: BatchItem, out: Path, table: bool) -> list[Path]:
-    paths = [out / f"{item.stem}.tif"]
-    if table:
-        paths.append(out / f"{item.stem}.csv")
-    return paths
+    return [Item.of_file(p) for p in files]
 
 
 def check_outputs(items: list[BatchItem], out: Path, tables: bool) -> list[Path]:
     """Every output path; ``ValueError`` if one would replace an input or another output."""
-    by_stem: dict[str, list[str]] = {}
-    for item in items:
-        by_stem.setdefault(item.stem, []).append(item.name)
-    shared = {stem: names for stem, names in by_stem.items() if len(names) > 1}
-    if shared:
-        listed = "; ".join(f"{stem}: {', '.join(names)}" for stem, names in shared.items())
-        raise ValueError(
-            f"inputs share a name, so their masks would overwrite each other ({listed}); "
-            "rename them first"
-        )
-    outputs = [path for item in items for path in output_paths(item, out, tables)]
-    sources = {file_identity(item.source): item.source for item in items if item.source is not None}
-    clashes = [(path, sources[key]) for path in outputs if (key := file_identity(path)) in sources]
-    if clashes:
-        shown = "; ".join(f"{path} is the input {src}" for path, src in clashes[:5])
-        raise ValueError(f"refusing to overwrite input files: {shown}; choose another folder")
+    refuse_shared_stems(items, where="output folders")
+    outputs = [path for item in items for path in outputs_for(out, item.stem, table=tables).paths()]
+    sources = {item.source: f"{item.name!r} ({item.source})" for item in items if item.source}
+    refuse_overwrite(outputs, sources, what="folder")
     return outputs
 
 
@@ -128,30 +108,19 @@ def run_batch(request: BatchRequest, ctx: JobContext) -> BatchRequest:
     """The worker's job: each input in turn → mask (and table) files; skips bad inputs."""
     model = session().load(request.choice)
     predictor = Predictor(InferenceSettings(**request.settings))
-    n = len(request.items)
-    for i, item in enumerate(request.items):
-        ctx.cancel.raise_if_cancelled()
+    table = request.tables and request.instances
 
-        progress = part(ctx.progress, i / n, (i + 1) / n, f"{i + 1} of {n}: {item.name}")
+    def work(item: BatchItem, progress):
+        targets = outputs_for(request.out, item.stem, table=table)
+        return predict_item(item, targets, predictor, model, measure=measure,
+                            progress=progress, cancel=ctx.cancel)
 
-        progress(0, 1)
-        try:
-            image, rgb = item.read()
-            prediction = predictor.predict(model, image, rgb=rgb, progress=progress,
-                                           cancel=ctx.cancel)
-            instances = request.instances and prediction.instances is not None
-            labels = prediction.instances if instances else prediction.labels
-            mask_path, *table_path = output_paths(item, request.out, request.tables and instances)
-            table = measure(labels, image) if table_path else None
-            write_mask(mask_path, labels)
-        except (ImageFileError, ValueError, MemoryError) as exc:
-            request.skipped.append(f"{item.name}: {exc}")
-            continue
-        request.written.append(mask_path)
-        if table is not None:
-            write_table_csv(table_path[0], table)
-            request.written.append(table_path[0])
-        request.notes += [f"{item.name}: {m}" for m in prediction.messages]
+    def done(item: BatchItem, result) -> None:
+        request.written.extend(result.written)
+        request.notes.extend(f"{item.name}: {m}" for m in result.notes)
+
+    run_items(request.items, work, progress=ctx.progress, cancel=ctx.cancel, skip=BAD_INPUT,
+              on_done=done, into=Run(skipped=request.skipped))
     return request
 
 
