@@ -29,6 +29,8 @@ import gpu_campaign  # noqa: E402
 import paper_tables  # noqa: E402
 import report_tables  # noqa: E402
 import zoo as zs  # noqa: E402
+from zoolib import packaging, paths, recipes  # noqa: E402
+from zoolib import runs as zoo_runs  # noqa: E402
 
 NEW_TRAIN_CLI = importlib.util.find_spec("napari_attnseg.training.recipe") is not None
 
@@ -46,12 +48,13 @@ def _square_pair(folder: Path, stem: str, offset: int) -> None:
 
 @pytest.fixture
 def sandbox(tmp_path, monkeypatch):
-    """Temporary recipes, runs, data, weights folder and docs for the scripts."""
-    monkeypatch.setattr(zs, "RECIPES", tmp_path / "recipes")
-    monkeypatch.setattr(zs, "RUNS", tmp_path / "runs" / "zoo")
-    monkeypatch.setattr(zs, "DATA", tmp_path / "data")
-    monkeypatch.setattr(zs, "WEIGHTS", tmp_path / "package" / "weights")
-    monkeypatch.setattr(zs, "DOC", tmp_path / "docs" / "zoo.md")
+    """Temporary recipes, runs, data, weights folder and docs for the scripts (the folders
+    live in ``zoolib.paths``; ``zs.RECIPES`` and the others read them from there)."""
+    monkeypatch.setattr(paths, "RECIPES", tmp_path / "recipes")
+    monkeypatch.setattr(paths, "RUNS", tmp_path / "runs" / "zoo")
+    monkeypatch.setattr(paths, "DATA", tmp_path / "data")
+    monkeypatch.setattr(paths, "WEIGHTS", tmp_path / "package" / "weights")
+    monkeypatch.setattr(paths, "DOC", tmp_path / "docs" / "zoo.md")
     monkeypatch.setattr(paper_tables, "RUNS", tmp_path / "runs" / "tables")
     for split, n in (("train", 8), ("val", 4)):
         for i in range(n):
@@ -286,9 +289,9 @@ class FakeAttnseg:
 
 def test_train_starts_resumes_skips_and_packages_when_done(sandbox, monkeypatch):
     fake = FakeAttnseg()
-    monkeypatch.setattr(zs, "run_command", fake)
+    monkeypatch.setattr(zoo_runs, "run_command", fake)
     packaged = []
-    monkeypatch.setattr(zs, "package", lambda names, **kw: packaged.extend(names))
+    monkeypatch.setattr(packaging, "package", lambda names, **kw: packaged.extend(names))
     run_dir = zs.RUNS / "unet.nuclei"
 
     (first,) = zs.train_all(["unet.nuclei"], time_budget=5, package_done=True)
@@ -339,6 +342,7 @@ def test_driver_resumes_interrupted_runs_restarts_prune_runs_and_skips_busy_ones
 
 
 @pytest.mark.skipif(not NEW_TRAIN_CLI, reason="needs attnseg train --resume (branch h/train)")
+@pytest.mark.slow
 def test_real_sitting_pauses_at_its_budget_and_its_model_ships(sandbox):
     """One real sitting (one epoch of two on eight 32² images), scored and shipped; the
     resume command it would run next is one the real command line accepts."""
@@ -391,6 +395,41 @@ def test_committed_recipes_are_the_generators_and_full_ones_have_paper_widths():
             Recipe.from_json(path)
 
 
+def test_every_committed_recipe_is_to_the_byte_what_recipes_tasks_gives(capsys):
+    """One source: ``recipes/tasks/`` (the tasks, the architectures' paper recipes, the
+    models trained further); the committed recipes are its output, byte for byte."""
+    for variant in zs.VARIANTS:
+        assert zs.stale_recipes(variant) == [], f"{variant}: run `zoo.py recipes`"
+    assert zs.main(["recipes", "--check"]) == 0 and zs.main(["recipes", "--full", "--check"]) == 0
+    assert "every full recipe is what recipes/tasks/ gives" in capsys.readouterr().out
+    assert set(zs.TASKS) == {p.stem for p in (ROOT / "recipes" / "splits").glob("*.json")} - {
+        "nuclei_native"
+    }
+
+
+def test_the_recipes_change_with_their_task_data_alone(monkeypatch, tmp_path):
+    nuclei = json.loads((ROOT / "recipes" / "tasks" / "nuclei.json").read_text())
+    nuclei["gamma"], nuclei["train"]["epochs"], nuclei["card"]["license"] = 0.25, 7, "x"
+    monkeypatch.setitem(recipes.TASKS, "nuclei", nuclei)
+    r = zs.recipe("unet", "nuclei")
+    assert r["train"]["loss_params"]["gamma"] == 0.25  # {"$task": "gamma"}
+    assert r["train"]["epochs"] == 7 and r["card"]["license"] == "x"
+    own = "focal_attention_unet.nuclei"  # its own source: not derived
+    assert zs.stale_recipes() == sorted(f"{a}.nuclei" for a in zs.ARCHS if f"{a}.nuclei" != own)
+    # an architecture's recipe: by_task changes (their notes added), same_as, colour only
+    focus, plain = zs.recipe("focusnet", "vessels"), zs.recipe("focusnet", "polyp")
+    assert focus["train"]["loss"] == "dice_ce" and plain["train"]["loss"] == "dice"
+    assert focus["notes"].startswith(plain["notes"]) and focus["notes"] != plain["notes"]
+    assert zs.arch_recipe("focal_use_net", "polyp") == zs.arch_recipe("unet", "polyp")
+    assert "channel_shift" not in zs.recipe("focusnet", "membranes")["train"]["augment"]
+    assert zs.recipe("afnet", "vessels")["data"]["scale"] == 2.0
+    assert zs.recipe("afnet", "polyp")["data"].get("scale", 1.0) == 1.0
+    # a task file with a key no recipe reads is refused
+    (tmp_path / "bad.json").write_text(json.dumps({**nuclei, "epochs": 3}))
+    with pytest.raises(SystemExit, match="unknown keys"):
+        recipes.load_tasks(tmp_path)
+
+
 def test_gpu_dry_run_covers_the_zoo_and_every_table_row_within_the_budget(capsys):
     plan = gpu_campaign.campaign(budget_s=600, jobs=12, dry_run=True)
     printed = capsys.readouterr().out
@@ -419,7 +458,7 @@ def test_gpu_campaign_runs_every_run_with_its_budget_packages_and_reports(sandbo
     """The campaign's execution on a CPU, ``attnseg`` faked: each run gets the planned
     --time-budget, every zoo model that beats the shipped one ships, one JSON + log."""
     fake = FakeAttnseg(epochs=1)
-    monkeypatch.setattr(zs, "run_command", fake)
+    monkeypatch.setattr(zoo_runs, "run_command", fake)
     result = zs.gpu_campaign(budget_s=100, jobs=2, zoo_variant="compact", tables=None,
                              device="cpu", overhead_s=5, reserve_s=10,
                              out=sandbox / "gpu")  # fmt: skip
