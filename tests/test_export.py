@@ -274,3 +274,20 @@ def test_citations_follow_the_architecture():
     assert citations_for({"name": "focusnet"})[0].doi == "10.48550/arXiv.1902.03091"
     assert citations_for({"name": "afnet"})[0].doi == "10.32604/cmc.2021.017481"
     assert citations_for({"name": "denseunet"})[0].doi == "10.1109/ISBI52829.2022.9761624"
+
+
+@pytest.mark.slow  # bioimage.io's pipeline, three images
+@pytest.mark.parametrize("weights", ["torchscript", "pytorch_state_dict"])
+def test_package_predicts_what_our_predictor_predicts_at_three_sizes(exported, weights):
+    source, package = exported
+    model = zoo.load(source)
+    predictor = Predictor(device="cpu", tile_size=None, precision="fp32", tta=False)
+    descr = spec.load_description(package)
+    pipeline = core.create_prediction_pipeline(descr, weight_format=weights, devices=["cpu"])
+    for seed, size in enumerate([(64, 64), (97, 130), (200, 150)]):
+        image = np.random.default_rng(seed).gamma(2.0, 40.0, size).astype(np.float32)
+        ours = predictor.predict(model, image).probabilities
+        theirs = core.predict(model=pipeline, inputs=image[None, None])
+        np.testing.assert_allclose(
+            theirs.members["probabilities"].data.values[0], ours, atol=1e-4
+        )

@@ -20,7 +20,13 @@ The rules, in the order they run:
    it; other mismatches are an error that names both counts.
 3. **Clean-up**: NaN and ±Inf pixels are replaced by the median of the
    finite pixels of their channel, and counted so the caller can say so.
-4. **Normalisation** per the card (:func:`.normalization.normalize`).
+4. **Normalisation** per the card (:func:`.normalization.normalize`'s modes).
+   Rules 3–4 are split into :meth:`InputSpec.statistics` (what they measure
+   on a whole image: the fill medians, mean/std or low/high per channel;
+   exact on NumPy, by Dask reductions on Dask/zarr arrays too large to read)
+   and :meth:`InputSpec.apply` (those statistics applied to any part of the
+   image), so a block of a large image is normalised as the whole image
+   would be (block-wise prediction) and a whole image as the Predictor does.
 5. **Working size**: the card's fixed ``input_size``, else the image scaled by
    the card's ``input_scale`` times an extra ``zoom`` (object-size
    matching); bilinear with anti-aliasing when shrinking, nearest for labels.
@@ -30,7 +36,7 @@ The rules, in the order they run:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,11 +45,13 @@ import torch
 
 from ..models.base import SegmentationModel
 from ..models.card import DEFAULT_NORMALIZATION, ModelCard, check_spec
-from .normalization import normalize
+from .normalization import _affine, normalize
 from .resize import resize_image, resize_labels, working_size
 
 #: sizes of a trailing axis that napari (and this package) take for colour
 COLOUR_SIZES = (3, 4)
+#: what :meth:`InputSpec.statistics` measures on one plane (see there)
+Statistics = dict[str, np.ndarray]
 #: luminance weights used by ``skimage.color.rgb2gray`` (ITU-R BT.709)
 RGB_TO_GREY = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 
@@ -225,8 +233,75 @@ class InputSpec:
 
     def network_input(self, plane: np.ndarray, *, rgb: bool = False) -> tuple[np.ndarray, int]:
         """Rules 2–4 on an ``(H, W, C)`` plane: ``((C, H, W) float32, replaced pixels)``."""
-        chw, replaced = replace_nonfinite(self.channels(plane, rgb=rgb))
-        return normalize(chw, self.normalization), replaced
+        chw = self.channels(plane, rgb=rgb)
+        filled, stats, replaced = self._measure(chw)
+        return self._normalise(filled, stats), replaced
+
+    # -- statistics (rules 3–4 measured on a whole image, applied to any part) --------
+    def statistics(
+        self,
+        image: Any,
+        *,
+        rgb: bool = False,
+        compute: Callable[[Any], Any] | None = None,
+    ) -> list[Statistics]:
+        """Per-plane statistics of an image viewed as ``(*stack, H, W, C)`` (:func:`canonical`).
+
+        One dict per plane (``np.ndindex(*stack)`` order): ``fill``, the
+        median of each channel's finite pixels that replaces its NaN/±Inf
+        pixels (``(C,)``, 0 where there are none), and the card mode's
+        ``mean``/``std`` or ``low``/``high`` (``(C, 1, 1)``). :meth:`apply`
+        with them normalises any part of a plane as :meth:`network_input`
+        normalises the whole plane. A NumPy array is measured exactly as
+        :meth:`network_input` measures; a Dask array, a zarr array or any
+        other array-like by Dask reductions, read chunk by chunk (mean, std,
+        min and max exact up to float64 rounding; percentiles and fill
+        medians Dask's approximate ones). ``compute`` evaluates Dask
+        collections (default: threads in this process; pass a cluster's).
+        """
+        if isinstance(image, np.ndarray):
+            return [
+                self.plane_statistics(self.channels(image[p], rgb=rgb))
+                for p in np.ndindex(*image.shape[:-3])
+            ]
+        return _lazy_statistics(self, image, rgb, compute)
+
+    def plane_statistics(self, chw: np.ndarray) -> Statistics:
+        """:meth:`statistics` of one ``(C, H, W)`` plane already in the model's channels."""
+        return self._measure(chw)[1]
+
+    def apply(self, chw: np.ndarray, stats: Statistics) -> np.ndarray:
+        """Rules 3–4 on a ``(C, h, w)`` part of a plane, with the plane's :meth:`statistics`."""
+        filled, _, _ = _fill_nonfinite(np.asarray(chw, dtype=np.float32), stats["fill"])
+        return self._normalise(filled, stats)
+
+    def _measure(self, chw: np.ndarray) -> tuple[np.ndarray, Statistics, int]:
+        """``(filled image, statistics, replaced pixels)`` of a whole ``(C, H, W)`` plane."""
+        filled, fill, replaced = _fill_nonfinite(np.asarray(chw, dtype=np.float32))
+        stats: Statistics = {"fill": fill}
+        mode = self.normalization["mode"]
+        if self.normalization.get("clahe"):
+            pass  # CLAHE adapts to each image; only the fill carries over
+        elif mode == "zscore":
+            stats["mean"] = filled.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
+            stats["std"] = filled.std(axis=(1, 2), keepdims=True, dtype=np.float64)
+        elif mode == "percentile":
+            q = _percentiles(self.normalization)
+            stats["low"], stats["high"] = np.percentile(filled, q, axis=(1, 2), keepdims=True)
+        elif mode == "minmax":
+            stats["low"] = filled.min(axis=(1, 2), keepdims=True)
+            stats["high"] = filled.max(axis=(1, 2), keepdims=True)
+        return filled, stats, replaced
+
+    def _normalise(self, chw: np.ndarray, stats: Statistics) -> np.ndarray:
+        """Rule 4 on a finite ``(C, h, w)`` float32 image with given statistics."""
+        mode = self.normalization["mode"]
+        if self.normalization.get("clahe") or mode not in ("zscore", "percentile", "minmax"):
+            return normalize(chw, self.normalization)  # "dataset", "none", CLAHE: per image
+        if mode == "zscore":
+            return _affine(chw, stats["mean"], stats["std"])
+        scaled = _affine(chw, stats["low"], stats["high"] - stats["low"])
+        return np.clip(scaled, 0.0, 1.0) if mode == "percentile" else scaled
 
     def working_size(self, height: int, width: int, zoom: float = 1.0) -> tuple[int, int]:
         """(H, W) an image of ``height``×``width`` is resized to for the network (rule 5)."""
@@ -275,16 +350,115 @@ class InputSpec:
 
 def replace_nonfinite(chw: np.ndarray) -> tuple[np.ndarray, int]:
     """NaN/±Inf pixels replaced by their channel's finite median: ``(image, count)``."""
+    out, _, count = _fill_nonfinite(chw)
+    return out, count
+
+
+def _fill_nonfinite(
+    chw: np.ndarray, fill: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(image, fill, count)``: NaN/±Inf pixels of each channel replaced by ``fill[c]``.
+
+    Without ``fill``, each channel's median of its finite pixels (0 if none).
+    """
     finite = np.isfinite(chw)
+    measure = fill is None
+    fill = np.zeros(chw.shape[0]) if measure else np.asarray(fill, dtype=np.float64)
     if finite.all():
-        return chw, 0
+        return chw, fill, 0
     out = chw.copy()
     for c in range(out.shape[0]):
         bad = ~finite[c]
         if bad.any():
-            values = out[c][finite[c]]
-            out[c][bad] = float(np.median(values)) if values.size else 0.0
-    return out, int((~finite).sum())
+            if measure:
+                values = out[c][finite[c]]
+                fill[c] = float(np.median(values)) if values.size else 0.0
+            out[c][bad] = fill[c]
+    return out, fill, int((~finite).sum())
+
+
+def _percentiles(normalization: Mapping[str, Any]) -> list[float]:
+    return [float(normalization.get("low", 1.0)), float(normalization.get("high", 99.8))]
+
+
+#: chunk edge (pixels) for reading a lazy array that is not a Dask array yet
+LAZY_CHUNK = 2048
+
+
+def _channels_of_block(block: np.ndarray, spec: InputSpec, rgb: bool) -> np.ndarray:
+    """Rule 2 on every plane of a ``(*stack, h, w, C)`` block; non-finite pixels become NaN."""
+    out = np.empty((*block.shape[:-1], spec.in_channels), np.float32)
+    for index in np.ndindex(*block.shape[:-3]):
+        out[index] = np.moveaxis(spec.channels(block[index], rgb=rgb), 0, -1)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def _lazy_statistics(
+    spec: InputSpec, image: Any, rgb: bool, compute: Callable[[Any], Any] | None
+) -> list[Statistics]:
+    """:meth:`InputSpec.statistics` of a lazy ``(*stack, H, W, C)`` array, by Dask reductions."""
+    import dask
+    import dask.array as da
+
+    if compute is None:
+
+        def compute(collections):
+            return dask.compute(collections, scheduler="threads")[0]
+
+    if not isinstance(image, da.Array):
+        shape = tuple(int(s) for s in image.shape)
+        chunks = (*([1] * (len(shape) - 3)), *(min(s, LAZY_CHUNK) for s in shape[-3:-1]), shape[-1])
+        image = da.from_array(image, chunks=chunks, asarray=True)
+    image = image.rechunk({-1: -1})
+    view = da.map_blocks(
+        _channels_of_block,
+        image,
+        spec=spec,
+        rgb=rgb,
+        dtype=np.float32,
+        chunks=(*image.chunks[:-1], (spec.in_channels,)),
+    )
+    planes = [tuple(p) for p in np.ndindex(*view.shape[:-3])]
+    channels = range(spec.in_channels)
+
+    def finite(plane, c):
+        values = view[(*plane, Ellipsis, c)].ravel()
+        return values[~da.isnan(values)]
+
+    axes = (-3, -2)
+    lazy: dict[str, Any] = {"bad": da.isnan(view).sum(axis=axes)}
+    mode = spec.normalization["mode"]
+    if spec.normalization.get("clahe"):
+        pass
+    elif mode == "zscore":
+        lazy["mean"] = da.nanmean(view, axis=axes, dtype=np.float64)
+        lazy["std"] = da.nanstd(view, axis=axes, dtype=np.float64)
+    elif mode == "minmax":
+        lazy["low"], lazy["high"] = da.nanmin(view, axis=axes), da.nanmax(view, axis=axes)
+    elif mode == "percentile":
+        q = _percentiles(spec.normalization)
+        lazy["quantiles"] = [da.percentile(finite(p, c), q) for p in planes for c in channels]
+    done = compute(lazy)
+    bad = np.asarray(done["bad"])
+    where = [(p, c) for p in planes for c in channels if bad[p][c]]
+    medians = {}
+    if where:
+        found = compute([da.percentile(finite(*pc), [50.0]) for pc in where])
+        medians = dict(zip(where, found, strict=True))
+    out = []
+    shape = (spec.in_channels, 1, 1)
+    for n, plane in enumerate(planes):
+        fill = [float(medians[plane, c][0]) if (plane, c) in medians else 0.0 for c in channels]
+        stats: Statistics = {"fill": np.array(fill)}
+        for name in ("mean", "std", "low", "high"):
+            if name in done:
+                stats[name] = np.asarray(done[name])[plane].reshape(shape)
+        if "quantiles" in done:
+            pairs = done["quantiles"][n * len(channels) : (n + 1) * len(channels)]
+            stats["low"] = np.array([q[0] for q in pairs], np.float64).reshape(shape)
+            stats["high"] = np.array([q[1] for q in pairs], np.float64).reshape(shape)
+        out.append(stats)
+    return out
 
 
 __all__ = [
@@ -292,6 +466,7 @@ __all__ = [
     "InputSpec",
     "Layout",
     "Prepared",
+    "Statistics",
     "canonical",
     "colour_over",
     "is_colour",

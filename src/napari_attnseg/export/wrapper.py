@@ -5,12 +5,19 @@ and does in one ``forward`` what :class:`~napari_attnseg.inference.Predictor`
 does around the network for one whole (untiled) image, so a bioimage.io
 consumer that only applies the package's preprocessing gets our numbers:
 
-1. resize to the size the model works at (card ``input_size`` / ``input_scale``;
+1. resize to the size the model works at (the card's ``input_size`` /
+   ``input_scale``, read through :class:`~napari_attnseg.data.input_spec.InputSpec`;
    bilinear, anti-aliased when shrinking, as ``data.resize.resize_image``);
-2. pad (centred, reflect; replicate when the image is smaller than the pad)
-   to the architecture's ``size_multiple``, run the network, crop back;
-3. sigmoid (one binary logit → ``[P(background), P(foreground)]``) or softmax;
+2. pad as the model pads itself (``SegmentationModel.padding`` and its
+   ``pad_mode``: :class:`PaddingRule` takes the rule's numbers from the model
+   and checks that it reproduces ``model.padding``), run the network, crop back;
+3. ``models.base.class_probabilities`` (sigmoid of one binary logit →
+   ``[P(background), P(foreground)]``, else softmax);
 4. resize the probabilities back to the input size (bilinear).
+
+The input it takes is normalised as :meth:`InputSpec.network_input
+<napari_attnseg.data.input_spec.InputSpec.network_input>` normalises (a
+bioimage.io consumer does it with the package's preprocessing steps).
 
 The forward is TorchScript-compatible: :func:`to_torchscript` traces only the
 size-independent network body (``forward_padded``) and scripts the rest, so
@@ -21,13 +28,15 @@ the TorchScript weights accept any input size, like the eager model.
 
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple  # noqa: UP035 (TorchScript reads these annotations)
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.base import SegmentationModel
+from ..data.input_spec import InputSpec
+from ..models.base import SegmentationModel, class_probabilities
 from ..models.registry import model_from_config
 
 
@@ -42,23 +51,59 @@ class PaddedBody(nn.Module):
         return self.model.forward_padded(x)
 
 
-def _split(n: int, multiple: int) -> Tuple[int, int]:  # noqa: UP006
-    """(before, after) padding that brings ``n`` to a multiple (as ``SegmentationModel``)."""
-    total = max(multiple, int(math.ceil(n / multiple)) * multiple) - n
+def _split(n: int, multiple: int, smallest: int) -> Tuple[int, int]:  # noqa: UP006
+    """(before, after) padding of a side of ``n`` in the form of ``SegmentationModel.padding``."""
+    total = max(smallest, int(math.ceil(n / multiple)) * multiple) - n
     return total // 2, total - total // 2
+
+
+@dataclass(frozen=True)
+class PaddingRule:
+    """A model's padding as numbers TorchScript can use, taken from the model itself.
+
+    ``SegmentationModel.padding`` pads a side to a multiple of the
+    architecture's ``size_multiple``, at least the side it pads a 1-pixel
+    image to; :meth:`of` reads both from the model and checks that
+    :func:`_split` with them gives ``model.padding`` for every side up to
+    four multiples (so a model that pads otherwise is refused, not exported
+    with a different rule).
+    """
+
+    multiple: int
+    smallest: int
+    mode: str
+
+    @classmethod
+    def of(cls, model: SegmentationModel) -> "PaddingRule":  # noqa: UP037
+        left, right, _, _ = model.padding(1, 1)
+        rule = cls(int(model.size_multiple), 1 + left + right, str(model.pad_mode))
+        for n in range(1, 4 * rule.multiple + 2):
+            left, right, top, bottom = model.padding(n, n)
+            if (left, right) != rule.split(n) or (top, bottom) != rule.split(n):
+                raise ValueError(
+                    f"{model.name} pads a side of {n} by {(left, right)}, which the exported "
+                    f"network's rule {rule} does not reproduce"
+                )
+        return rule
+
+    def split(self, n: int) -> tuple[int, int]:
+        return _split(n, self.multiple, self.smallest)
+
+    def padded(self, n: int) -> int:
+        return n + sum(self.split(n))
 
 
 class ExportedModel(nn.Module):
     """Normalised ``(N, C, H, W)`` float32 → class probabilities ``(N, K, H, W)``, K = max(2, n)."""
 
     fixed_size: List[int]  # noqa: UP006
+    __jit_ignored_attributes__ = ["rule"]  # noqa: RUF012 (TorchScript uses its numbers)
 
     def __init__(
         self,
         body: nn.Module,
         *,
-        size_multiple: int,
-        n_classes: int,
+        padding: PaddingRule,
         input_size: Optional[List[int]] = None,  # noqa: UP006, UP045
         input_scale: float = 1.0,
     ) -> None:
@@ -68,8 +113,10 @@ class ExportedModel(nn.Module):
         if not input_scale > 0:
             raise ValueError(f"input_scale must be > 0, got {input_scale!r}")
         self.body = body
-        self.size_multiple = int(size_multiple)
-        self.binary = int(n_classes) == 1
+        self.rule = padding
+        self.size_multiple = int(padding.multiple)
+        self.smallest = int(padding.smallest)
+        self.pad_mode = str(padding.mode)
         self.fixed_size = [int(v) for v in input_size] if input_size else []
         self.scale = float(input_scale)
 
@@ -86,32 +133,34 @@ class ExportedModel(nn.Module):
             shrink = size[0] * size[1] < height * width
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
         h, w = int(x.shape[-2]), int(x.shape[-1])
-        top, bottom = _split(h, self.size_multiple)
-        left, right = _split(w, self.size_multiple)
+        top, bottom = _split(h, self.size_multiple, self.smallest)
+        left, right = _split(w, self.size_multiple, self.smallest)
         if left > 0 or right > 0 or top > 0 or bottom > 0:
             small = max(left, right) >= w or max(top, bottom) >= h
-            mode = "replicate" if small else "reflect"
+            mode = "replicate" if small else self.pad_mode
             x = F.pad(x, [left, right, top, bottom], mode=mode)
-        logits = self.body(x)[:, :, top : top + h, left : left + w].float()
-        if self.binary:
-            probs = torch.cat([torch.sigmoid(-logits), torch.sigmoid(logits)], dim=1)
-        else:
-            probs = torch.softmax(logits, dim=1)
+        probs = class_probabilities(self.body(x)[:, :, top : top + h, left : left + w])
         if resized:
             probs = F.interpolate(probs, size=[height, width], mode="bilinear", align_corners=False)
         return probs
 
 
-def wrap(model: SegmentationModel) -> ExportedModel:
-    """The eager :class:`ExportedModel` of a model, with the card's resizing."""
-    card = getattr(model, "card", None)
+def _exported(
+    model: SegmentationModel, input_size: Any = None, input_scale: float = 1.0
+) -> ExportedModel:
+    """The eager :class:`ExportedModel` of ``model`` with a card's working size."""
     return ExportedModel(
         PaddedBody(model),
-        size_multiple=model.size_multiple,
-        n_classes=model.n_classes,
-        input_size=getattr(card, "input_size", None),
-        input_scale=getattr(card, "input_scale", 1.0) or 1.0,
+        padding=PaddingRule.of(model),
+        input_size=list(input_size) if input_size else None,
+        input_scale=float(input_scale or 1.0),
     ).eval()
+
+
+def wrap(model: SegmentationModel) -> ExportedModel:
+    """The eager :class:`ExportedModel` of a model, with its card's working size."""
+    spec = InputSpec.of(model)
+    return _exported(model, spec.size, spec.scale)
 
 
 def build_model(
@@ -124,14 +173,7 @@ def build_model(
     This is the callable a bioimage.io package's ``pytorch_state_dict``
     weights name; the package's state dict then fills in the weights.
     """
-    model = model_from_config(config)
-    return ExportedModel(
-        PaddedBody(model),
-        size_multiple=model.size_multiple,
-        n_classes=model.n_classes,
-        input_size=input_size,
-        input_scale=input_scale,
-    ).eval()
+    return _exported(model_from_config(config), input_size, input_scale)
 
 
 def to_torchscript(exported: ExportedModel, example: torch.Tensor) -> torch.jit.ScriptModule:
@@ -142,16 +184,10 @@ def to_torchscript(exported: ExportedModel, example: torch.Tensor) -> torch.jit.
     the probabilities are scripted, so they follow the input's shape.
     """
     exported = exported.eval()
-    multiple = exported.size_multiple
+    rule = exported.rule
     height, width = exported.working_size(int(example.shape[-2]), int(example.shape[-1]))
     padded = torch.zeros(
-        (
-            1,
-            example.shape[1],
-            max(multiple, math.ceil(height / multiple) * multiple),
-            max(multiple, math.ceil(width / multiple) * multiple),
-        ),
-        dtype=torch.float32,
+        (1, example.shape[1], rule.padded(height), rule.padded(width)), dtype=torch.float32
     )
     # the body's shape checks become constants; export_bioimageio verifies the result
     # against the eager model at two sizes, so the tracer's warnings are not shown
@@ -162,8 +198,7 @@ def to_torchscript(exported: ExportedModel, example: torch.Tensor) -> torch.jit.
         body = torch.jit.trace(exported.body, padded, check_trace=False)
     scripted = ExportedModel(
         body,
-        size_multiple=multiple,
-        n_classes=1 if exported.binary else 2,
+        padding=rule,
         input_size=list(exported.fixed_size) or None,
         input_scale=exported.scale,
     )
