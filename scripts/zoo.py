@@ -142,9 +142,24 @@ from zoolib.runs import (
     run_command,
     run_state,
     status,
-    train_all,
     zoo_run,
 )
+from zoolib.runs import train_all as _train_all
+
+
+
+def train_all(names: list[str], *, package_done: bool = False, max_mb: float = 60.0,
+              variant: str = "compact", **options) -> list[dict]:
+    """``train``: :func:`zoolib.runs.train_all`; with ``package_done``, each model is
+    packaged (``zoolib.packaging.package``) as soon as its run is done."""
+    from zoolib import packaging as packaging_
+
+    def packaged(name: str) -> None:
+        packaging_.package([name], variant=variant, max_mb=max_mb)
+
+    return _train_all(names, variant=variant, on_done=packaged if package_done else None,
+                      **options)
+
 
 __all__ = [  # what zoo.py hands on (scripts/paper_tables.py, gpu_campaign.py, the tests)
     "GPU_JOBS", "GPU_OVERHEAD_S", "GPU_RESERVE_S", "MIN_RUN_S", "TableRows", "campaign_runs",

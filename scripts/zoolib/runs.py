@@ -343,12 +343,12 @@ def train_all(
     epochs: int | None = None,
     precision: str | None = None,
     device: str = "auto",
-    package_done: bool = False,
-    max_mb: float = 60.0,
+    on_done: Callable[[str], None] | None = None,
     force: bool = False,
 ) -> list[dict]:
     """``train``: drive every named run (all recipes of ``variant`` by default), ``jobs`` at
-    a time; with ``package_done``, package each model as soon as its run is done."""
+    a time; ``on_done(name)`` (packaging, in ``zoo.py train --package``) runs as soon as a
+    run is done, one at a time."""
     names = names or recipe_names(variant)
     unknown = sorted(set(names) - set(recipe_names(variant)))
     if unknown:
@@ -372,11 +372,9 @@ def train_all(
             force=force,
             log=lambda line: print(line, flush=True),
         )
-        if package_done and record["state"] == "done":
-            from . import packaging  # which imports this module
-
-            with lock:  # one packaging at a time: they all rewrite index.json and docs
-                packaging.package([name], variant=variant, max_mb=max_mb)
+        if on_done is not None and record["state"] == "done":
+            with lock:  # one at a time: packagings all rewrite index.json and docs
+                on_done(name)
         return record
 
     with ThreadPoolExecutor(max(1, jobs)) as pool:

@@ -27,10 +27,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-#: the separation heads a model card may name, and their class names
-HEADS: dict[str, tuple[str, ...]] = {
-    "bands": ("background", "interior", "boundary", "centre"),
-}
+from ..models.card import HEADS as CARD_HEADS
+
+#: the separation heads a model card may name, and their class names (the card's vocabulary:
+#: ``models.card.HEADS``)
+HEADS = CARD_HEADS
 BACKGROUND, INTERIOR, BOUNDARY, CENTRE = 0, 1, 2, 3
 #: objects whose largest inner distance reaches this many pixels get a 2-px rim
 WIDE_RIM_FROM = 8.0

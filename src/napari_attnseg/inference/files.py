@@ -329,7 +329,7 @@ def write_outputs(
                 table["image_confidence"] = np.full(rows, round(prediction.quality.confidence, 4))
         written.append(write_table_csv(targets.table, table))
     if targets.overlay is not None:
-        from ..cli._common import write_overlay  # the overlay picture is the CLI's
+        from ..objects.overlay import write_overlay
 
         written.append(write_overlay(targets.overlay, image, labels, channel_axis=channel_axis,
                                      instances=objects is not None, roi=prediction.roi))

@@ -19,6 +19,12 @@ DEFAULT_NORMALIZATION: dict[str, Any] = {"mode": "zscore"}
 ENVELOPE = ("format", "format_version", "config", "in_channels", "n_classes", "weights_dtype")
 
 
+#: the separation heads a card may name (``instances["method"]``), and their class names
+HEADS: dict[str, tuple[str, ...]] = {
+    "bands": ("background", "interior", "boundary", "centre"),
+}
+
+
 @dataclass
 class ModelCard:
     """Everything needed to use a model besides its weights.
@@ -81,10 +87,8 @@ class ModelCard:
     @property
     def separation_head(self) -> str | None:
         """The separation head the network has (``"bands"``: background, interior, boundary,
-        centre; :mod:`napari_attnseg.data.targets`), named by ``instances["method"]``; None
+        centre; :data:`HEADS`, whose targets :mod:`napari_attnseg.data.targets` makes), named by ``instances["method"]``; None
         for a model whose classes are the output (binary and semantic models)."""
-        from ..data.targets import HEADS
-
         method = (self.instances or {}).get("method")
         return method if method in HEADS else None
 
