@@ -11,7 +11,7 @@ instead — rows are never squeezed on top of each other.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -85,6 +85,25 @@ def show_row(form: QFormLayout, field: QWidget, visible: bool) -> None:
             widget.setVisible(visible)
 
 
+class _Unclip(QObject):
+    """Keeps an expanded section as tall as its content wants.
+
+    superqt's ``QCollapsible`` fixes its content's maximum height when it expands;
+    content that grows afterwards (a style applied when first shown, a longer
+    text) would have its rows squeezed on top of each other. On every layout
+    request of the content, an expanded section takes the new height.
+    """
+
+    def __init__(self, box: QCollapsible) -> None:
+        super().__init__(box)
+        self.box = box
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.LayoutRequest and self.box.isExpanded():
+            self.box.content().setMaximumHeight(self.box.content().sizeHint().height() + 10)
+        return False
+
+
 def advanced_section(form: QFormLayout, title: str = "Advanced") -> QCollapsible:
     """A collapsed section holding ``form``."""
     box = QCollapsible(title, expandedIcon="▾", collapsedIcon="▸")
@@ -93,6 +112,7 @@ def advanced_section(form: QFormLayout, title: str = "Advanced") -> QCollapsible
     form.setContentsMargins(0, 0, 0, 0)
     inner.setLayout(form)
     box.addWidget(inner)
+    box.content().installEventFilter(_Unclip(box))
     box.collapse(animate=False)
     return box
 
