@@ -51,6 +51,7 @@ def test_bench_help(capsys):
         assert option in out
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_documented_json(tmp_path, capsys, restore_threads):
     target, page = tmp_path / "bench.json", tmp_path / "page.md"
     code = main([
@@ -483,6 +484,7 @@ def test_real_image_folders_are_checked_with_clear_errors(tmp_path, capsys):
         build_mosaic(bright, size=32)
 
 
+@pytest.mark.slow
 def test_real_section_end_to_end_on_a_tiny_mosaic(tmp_path, capsys, restore_threads):
     """--only-real: the default nuclei model on a 256² mosaic, MONAI, noise and a crop."""
     centres = [(20, 20), (20, 60), (20, 100), (60, 40), (60, 90), (100, 20), (100, 70),

@@ -131,6 +131,7 @@ def test_evaluate_writes_documented_json(folders, model_path, tmp_path, capsys):
     assert "dice" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_train_finetune_prune_chain(folders, tmp_path):
     trained = tmp_path / "trained.safetensors"
     common = [
@@ -180,6 +181,7 @@ def test_train_finetune_prune_chain(folders, tmp_path):
     assert len(load_model(pruned).config["pruned"]) == 5  # depth 2: 2 + 1 + 2 SE blocks
 
 
+@pytest.mark.slow
 def test_train_prune_workflow_and_recipe(folders, tmp_path):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(

@@ -88,6 +88,7 @@ def test_autocast_runs_at_the_precision_asked_and_stays_close(precision):
     assert np.mean(fast.labels == exact.labels) > 0.99
 
 
+@pytest.mark.slow
 def test_training_step_with_amp_on_cuda():
     from napari_attnseg.benchmark import synthetic_samples
     from napari_attnseg.training import TrainConfig, Trainer

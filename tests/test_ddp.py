@@ -152,6 +152,7 @@ def one_process_group():
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_finetune_in_a_process_group_records_it_and_trains_through_ddp(
     folders, tmp_path, one_process_group, monkeypatch
 ):
@@ -194,6 +195,7 @@ def test_processes_share_every_epoch_and_draw_their_own_patches():
     assert [i for i, _ in ranks[1].shard("abcde")] == [1, 3]
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_number_of_processes(tmp_path):
     trainer = Trainer(tiny(), config(epochs=1), disc_samples(4), checkpoint_dir=tmp_path)
     trainer.fit()

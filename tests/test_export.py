@@ -190,6 +190,7 @@ def test_cli_reports_a_foreign_package(exported, tmp_path, capsys):
     assert "did not export" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_percentile_softmax_and_resizing_models_match_through_bioimageio(tmp_path):
     """Per-channel scale_range + clip, three classes (softmax), an input scale in the network."""
     model = tiny(

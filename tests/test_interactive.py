@@ -130,6 +130,7 @@ def test_bad_labels_name_the_pair(labels, message):
         build_samples([AnnotatedImage("bad", image, labels)], mode="sparse", **kwargs())
 
 
+@pytest.mark.slow
 def test_config_suits_small_images_and_trains():
     train, val = build_samples(
         [AnnotatedImage("a", *disc(64))], val_fraction=0.25, val_tile=32, **kwargs()

@@ -66,6 +66,7 @@ ENGINE = [
 ]
 
 
+@pytest.mark.slow
 def test_engine_never_imports_napari_or_qt():
     code = (
         f"import sys, importlib; [importlib.import_module(m) for m in {ENGINE!r}]; "

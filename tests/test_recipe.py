@@ -166,6 +166,7 @@ def test_finetune_help_describes_finetuning(capsys):
 
 
 # -- runs ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_train_defaults_compact_width_and_auto_patch_on_cpu(folders, tmp_path):
     out = tmp_path / "m.safetensors"
     args = tiny_args(folders, out, "--epochs", "1")
@@ -180,6 +181,7 @@ def test_train_defaults_compact_width_and_auto_patch_on_cpu(folders, tmp_path):
     assert run.recipe.options["width"] == compact_options("unet")["width"]
 
 
+@pytest.mark.slow
 def test_resume_from_the_run_folder_alone_matches_an_uninterrupted_run(folders, tmp_path):
     straight = tmp_path / "straight.safetensors"
     assert main(tiny_args(folders, straight, "--epochs", "3")) == 0
@@ -199,6 +201,7 @@ def test_resume_from_the_run_folder_alone_matches_an_uninterrupted_run(folders, 
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_takes_no_other_settings(folders, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     assert main(tiny_args(folders, out, "--epochs", "1")) == 0
@@ -212,6 +215,7 @@ def test_resume_takes_no_other_settings(folders, tmp_path, capsys):
     assert load_model(out).card.training["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_a_new_run_never_replaces_an_unfinished_one(folders, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     run_dir = default_run_dir(out)
@@ -242,6 +246,7 @@ def test_run_spec_round_trips_and_resolves_paths(tmp_path):
 
 
 # -- init: train on from a saved model's weights ---------------------------------------
+@pytest.mark.slow
 def test_init_starts_from_the_saved_weights_and_pins_them(folders, tmp_path, capsys):
     first = tmp_path / "first.safetensors"
     assert main(tiny_args(folders, first, "--epochs", "2")) == 0
@@ -283,6 +288,7 @@ def test_init_starts_from_the_saved_weights_and_pins_them(folders, tmp_path, cap
     assert "not the weights the recipe starts from" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_resumed_run_needs_no_longer_the_file_it_started_from(folders, tmp_path, capsys):
     first = tmp_path / "first.safetensors"
     assert main(tiny_args(folders, first, "--epochs", "2")) == 0
@@ -301,6 +307,7 @@ def test_a_resumed_run_needs_no_longer_the_file_it_started_from(folders, tmp_pat
     assert "init model not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_init_refuses_another_architecture(folders, tmp_path, capsys):
     first = tmp_path / "first.safetensors"
     assert main(tiny_args(folders, first, "--epochs", "1")) == 0

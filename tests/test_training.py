@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_attnseg.data import Sample
+from napari_attnseg.losses import AsymmetricUnifiedFocalLoss, distance_penalty_map
 from napari_attnseg.models import create_model, focal_weights, load_model
 from napari_attnseg.progress import Cancelled, CancelToken
 from napari_attnseg.training import (
@@ -51,6 +52,7 @@ def tiny(**kw):
     return create_model("focal_use_net", in_channels=1, n_classes=1, width=4, depth=2, **kw)
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_history_records_focal():
     model = tiny()
     history = Trainer(model, config(epochs=6), disc_samples(), disc_samples(2, seed=1)).fit()
@@ -61,6 +63,7 @@ def test_loss_decreases_and_history_records_focal():
     assert "val_dice" in history.epochs[0]
 
 
+@pytest.mark.slow
 def test_reproducible_on_cpu():
     a, b = tiny(), tiny()
     b.load_state_dict(a.state_dict())
@@ -69,6 +72,7 @@ def test_reproducible_on_cpu():
     assert ha.series("train_loss") == hb.series("train_loss")
 
 
+@pytest.mark.slow
 def test_focal_w_never_negative():
     model = tiny(focal=0.0)
     Trainer(model, config(lr=0.5, optimizer="sgd"), disc_samples(), []).fit()
@@ -86,12 +90,34 @@ def test_weight_decay_skips_focal_and_norms():
     assert groups[0]["weight_decay"] == 1e-4 and groups[1]["weight_decay"] == 0.0
 
 
+@pytest.mark.slow
 def test_unified_focal_with_distance_penalty_runs():
+    """The Unified Focal loss with epsilon > 0 trains on the labels' distance-penalty maps."""
     model = tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = config(loss="unified_focal", loss_params={"epsilon": 0.1}, epochs=1)
-    Trainer(model, cfg, disc_samples(), disc_samples(2, seed=1)).fit()
+    trainer = Trainer(model, cfg, disc_samples(), disc_samples(2, seed=1))
+    assert isinstance(trainer.loss_fn, AsymmetricUnifiedFocalLoss)
+    assert trainer.loss_fn.epsilon == 0.1 and trainer.with_dpt
+    calls = []  # (target, dpt) of every loss evaluation, training and validation
+
+    def record(module, args, kwargs):
+        calls.append((args[1].cpu(), kwargs.get("dpt")))
+
+    trainer.loss_fn.register_forward_pre_hook(record, with_kwargs=True)
+    history = trainer.fit()
+    assert history.stopped == "completed" and len(history.epochs) == 1
+    assert np.isfinite(history.epochs[0]["train_loss"])
+    assert np.isfinite(history.epochs[0]["val_loss"])
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert calls, "the loss was never evaluated"
+    for target, dpt in calls:
+        assert dpt is not None, "no distance-penalty weights reached the loss"
+        expected = np.stack([distance_penalty_map(t.numpy(), 2) for t in target])
+        np.testing.assert_allclose(dpt.cpu().numpy(), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_cancel_keeps_checkpoint_loadable_and_restores_weights(tmp_path):
     model = tiny()
     token = CancelToken()
@@ -112,6 +138,7 @@ def test_cancel_keeps_checkpoint_loadable_and_restores_weights(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tmp_path):
     model = tiny()
     Trainer(model, config(epochs=2), disc_samples(), [], checkpoint_dir=tmp_path).fit()
@@ -121,6 +148,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert [e["epoch"] for e in history.epochs] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_early_stopping_and_time_budget():
     h = Trainer(
         tiny(), config(epochs=50, lr=1e-9, early_stopping=2), disc_samples(), disc_samples(2)
@@ -130,6 +158,7 @@ def test_early_stopping_and_time_budget():
     assert "time budget" in h.stopped and len(h.epochs) == 1
 
 
+@pytest.mark.slow
 def test_sparse_labels_only_use_labelled_pixels():
     """The training loss has no gradient at unlabelled (-1) pixels, and some at labelled ones."""
     samples = disc_samples(2)
@@ -153,6 +182,7 @@ def test_sparse_labels_only_use_labelled_pixels():
         assert torch.count_nonzero(grad[..., :16]) > 0
 
 
+@pytest.mark.slow
 def test_finetune_leaves_original_untouched():
     model = tiny()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -162,6 +192,7 @@ def test_finetune_leaves_original_untouched():
     assert tuned.card.metadata["finetune"]["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_prune_workflow():
     result = prune_workflow(
         "use_net",

@@ -37,6 +37,7 @@ def conv_output_dtypes(model):
 @pytest.mark.parametrize(
     ("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)]
 )
+@pytest.mark.slow
 def test_forward_runs_at_the_chosen_precision_and_weights_stay_fp32(precision, dtype):
     model = tiny()
     seen, _ = conv_output_dtypes(model)
@@ -51,6 +52,7 @@ def test_forward_runs_at_the_chosen_precision_and_weights_stay_fp32(precision, d
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("precision", ["fp16", "bf16", "auto"])
+@pytest.mark.slow
 def test_cuda_mixed_precision_trains_with_fp32_weights(precision):
     model = tiny()
     cfg = config(epochs=2, device="cuda", precision=precision)
@@ -68,6 +70,7 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     assert Trainer(tiny(), config(precision="auto"), disc_samples(), []).precision == "bf16"
 
 
+@pytest.mark.slow
 def test_loss_is_computed_in_fp32_under_bf16():
     model = tiny()
     trainer = Trainer(model, config(epochs=1, precision="bf16"), disc_samples(), [])
@@ -83,6 +86,7 @@ def test_loss_is_computed_in_fp32_under_bf16():
     assert dtypes and set(dtypes) == {torch.float32}
 
 
+@pytest.mark.slow
 def test_training_record_names_the_precision_and_patch():
     model, _ = train_new(
         "unet",
@@ -156,6 +160,7 @@ def test_multiclass_validation_scores_each_class():
     assert result["val_dice_per_class"] == pytest.approx([1.0, 0.0, 0.0])
 
 
+@pytest.mark.slow
 def test_multiclass_best_checkpoint_follows_mean_foreground_dice():
     model = create_model("unet", in_channels=1, n_classes=3, width=4, depth=2)
     samples = [three_class_sample(str(i)) for i in range(4)]
@@ -169,6 +174,7 @@ def test_multiclass_best_checkpoint_follows_mean_foreground_dice():
 
 
 # -- stop and keep / cancel ----------------------------------------------------
+@pytest.mark.slow
 def test_stop_keeps_the_best_weights_and_history(tmp_path):
     model = tiny()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -196,6 +202,7 @@ def test_stop_keeps_the_best_weights_and_history(tmp_path):
     assert not token.cancelled
 
 
+@pytest.mark.slow
 def test_cancel_raises_and_restores_initial_weights_without_validation():
     model = tiny()
     initial = {k: v.clone() for k, v in model.state_dict().items()}
@@ -240,6 +247,7 @@ def test_config_errors_name_the_allowed_range(changes, message):
     assert message in str(excinfo.value)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_the_epoch_and_suggests_a_lower_lr():
     samples = disc_samples()
     for s in samples:
@@ -257,6 +265,7 @@ def noisy(model):
     return model
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
     cfg = config(epochs=4, augment={}, schedule="plateau", plateau_patience=0)
     train, val = disc_samples(), disc_samples(2, seed=1)
@@ -289,6 +298,7 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
         torch.testing.assert_close(resumed_model.state_dict()[key], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_training_settings(tmp_path):
     Trainer(tiny(), config(epochs=1), disc_samples(), [], checkpoint_dir=tmp_path).fit()
     other = Trainer(tiny(), config(epochs=3, lr=0.05), disc_samples(), [], checkpoint_dir=tmp_path)

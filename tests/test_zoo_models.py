@@ -65,6 +65,7 @@ def test_zoo_model_loads_offline_with_complete_card(info):
 
 
 @pytest.mark.parametrize("info", NUCLEI, ids=[m.name for m in NUCLEI])
+@pytest.mark.slow
 def test_every_nuclei_model_segments_the_bundled_cc0_crop(info):
     image, truth = load_sample("nuclei")
     prediction = PREDICTOR.predict(zoo.load(info.name), image)
@@ -185,7 +186,9 @@ def test_the_nuclei_default_separates_touching_nuclei_on_the_bundled_sample(nucl
     assert not prediction.quality.warning()
 
 
-@pytest.mark.parametrize("case", ["noise", "phase contrast", "blank"])
+@pytest.mark.parametrize(
+    "case", ["noise", pytest.param("phase contrast", marks=pytest.mark.slow), "blank"]
+)
 def test_the_nuclei_default_warns_on_images_unlike_its_training_data(nuclei_default, case):
     from skimage import data
 

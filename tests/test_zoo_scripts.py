@@ -430,6 +430,7 @@ def test_the_recipes_change_with_their_task_data_alone(monkeypatch, tmp_path):
         recipes.load_tasks(tmp_path)
 
 
+@pytest.mark.slow
 def test_gpu_dry_run_covers_the_zoo_and_every_table_row_within_the_budget(capsys):
     plan = gpu_campaign.campaign(budget_s=600, jobs=12, dry_run=True)
     printed = capsys.readouterr().out

@@ -322,6 +322,7 @@ def test_model_cost_sizes(size):
         model_cost(tiny_model(), size)
 
 
+@pytest.mark.slow
 def test_model_cost_counts_tiny_and_huge_inputs_without_memory():
     small = model_cost(tiny_model(), (1, 1))
     huge = model_cost(tiny_model(), (8192, 8192))  # meta device: no 2 GB activations
@@ -393,6 +394,7 @@ def test_cancel_evaluate_at_every_stage(work, after):
 
 
 @pytest.mark.parametrize("after", [0, 1, 3])
+@pytest.mark.slow
 def test_cancel_finetune_at_every_stage(tmp_path, after):
     model = tiny_model()
     before = _state(model)

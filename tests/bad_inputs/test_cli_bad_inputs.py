@@ -298,6 +298,7 @@ def test_save_model_name_without_suffix_is_accepted_everywhere(work, cli):
     assert code == 0 and json.loads(out)["input"][0] == 1
 
 
+@pytest.mark.slow
 def test_finetune_out_then_model_names_the_same_model(work, cli):
     code, _, err = cli(
         "finetune", "--model", work / "tiny", "--images", work / "images", "--masks",

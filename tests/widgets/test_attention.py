@@ -30,6 +30,7 @@ def table(widget):
             for r in range(widget.table.rowCount())]
 
 
+@pytest.mark.slow
 def test_one_layer_per_spatial_module_aligned_with_the_image(viewer, qtbot, notifications):
     model = tiny_model()
     # below the pruning threshold
@@ -125,6 +126,7 @@ def run_on(qtbot, widget, name):
     run(qtbot, widget)
 
 
+@pytest.mark.slow
 def test_maps_of_two_images_have_their_own_names_and_rerunning_updates_them(
         viewer, qtbot, saved_model, notifications):
     two_images(viewer)

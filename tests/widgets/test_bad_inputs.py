@@ -91,6 +91,7 @@ def test_finetune_empty_labels(viewer, cells, saved_model, notifications):
     assert_unchanged(viewer, before)
 
 
+@pytest.mark.slow
 def test_finetune_all_foreground_labels_warn_before_training(
         viewer, qtbot, cells, saved_model, notifications):
     viewer.add_labels(np.ones((64, 64), np.uint8), name="everything")
@@ -155,6 +156,7 @@ def test_cancel_during_attention(viewer, qtbot, cells, saved_model, monkeypatch,
     assert_unchanged(viewer, before)
 
 
+@pytest.mark.slow
 def test_cancel_during_finetune(viewer, qtbot, cells, saved_model, notifications):
     viewer.add_labels(cells, name="truth")
     widget = dock(viewer, "Fine-tune")
@@ -170,6 +172,7 @@ def test_cancel_during_finetune(viewer, qtbot, cells, saved_model, notifications
 
 
 @pytest.mark.parametrize("name", ["Segment", "Attention"])
+@pytest.mark.slow
 def test_closing_the_dock_during_a_job(viewer, qtbot, cells, saved_model, monkeypatch,
                                        notifications, name):
     monkeypatch.setattr(Predictor, "predict", lambda self, *a, **k: slow(*a, **k))

@@ -17,6 +17,7 @@ SCRIPT = Path(__file__).with_name("close_during_job.py")
 
 
 @pytest.mark.parametrize("kind", ["segment", "finetune"])
+@pytest.mark.slow
 def test_closing_the_dock_and_the_viewer_during_a_job_exits_cleanly(kind, tmp_path):
     if not os.environ.get("DISPLAY"):
         pytest.skip("needs an X display (pytest-xvfb provides one)")

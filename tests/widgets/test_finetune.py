@@ -57,6 +57,7 @@ def base_with_numbers(user_model_dir):
     return save_model(model, user_model_dir / "tiny.safetensors")
 
 
+@pytest.mark.slow
 def test_a_round_resegments_and_saves_a_model_with_its_own_card(
         viewer, qtbot, base_with_numbers, notifications, capsys):
     painted = setup_pair(viewer)
@@ -121,6 +122,7 @@ def test_a_round_resegments_and_saves_a_model_with_its_own_card(
     assert listed and listed[0].split()[-1] == f"{best['val_dice']:.4f}"
 
 
+@pytest.mark.slow
 def test_revert_selects_the_model_from_before_the_round_and_names_are_never_reused(
         viewer, qtbot, saved_model, notifications):
     setup_pair(viewer)
@@ -149,6 +151,7 @@ def test_revert_selects_the_model_from_before_the_round_and_names_are_never_reus
     assert "cells [tiny-ft2]" in viewer.layers
 
 
+@pytest.mark.slow
 def test_rounds_chain_visibly_and_keep_only_the_base_and_the_current_round(
         viewer, qtbot, saved_model, notifications):
     setup_pair(viewer)
@@ -176,6 +179,7 @@ def read_card_of(name):
     return _models.session().template(_models.session().find(name)).card.to_dict()
 
 
+@pytest.mark.slow
 def test_sparse_validation_is_described_as_scribbles_and_not_listed_as_dice(
         viewer, qtbot, saved_model, notifications, capsys):
     image, labels = blobs((64, 64))
@@ -205,6 +209,7 @@ def test_sparse_validation_is_described_as_scribbles_and_not_listed_as_dice(
     assert listed[0].split()[-1] == "focal_attention_unet"  # no value in the Dice column
 
 
+@pytest.mark.slow
 def test_without_validation_the_card_says_so(viewer, qtbot, saved_model):
     setup_pair(viewer)
     widget = dock(viewer, "Fine-tune")
@@ -218,6 +223,7 @@ def test_without_validation_the_card_says_so(viewer, qtbot, saved_model):
     assert "no validation" in widget.summary.text()
 
 
+@pytest.mark.slow
 def test_labels_of_one_class_get_a_warning_before_training(viewer, qtbot, saved_model):
     from napari.utils.notifications import notification_manager
 
@@ -277,6 +283,7 @@ def stop_and_keep(monkeypatch):
     monkeypatch.setattr(trainer.Trainer, "fit", fit_honouring_stop)
 
 
+@pytest.mark.slow
 def test_stop_and_keep_ends_the_round_after_the_epoch_and_keeps_it(
         viewer, qtbot, saved_model, notifications, stop_and_keep):
     setup_pair(viewer)
@@ -297,6 +304,7 @@ def test_stop_and_keep_ends_the_round_after_the_epoch_and_keeps_it(
     assert read_card_of("tiny-ft1")["metadata"]["finetune"]["epochs_run"] == epochs
 
 
+@pytest.mark.slow
 def test_cancel_keeps_model_and_layers(viewer, qtbot, saved_model, notifications):
     setup_pair(viewer)
     widget = dock(viewer, "Fine-tune")
@@ -314,6 +322,7 @@ def test_cancel_keeps_model_and_layers(viewer, qtbot, saved_model, notifications
     assert errors(notifications) == []
 
 
+@pytest.mark.slow
 def test_bad_inputs_notify_and_change_nothing(viewer, qtbot, saved_model, notifications):
     widget = dock(viewer, "Fine-tune")
     assert not widget.finetune()
@@ -350,6 +359,7 @@ def test_bad_inputs_notify_and_change_nothing(viewer, qtbot, saved_model, notifi
     assert [layer.name for layer in viewer.layers] == ["cells", "small", "blank"]
 
 
+@pytest.mark.slow
 def test_two_channel_pairs_train_on_the_chosen_channel_axis(viewer, qtbot, notifications):
     model = tiny_model(in_channels=2)
     save_model(model, user_model_dir(create=True) / "two.safetensors")
@@ -368,6 +378,7 @@ def test_two_channel_pairs_train_on_the_chosen_channel_axis(viewer, qtbot, notif
     assert viewer.layers["two channels [two-ft1]"].data.shape == (64, 64)
 
 
+@pytest.mark.slow
 def test_save_after_revert_writes_the_selected_round_under_its_own_name(
         viewer, qtbot, saved_model, notifications):
     setup_pair(viewer)
@@ -395,6 +406,7 @@ def test_save_after_revert_writes_the_selected_round_under_its_own_name(
     assert widget.save_name.text() == "" and not widget.save_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_round_of_an_instance_model_resegments_into_counted_objects(
         viewer, qtbot, user_model_dir, bright_is_foreground, notifications):
     disc_model("discs", instances={"method": "watershed"})

@@ -87,6 +87,7 @@ def exact(widget):
     widget.threshold.setValue(0.5)
 
 
+@pytest.mark.slow
 def test_a_large_lazy_layer_is_segmented_block_by_block_into_zarr(
     viewer, qtbot, saved_model, small_blocks, progress, notifications
 ):
@@ -154,6 +155,7 @@ def test_cancel_leaves_no_layer_and_no_store(
     assert errors(notifications) == []
 
 
+@pytest.mark.slow
 def test_closing_the_dock_during_a_blockwise_run_adds_nothing(
     viewer, qtbot, saved_model, small_blocks, progress, monkeypatch
 ):
@@ -193,6 +195,7 @@ def test_a_small_lazy_layer_takes_the_whole_image_path(viewer, qtbot, saved_mode
     assert isinstance(labels.data, np.ndarray) and labels.data.shape == (64, 64)
 
 
+@pytest.mark.slow
 def test_skipped_options_are_reported_and_a_user_region_is_applied(
     viewer, qtbot, user_model_dir, bright_is_foreground, small_blocks, notifications
 ):

@@ -182,6 +182,7 @@ def test_export_to_safetensors_through_a_save_dialog_and_import_it_back(
     assert errors(notifications) == []
 
 
+@pytest.mark.slow
 def test_bioimageio_export_runs_as_a_job_and_the_zip_imports_back(
         viewer, qtbot, mine, dialogs, export_form, tmp_path, notifications):
     pytest.importorskip("bioimageio.spec")
@@ -285,6 +286,7 @@ def test_foreign_or_broken_files_are_refused_by_name(viewer, user_model_dir, tmp
     assert not list(zoo.user_model_dir().glob("*.safetensors"))
 
 
+@pytest.mark.slow
 def test_finetune_save_as_asks_before_replacing_a_model(
         viewer, qtbot, mine, dialogs, notifications):
     from .test_finetune import quick, round_

@@ -24,6 +24,7 @@ def run(qtbot, widget, start):
     wait_done(qtbot, widget)
 
 
+@pytest.mark.slow
 def test_segment_and_attention_at_once_each_get_their_own_handle(
         viewer, qtbot, saved_model, monkeypatch, notifications):
     viewer.add_image(blobs()[0], name="cells")

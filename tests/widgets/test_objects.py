@@ -27,6 +27,7 @@ def nuclei(user_model_dir):
     return disc_model("nuclei", **NUCLEI)
 
 
+@pytest.mark.slow
 def test_instances_are_the_default_for_an_object_model_and_fill_a_table(
         viewer, qtbot, nuclei, bright_is_foreground, notifications):
     image, truth = blobs((64, 64))
@@ -64,6 +65,7 @@ def test_instances_are_the_default_for_an_object_model_and_fill_a_table(
     assert labels.show_selected_label
 
 
+@pytest.mark.slow
 def test_auto_diameter_measures_the_objects_and_the_status_says_so(
         viewer, qtbot, nuclei, bright_is_foreground, notifications):
     image = np.tile(blobs()[0], (3, 3))  # 27 discs, enough to measure their size
@@ -88,6 +90,7 @@ def test_auto_diameter_measures_the_objects_and_the_status_says_so(
     assert widget.jobs.status.text().startswith("not started: object diameter")
 
 
+@pytest.mark.slow
 def test_mask_for_a_semantic_model_and_switching_keeps_the_layer_undoable(
         viewer, qtbot, nuclei, bright_is_foreground, user_model_dir, notifications):
     disc_model("vessels")  # no object rules on its card
@@ -134,6 +137,7 @@ def test_stack_instances_are_linked_across_planes_with_one_row_per_object(
     assert ("info", "found 3 objects in stack with nuclei") in notifications
 
 
+@pytest.mark.slow
 def test_unlinked_stack_instances_have_one_row_per_object_with_its_slice(
         viewer, qtbot, nuclei, bright_is_foreground):
     stack = np.stack([blobs(seed=i)[0] for i in range(2)])
@@ -150,6 +154,7 @@ def test_unlinked_stack_instances_have_one_row_per_object_with_its_slice(
     assert viewer.dims.current_step[0] == 1  # the viewer shows the slice of the object
 
 
+@pytest.mark.slow
 def test_link_planes_is_offered_for_instances_of_a_whole_stack(viewer, nuclei):
     stack = viewer.add_image(np.stack([blobs()[0]] * 2), name="stack")
     flat = viewer.add_image(blobs()[0], name="flat")
@@ -167,6 +172,7 @@ def test_link_planes_is_offered_for_instances_of_a_whole_stack(viewer, nuclei):
     assert not widget.link_planes.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_slice_segmented_into_the_stack_s_layer_takes_new_ids(
         viewer, qtbot, nuclei, bright_is_foreground):
     """Re-segmenting one slice must not reuse the ids of objects in the other slices."""
@@ -206,6 +212,7 @@ def test_max_label_outside_and_offset_objects():
     assert big.dtype == np.uint64 and int(big.max()) == 2**32
 
 
+@pytest.mark.slow
 def test_export_csv_asks_where_and_before_replacing(
         viewer, qtbot, nuclei, bright_is_foreground, dialogs, tmp_path, notifications):
     viewer.add_image(blobs()[0], name="cells")
@@ -229,6 +236,7 @@ def test_export_csv_asks_where_and_before_replacing(
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_measure_again_follows_a_correction(viewer, qtbot, nuclei, bright_is_foreground):
     viewer.add_image(blobs()[0], name="cells")
     widget = dock(viewer, "Segment")
@@ -274,6 +282,7 @@ def test_tta_follows_the_selected_models_card(viewer, user_model_dir):
     assert widget.tta.isChecked()
 
 
+@pytest.mark.slow
 def test_the_status_line_gives_the_confidence_and_a_doubtful_image_warns(
         viewer, qtbot, nuclei, bright_is_foreground, notifications):
     image, _ = blobs((64, 64))
@@ -355,6 +364,7 @@ def test_the_table_shows_at_least_ten_rows_at_its_smallest(viewer, qtbot):
     assert view.minimumSizeHint().height() > small + 9 * view.rowHeight(0) // 2
 
 
+@pytest.mark.slow
 def test_the_table_in_the_segment_dock_shows_ten_rows(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     centres = [(10 + 12 * (k // 6), 10 + 12 * (k % 6)) for k in range(30)]
@@ -398,6 +408,7 @@ def test_a_row_click_centres_and_zooms_the_viewer_on_the_object(viewer, qtbot):
     assert np.allclose(cam.center[-2:], np.add(translate, np.multiply(scale, [200, 30])))
 
 
+@pytest.mark.slow
 def test_a_row_of_a_stack_shows_the_object_s_plane(viewer, qtbot):
     stack = np.zeros((6, 60, 60), np.uint16)
     stack[0:2] = discs((60, 60), [(10, 10)])  # object 1: planes 0-1
@@ -418,6 +429,7 @@ def test_a_row_of_a_stack_shows_the_object_s_plane(viewer, qtbot):
     assert np.allclose(cam.center, (8.0, 40, 40))
 
 
+@pytest.mark.slow
 def test_a_row_shows_its_object_in_a_time_series_of_stacks_and_in_a_slice_s_table(
         viewer, qtbot):
     from napari_attnseg.widgets._objects import measure
@@ -438,6 +450,7 @@ def test_a_row_shows_its_object_in_a_time_series_of_stacks_and_in_a_slice_s_tabl
     assert viewer.dims.current_step[:2] == (1, 2)
 
 
+@pytest.mark.slow
 def test_open_in_window_shows_the_same_rows_sorting_and_selection(viewer, qtbot):
     from qtpy.QtCore import Qt
 

@@ -2,6 +2,7 @@
 names are cut in the middle with the full name as every entry's tooltip."""
 
 import numpy as np
+import pytest
 from qtpy.QtCore import Qt
 
 from napari_attnseg.widgets._layers import output_metadata, same_object, write_labels
@@ -23,6 +24,7 @@ def predict(viewer, image_name: str, model: str, labels, role: str = "labels"):
                         placement={}, metadata=output_metadata(image_name, model, role))
 
 
+@pytest.mark.slow
 def test_predictions_are_marked_and_listed_after_the_users_labels(viewer):
     image, labels = blobs()
     viewer.add_image(image, name="cells")
@@ -73,6 +75,7 @@ def test_plugin_images_are_marked_in_image_pickers(viewer):
         "cells", "", f"{MADE_BY_PLUGIN} cells [tiny] probability (probability)"]
 
 
+@pytest.mark.slow
 def test_long_names_keep_both_ends_and_the_list_shows_them_in_full(viewer, qtbot):
     image, labels = blobs()
     viewer.add_image(image, name=LONG)

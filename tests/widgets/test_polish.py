@@ -39,6 +39,7 @@ def test_finetune_expert_settings_sit_in_a_collapsed_advanced_section(viewer):
     assert widget.form.settings().precision == "bf16"
 
 
+@pytest.mark.slow
 def test_pair_pickers_elide_in_the_middle_with_the_full_name_as_tooltip(viewer):
     image, labels = blobs()
     viewer.add_image(image, name="nuclei (DSB2018) sample image")
@@ -53,6 +54,7 @@ def test_pair_pickers_elide_in_the_middle_with_the_full_name_as_tooltip(viewer):
     assert tooltip(picker).startswith("nuclei (DSB2018) sample image corrected by hand")
 
 
+@pytest.mark.slow
 def test_attention_names_and_chart_labels_stay_readable(viewer, qtbot, user_model_dir):
     from napari_attnseg.models import ModelCard, create_model
 
@@ -101,6 +103,7 @@ def test_a_model_without_spatial_maps_says_so_and_shows_channel_weights(
 
 
 @pytest.mark.parametrize("name", ["Segment", "Attention", "Fine-tune"])
+@pytest.mark.slow
 def test_buttons_wait_for_their_inputs_and_say_why(viewer, saved_model, name):
     widget = dock(viewer, name)
     assert not widget.run_button.isEnabled()
@@ -115,6 +118,7 @@ def test_buttons_wait_for_their_inputs_and_say_why(viewer, saved_model, name):
     assert not widget.run_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_a_rejected_click_replaces_the_last_jobs_status(viewer, qtbot, saved_model,
                                                         notifications):
     viewer.add_image(blobs()[0], name="cells")
@@ -128,6 +132,7 @@ def test_a_rejected_click_replaces_the_last_jobs_status(viewer, qtbot, saved_mod
     assert not widget.jobs.bar.isVisibleTo(widget)
 
 
+@pytest.mark.slow
 def test_shortcuts_run_segment_and_finetune(viewer, qtbot, saved_model, notifications):
     image, labels = blobs()
     viewer.add_image(image, name="cells")
@@ -173,6 +178,7 @@ def contrast(color, image) -> float:
     return float(np.linalg.norm(np.asarray(color)[:3] - mean))
 
 
+@pytest.mark.slow
 def test_a_semantic_mask_over_a_red_photo_gets_bright_class_colours(
         viewer, qtbot, saved_model, bright_is_foreground, notifications):
     from napari.layers import Labels

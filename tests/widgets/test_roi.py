@@ -19,6 +19,7 @@ def discs(user_model_dir):
     return disc_model("discs", instances={"method": "watershed"})
 
 
+@pytest.mark.slow
 def test_a_shapes_region_in_world_coordinates_keeps_one_disc(
         viewer, qtbot, discs, bright_is_foreground, notifications):
     image, _ = blobs()
@@ -40,6 +41,7 @@ def test_a_shapes_region_in_world_coordinates_keeps_one_disc(
     assert "inside region" in widget.jobs.status.text()
 
 
+@pytest.mark.slow
 def test_a_labels_region_on_another_grid_is_resampled(
         viewer, qtbot, discs, bright_is_foreground):
     image, _ = blobs()
@@ -57,6 +59,7 @@ def test_a_labels_region_on_another_grid_is_resampled(
     assert np.argwhere(labels.data > 0).min(axis=0).tolist() >= [32, 32]
 
 
+@pytest.mark.slow
 def test_a_labels_region_on_the_image_grid_restricts_each_slice_by_its_own(
         viewer, qtbot, discs, bright_is_foreground):
     stack = np.stack([blobs()[0]] * 2)
@@ -94,6 +97,7 @@ def test_auto_and_whole_image_map_to_the_models_region_or_none(
     assert seen == [("auto", None), ("none", None)]
 
 
+@pytest.mark.slow
 def test_an_empty_or_vanished_region_is_refused_by_name(
         viewer, qtbot, discs, notifications):
     viewer.add_image(blobs()[0], name="cells")

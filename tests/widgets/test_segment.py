@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytest
 from qtpy.QtCore import QTimer
 
 from napari_attnseg.inference import Predictor
@@ -20,6 +21,7 @@ def run(qtbot, widget):
     wait_done(qtbot, widget)
 
 
+@pytest.mark.slow
 def test_grey_2d_gives_an_aligned_labels_layer_that_reruns_in_place(
         viewer, qtbot, saved_model, notifications):
     image, _ = blobs((64, 80))
@@ -49,6 +51,7 @@ def test_grey_2d_gives_an_aligned_labels_layer_that_reruns_in_place(
     assert errors(notifications) == []
 
 
+@pytest.mark.slow
 def test_rgb_image_uses_its_spatial_axes(viewer, qtbot, saved_model):
     rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
     layer = viewer.add_image(rgb, name="photo", rgb=True, scale=(2.0, 3.0))
@@ -59,6 +62,7 @@ def test_rgb_image_uses_its_spatial_axes(viewer, qtbot, saved_model):
     assert np.allclose(labels.scale, layer.scale) and same_placement(labels, layer, [5, 5])
 
 
+@pytest.mark.slow
 def test_stack_whole_and_current_slice(viewer, qtbot, saved_model):
     stack = np.stack([blobs((32, 48), seed=i)[0] for i in range(3)])
     layer = viewer.add_image(stack, name="stack", scale=(4.0, 1.0, 1.0), translate=(2, 0, 0))
@@ -86,6 +90,7 @@ def slow_predict(self, model, image, *, rgb=None, progress=None, cancel=None, **
     raise AssertionError("should have been cancelled")
 
 
+@pytest.mark.slow
 def test_cancel_leaves_layers_untouched_and_the_gui_stays_live(
         viewer, qtbot, saved_model, monkeypatch, notifications):
     image, _ = blobs()
@@ -112,6 +117,7 @@ def test_cancel_leaves_layers_untouched_and_the_gui_stays_live(
     assert widget.run_button.isEnabled() and errors(notifications) == []
 
 
+@pytest.mark.slow
 def test_predictor_messages_become_notifications(viewer, qtbot, saved_model, monkeypatch,
                                                  notifications):
     original = Predictor.predict
@@ -146,6 +152,7 @@ def test_bad_inputs_notify_and_change_nothing(viewer, qtbot, saved_model, tmp_pa
     assert [lay.name for lay in viewer.layers] == ["cells"]
 
 
+@pytest.mark.slow
 def test_a_model_object_can_be_handed_to_the_picker(viewer, qtbot):
     from .conftest import tiny_model
 
@@ -157,6 +164,7 @@ def test_a_model_object_can_be_handed_to_the_picker(viewer, qtbot):
     assert viewer.layers["cells [scripted]"].data.shape == (64, 64)
 
 
+@pytest.mark.slow
 def test_nan_pixels_are_reported_as_a_notification(viewer, qtbot, saved_model, notifications):
     image = blobs()[0].astype(np.float32)
     image[3, 4] = np.nan
@@ -169,6 +177,7 @@ def test_nan_pixels_are_reported_as_a_notification(viewer, qtbot, saved_model, n
     assert viewer.layers["cells [tiny]"].data.any()  # not an empty mask
 
 
+@pytest.mark.slow
 def test_a_channel_axis_can_be_chosen_for_a_grey_image(viewer, qtbot, notifications):
     from napari_attnseg.models import save_model
     from napari_attnseg.zoo import user_model_dir
