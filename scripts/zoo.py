@@ -10,6 +10,7 @@
     python scripts/zoo.py check                    # every shipped card complete? (reads JSON only)
     python scripts/zoo.py complete NAME...|--all   # fill derivable card fields (weights unchanged)
     python scripts/zoo.py annotate NAME...         # the tasks' object rules into shipped cards
+    python scripts/zoo.py cv folds|run|report ...  # grouped k-fold validation (zoolib/cv.py)
     python scripts/gpu_campaign.py [--budget 600] [--jobs 12] [--dry-run]   # the GPU campaign
 
 **Runs.** Every model is trained by ``attnseg train --config recipes/<name>.json``
@@ -242,8 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("annotate", help="write the object rules into shipped cards").add_argument(
         "names", nargs="+"
     )
+    v = sub.add_parser("cv", help="grouped k-fold validation (zoolib/cv.py)")
+    vs = v.add_subparsers(dest="cv", required=True)
+    vf = vs.add_parser("folds", help="write recipes/splits/<task>_folds.json")
+    vf.add_argument("tasks", nargs="+", help="polyp, vessels, nuclei_native")
+    vf.add_argument("--k", type=int, default=None, help="folds (default: 5; vessels 4)")
+    vr = vs.add_parser("run", help="train and score NAME once per fold (runs/cv/NAME/fold<i>)")
+    vr.add_argument("name")
+    vr.add_argument("--folds", type=int, default=None, help="K (must match the folds file)")
+    vr.add_argument("--fold", type=int, action="append", help="only this fold (repeatable)")
+    vr.add_argument("--task", default=None, help="whose folds (default: the recipe's)")
+    for flag, kind in (("--time-budget", float), ("--epochs", int), ("--precision", str)):
+        vr.add_argument(flag, type=kind, default=None)
+    vr.add_argument("--device", default="auto")
+    vr.add_argument("--force", action="store_true")
+    vs.add_parser("report", help="fold Dice, mean ± spread; the others against the first")\
+        .add_argument("names", nargs="+")  # fmt: skip
     args = parser.parse_args(argv)
-    if args.cmd == "recipes":
+    if args.cmd == "cv":
+        from zoolib import cv
+
+        if args.cv == "folds":
+            for task in args.tasks:
+                cv.write_folds(task, args.k)
+        elif args.cv == "run":
+            cv.run_cv(args.name, k=args.folds, only=args.fold, task=args.task,
+                      time_budget=args.time_budget, epochs=args.epochs,
+                      precision=args.precision, device=args.device, force=args.force)  # fmt: skip
+        else:
+            cv.report(args.names)
+    elif args.cmd == "recipes":
         variant = "full" if args.full else "compact"
         if not args.check:
             write_recipes(variant)

@@ -131,10 +131,52 @@ def write_zoo_doc() -> Path:
     weights = paths.WEIGHTS
     total = paths.size_mb(p for p in weights.iterdir() if p.is_file()) if weights.exists() else 0
     lines += ["", f"{len(cards)} models, {total:.1f} MB in the package.", ""]
+    lines += cv_section()
     paths.DOC.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines)
     atomic_write(paths.DOC, lambda tmp: Path(tmp).write_text(text))
     return paths.DOC
+
+
+def cv_section() -> list[str]:
+    """"Grouped k-fold validation": the procedure, the committed folds, the fold figures."""
+    from . import cv
+
+    lines = [
+        "## Grouped k-fold validation",
+        "",
+        "Model selection (issue 25) compares recipes by k-fold validation over *groups* of "
+        "images that are not independent, so that a fold's validation images have no near-"
+        "duplicate in its training part: each CVC-ClinicDB video sequence is a group and "
+        "Kvasir-SEG is cut into groups of its own by file-name hash (polyp, 5 folds); DRIVE "
+        "is split by image (vessels, 4 folds); the native-resolution nuclei by image (a "
+        "MoNuSeg tile with its four quarters), stratified by source and modality "
+        "(nuclei_native, 5 folds). Each task's pool is its split file's training and "
+        "validation parts (held-back test images are never used); whole groups are dealt "
+        "to the folds, balanced by image count within each stratum, deterministically "
+        "(`scripts/zoolib/cv.py`). The folds are committed:",
+        "",
+        *cv.fold_table(),
+        "",
+        "`python scripts/zoo.py cv folds TASK` writes them; `python scripts/zoo.py cv run NAME "
+        "[--folds K] [--time-budget S]` trains recipe NAME once per fold in "
+        "`runs/cv/NAME/fold<i>/` (resumable, like `zoo.py train`) on link folders "
+        "`runs/cv/data/TASK/fold<i>/` and scores each fold's model on its validation images "
+        "with `attnseg evaluate`; `python scripts/zoo.py cv report BASE NAME...` prints each "
+        "fold's validation Dice, the mean ± sample standard deviation and the range, and "
+        "each further recipe against BASE: *gain X ± spread Y*, where Y is the larger of "
+        "the two recipes' standard deviations across folds. A change counts only when its "
+        "mean gain exceeds the spread.",
+        "",
+    ]
+    figures = cv.reports()
+    if figures:
+        lines += ["Fold figures (validation Dice per fold; `runs/cv/*/report.json`):", "",
+                  *figures, ""]  # fmt: skip
+    else:
+        lines += ["No fold figures exist yet: no recipe has been through `zoo.py cv run` "
+                  "and `cv report` on this machine.", ""]  # fmt: skip
+    return lines
 
 
 def _num(x: float | None) -> str:
