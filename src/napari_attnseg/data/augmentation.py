@@ -8,6 +8,11 @@ pixels that a rotation or zoom brings in from outside the patch are marked
 invalid (``valid`` is padded with 0), so the loss ignores them. Intensity
 transforms touch the image only.
 
+Photometric transforms that imitate other cameras and exposures — ``gamma``,
+``hue``, ``blur``, ``noise`` and ``jpeg`` — are opt-in (off by default), so
+recipes and model cards written before they existed train exactly as before;
+``zoom=(0.6, 1.6)`` adds the matching scale augmentation.
+
 The options are plain data (:meth:`Augmenter.to_config` /
 :meth:`Augmenter.from_config`), so a training recipe or model card can store
 them. The defaults follow the Focal Attention recipe (§2.8: mirroring,
@@ -19,6 +24,8 @@ again as all other transforms together.
 from __future__ import annotations
 
 import inspect
+import io
+import math
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -31,6 +38,12 @@ _MODES = ("bilinear", "nearest", "nearest", "bilinear")
 _PADDING = ("reflection", "zeros", "zeros", "zeros")
 DEFAULT_ELASTIC: dict[str, Any] = {"spacing": 32, "magnitude": [1.0, 3.0]}
 _MAX_SEED = 2**31 - 1
+#: the best JPEG quality ``jpeg`` draws (its option is the worst)
+JPEG_MAX_QUALITY = 95
+#: RGB -> YIQ (NTSC); ``hue`` rotates the (I, Q) chroma plane
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=np.float64
+)
 
 
 class Augmenter:
@@ -49,9 +62,26 @@ class Augmenter:
       (MONAI ``Rand2DElasticd``);
     * ``brightness``: add one offset in ±``brightness`` to all channels;
     * ``contrast``: scale around the mean by a factor in 1 ± ``contrast``;
-    * ``channel_shift``: add an independent offset in ±``channel_shift`` per channel.
+    * ``channel_shift``: add an independent offset in ±``channel_shift`` per channel;
+    * ``gamma``: an amount ``g`` (gamma uniform in [1/(1+g), 1+g]) or a range
+      ``[low, high]``; the image is rescaled to [0, 1] by its own min and max,
+      raised to the gamma and scaled back (MONAI ``RandAdjustContrastd``);
+    * ``hue``: rotate the hue of RGB (3-channel) images by up to ±``hue`` of the
+      colour circle (0.5: any hue), a rotation of the YIQ chroma plane; other
+      channel counts and grey RGB (R = G = B) are left as they are;
+    * ``blur``: Gaussian blur, sigma uniform in [0, ``blur``] pixels (isotropic);
+    * ``noise``: additive Gaussian noise, std uniform in [0, ``noise``]
+      (MONAI ``RandGaussianNoised``);
+    * ``jpeg``: JPEG compression artefacts, quality uniform in [``jpeg``, 95]: each
+      channel is rescaled to 0–255 by its own min and max, encoded (3 channels as
+      one RGB picture, with its chroma subsampling) and decoded with Pillow, and
+      scaled back; ``None`` (or 0) is off.
 
     Intensity amounts are in units of the *normalised* image (z-score: stds).
+    ``gamma``, ``hue``, ``blur``, ``noise`` and ``jpeg`` are off by default; they run
+    after the other transforms, in that order. ``zoom`` may be as wide as
+    ``(0.6, 1.6)`` for scale augmentation: pixels a zoom-out brings in from outside
+    the patch get ``valid`` 0 (the image is padded by reflection).
     """
 
     def __init__(
@@ -64,9 +94,38 @@ class Augmenter:
         brightness: float = 0.1,
         contrast: float = 0.1,
         channel_shift: float = 0.0,
+        gamma: float | tuple[float, float] = 0.0,
+        hue: float = 0.0,
+        blur: float = 0.0,
+        noise: float = 0.0,
+        jpeg: int | None = None,
         prob: float = 0.5,
         seed: int | None = 0,
     ) -> None:
+        options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self._configure(**options)
+        self._transforms = self._build()
+        self.set_random_state(seed)
+
+    def _configure(
+        self,
+        flips: bool,
+        rot90: bool,
+        rotation_deg: float,
+        zoom: tuple[float, float] | None,
+        elastic: bool | Mapping[str, Any],
+        brightness: float,
+        contrast: float,
+        channel_shift: float,
+        gamma: float | tuple[float, float],
+        hue: float,
+        blur: float,
+        noise: float,
+        jpeg: int | None,
+        prob: float,
+        seed: int | None,
+    ) -> None:
+        """Validate and store the options (no transforms built: MONAI stays unimported)."""
         if not 0.0 <= prob <= 1.0:
             raise ValueError(f"prob must be in [0, 1], got {prob}")
         for label, value in (
@@ -89,10 +148,13 @@ class Augmenter:
         self.brightness = float(brightness)
         self.contrast = float(contrast)
         self.channel_shift = float(channel_shift)
+        self.gamma = _gamma_option(gamma)
+        self.hue = _amount("hue", hue, high=0.5)
+        self.blur = _amount("blur", blur)
+        self.noise = _amount("noise", noise)
+        self.jpeg = _jpeg_option(jpeg)
         self.prob = float(prob)
         self.seed = seed
-        self._transforms = self._build()
-        self.set_random_state(seed)
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -114,11 +176,22 @@ class Augmenter:
         """Rebuild from :meth:`to_config` output (``{}``: defaults, ``None``: :meth:`off`)."""
         if config is None:
             return cls.off()
+        cls.check_config(config)
+        return cls(**config)
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any] | None) -> None:
+        """Raise ``ValueError`` (naming the option) unless ``config`` is valid for
+        :meth:`from_config`; builds no transform, so MONAI is not imported."""
+        if config is None:
+            return
         allowed = set(inspect.signature(cls).parameters)
         unknown = sorted(set(config) - allowed)
         if unknown:
             raise ValueError(f"unknown augmentation option(s) {unknown}; valid: {sorted(allowed)}")
-        return cls(**config)
+        bound = inspect.signature(cls).bind(**config)
+        bound.apply_defaults()
+        cls.__new__(cls)._configure(**bound.arguments)
 
     def to_config(self) -> dict[str, Any]:
         """JSON-serialisable options: ``Augmenter.from_config(a.to_config())`` acts like ``a``."""
@@ -131,6 +204,11 @@ class Augmenter:
             "brightness": self.brightness,
             "contrast": self.contrast,
             "channel_shift": self.channel_shift,
+            "gamma": list(self.gamma) if isinstance(self.gamma, tuple) else self.gamma,
+            "hue": self.hue,
+            "blur": self.blur,
+            "noise": self.noise,
+            "jpeg": self.jpeg,
             "prob": self.prob,
             "seed": self.seed,
         }
@@ -189,8 +267,10 @@ class Augmenter:
         # the docks import this package long before anything is trained
         from monai.transforms import (
             Rand2DElasticd,
+            RandAdjustContrastd,
             RandAffined,
             RandFlipd,
+            RandGaussianNoised,
             RandRotate90d,
             RandScaleIntensityFixedMeand,
             RandShiftIntensityd,
@@ -245,7 +325,161 @@ class Augmenter:
                 "image", offsets=self.channel_shift, prob=prob, channel_wise=True
             )
             transforms.append(("channel_shift", shift))
+        # photometric (camera / exposure) transforms: appended after the others, so the
+        # random streams of the transforms above stay what they were without them
+        gammas = _gamma_range(self.gamma)
+        if gammas is not None:
+            transforms.append(("gamma", RandAdjustContrastd("image", prob=prob, gamma=gammas)))
+        if self.hue > 0:
+            transforms.append(("hue", _RandHue(self.hue, prob)))
+        if self.blur > 0:
+            transforms.append(("blur", _RandBlur(self.blur, prob)))
+        if self.noise > 0:
+            noise = RandGaussianNoised("image", prob=prob, mean=0.0, std=self.noise)
+            transforms.append(("noise", noise))
+        if self.jpeg is not None:
+            transforms.append(("jpeg", _RandJpeg(self.jpeg, prob)))
         return transforms
+
+
+class _RandImageTransform:
+    """A random transform of ``data["image"]`` alone, with MONAI's seeding interface."""
+
+    def __init__(self, amount: float, prob: float) -> None:
+        self.amount = amount
+        self.prob = prob
+        self.R = np.random.RandomState()
+
+    def set_random_state(self, seed: int | None = None) -> _RandImageTransform:
+        self.R = np.random.RandomState(seed)
+        return self
+
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        fire = self.R.rand() < self.prob
+        parameter = self._draw()  # drawn either way: one draw per call keeps streams aligned
+        if fire and "image" in out:
+            image = out["image"]
+            if isinstance(image, torch.Tensor):
+                image = image.detach().cpu().numpy()
+            image = np.asarray(image, dtype=np.float32)
+            out["image"] = np.ascontiguousarray(self._apply(image, parameter), dtype=np.float32)
+        return out
+
+    def _draw(self) -> float:
+        raise NotImplementedError
+
+    def _apply(self, image: np.ndarray, parameter: float) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _RandHue(_RandImageTransform):
+    def _draw(self) -> float:
+        return float(self.R.uniform(-self.amount, self.amount))
+
+    def _apply(self, image: np.ndarray, parameter: float) -> np.ndarray:
+        if image.ndim != 3 or image.shape[0] != 3:
+            return image
+        angle = 2.0 * math.pi * parameter
+        cos, sin = math.cos(angle), math.sin(angle)
+        rotation = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+        matrix = np.linalg.inv(_RGB_TO_YIQ) @ rotation @ _RGB_TO_YIQ
+        return np.einsum("ij,jhw->ihw", matrix.astype(np.float32), image)
+
+
+class _RandBlur(_RandImageTransform):
+    def _draw(self) -> float:
+        return float(self.R.uniform(0.0, self.amount))
+
+    def _apply(self, image: np.ndarray, parameter: float) -> np.ndarray:
+        if parameter <= 0:
+            return image
+        from scipy.ndimage import gaussian_filter
+
+        sigma = (0.0,) * (image.ndim - 2) + (parameter, parameter)
+        return gaussian_filter(image, sigma=sigma, mode="reflect")
+
+
+class _RandJpeg(_RandImageTransform):
+    def _draw(self) -> float:
+        return float(self.R.randint(int(self.amount), JPEG_MAX_QUALITY + 1))
+
+    def _apply(self, image: np.ndarray, parameter: float) -> np.ndarray:
+        from PIL import Image
+
+        planes = image.reshape(-1, *image.shape[-2:])
+        low = planes.min(axis=(1, 2), keepdims=True)
+        span = planes.max(axis=(1, 2), keepdims=True) - low
+        safe = np.where(span > 0, span, 1.0)
+        quantised = np.clip(np.rint((planes - low) / safe * 255.0), 0, 255).astype(np.uint8)
+        quality = int(parameter)
+        if len(planes) == 3:
+            rgb = Image.fromarray(np.ascontiguousarray(quantised.transpose(1, 2, 0)), "RGB")
+            decoded = _jpeg_round_trip(rgb, quality).transpose(2, 0, 1)
+        else:
+            decoded = np.stack(
+                [_jpeg_round_trip(Image.fromarray(plane, "L"), quality) for plane in quantised]
+            )
+        restored = decoded.astype(np.float32) / 255.0 * span + low
+        restored = np.where(span > 0, restored, planes)  # constant channels stay as they were
+        return restored.reshape(image.shape)
+
+
+def _jpeg_round_trip(picture: Any, quality: int) -> np.ndarray:
+    """A Pillow picture encoded as JPEG at ``quality`` and decoded again, as an array."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert(picture.mode))
+
+
+def _amount(label: str, value: Any, high: float = math.inf) -> float:
+    """A finite number in [0, high]; a ValueError naming ``label`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{label} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or not 0.0 <= value <= high:
+        bound = f"in [0, {high:g}]" if math.isfinite(high) else ">= 0"
+        raise ValueError(f"{label} must be {bound}, got {value}")
+    return value
+
+
+def _gamma_option(gamma: Any) -> float | tuple[float, float]:
+    """``gamma`` as an amount (>= 0) or a ``(low, high)`` range with 0 < low <= high."""
+    if isinstance(gamma, (list, tuple)):
+        if len(gamma) != 2:
+            raise ValueError(f"gamma must be an amount or [low, high], got {gamma!r}")
+        low, high = (_amount("gamma", v) for v in gamma)
+        if not 0 < low <= high:
+            raise ValueError(f"gamma must be [low, high] with 0 < low <= high, got {gamma!r}")
+        return (low, high)
+    return _amount("gamma", gamma)
+
+
+def _gamma_range(gamma: float | tuple[float, float]) -> tuple[float, float] | None:
+    """The gamma range to draw from, or None where ``gamma`` changes nothing."""
+    if isinstance(gamma, tuple):
+        return None if gamma == (1.0, 1.0) else gamma
+    if gamma <= 0:
+        return None
+    return (1.0 / (1.0 + gamma), 1.0 + gamma)
+
+
+def _jpeg_option(jpeg: Any) -> int | None:
+    """``jpeg`` as the worst JPEG quality (1–95), or None (off; 0 and False also mean off)."""
+    if jpeg is None or (isinstance(jpeg, (int, float)) and jpeg == 0):
+        return None
+    message = f"jpeg must be a quality from 1 to {JPEG_MAX_QUALITY} or null, got {jpeg!r}"
+    try:
+        quality = _amount("jpeg", jpeg, high=JPEG_MAX_QUALITY)
+    except ValueError:
+        raise ValueError(message) from None
+    if quality != int(quality) or quality < 1:
+        raise ValueError(message)
+    return int(quality)
 
 
 def _elastic_params(elastic: bool | Mapping[str, Any] | None) -> dict[str, Any]:

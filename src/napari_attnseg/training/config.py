@@ -131,6 +131,14 @@ class TrainConfig:
             )
         if self.augment is not None and not isinstance(self.augment, dict):
             raise ValueError(f"augment must be an object or null, got {self.augment!r}")
+        # unknown or bad augmentation options fail when the recipe is read, not at training;
+        # the check builds no transform (MONAI stays unimported)
+        from ..data.augmentation import Augmenter
+
+        try:
+            Augmenter.check_config(self.augment)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"augment: {error}") from None
 
     # -- (de)serialisation --------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
