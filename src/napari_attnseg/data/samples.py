@@ -8,8 +8,9 @@ prediction takes — so training data and inference inputs never differ.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -92,41 +93,103 @@ def load_samples(
             raise ValueError(f"expected (image, mask) or (image, mask, roi) paths, got {pair!r}")
         image_path, mask_path = Path(pair[0]), Path(pair[1])
         roi_path = Path(pair[2]) if len(pair) == 3 and pair[2] is not None else None
-        plane, layout = canonical(read_image(image_path), rgb=rgb)
-        if layout.stack_shape:
-            raise ValueError(
-                f"{image_path} is a stack of shape {layout.shape}; training needs 2D images "
-                "(save the slices as separate files)"
-            )
         raw_mask = read_mask(mask_path, binary=False)
-        if raw_mask.shape != layout.spatial_shape:
-            raise ValueError(
-                f"mask {mask_path} is {raw_mask.shape[0]}x{raw_mask.shape[1]} but image "
-                f"{image_path} is {layout.spatial_shape[0]}x{layout.spatial_shape[1]}"
-            )
-        try:
-            mask = labels_from_annotation(raw_mask, annotation, n_classes, head)
-        except ValueError as exc:
-            raise ValueError(f"{mask_path}: {exc}") from exc
         roi = None
         if roi_path is not None:
             roi = read_mask(roi_path, binary=True).astype(bool)
-            if roi.shape != mask.shape:
+            if roi.shape != raw_mask.shape:
                 raise ValueError(
-                    f"ROI {roi_path} is {roi.shape}, image {image_path} is {mask.shape}"
+                    f"ROI {roi_path} is {roi.shape}, image {image_path} is {raw_mask.shape}"
                 )
-        try:
-            image, mask, roi, replaced = spec.training_arrays(plane, mask, roi, rgb=layout.rgb)
-        except ValueError as exc:
-            raise ValueError(f"{image_path}: {exc}") from exc
+        sample, replaced = build_sample(
+            image_path.stem,
+            read_image(image_path),
+            raw_mask,
+            spec,
+            n_classes=n_classes,
+            annotation=annotation,
+            head=head,
+            roi=roi,
+            rgb=rgb,
+            image_name=str(image_path),
+            labels_name=str(mask_path),
+            mismatch=partial(_mask_mismatch, mask_path, image_path),
+        )
         if replaced:
             warnings.warn(
                 f"{image_path}: {replaced} NaN/Inf pixel value(s) replaced by the channel median",
                 stacklevel=2,
             )
-        samples.append(Sample(image_path.stem, image, mask, roi))
+        samples.append(sample)
         report(progress, done + 1, len(pairs), f"loaded {image_path.name}")
     return samples
+
+
+def build_sample(
+    name: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    spec: InputSpec,
+    *,
+    n_classes: int = 1,
+    annotation: str = "dense",
+    head: str | None = None,
+    roi: np.ndarray | None = None,
+    rgb: bool | None = None,
+    channel_axis: int | None = None,
+    image_name: str | None = None,
+    labels_name: str | None = None,
+    stack_hint: str = "training needs 2D images (save the slices as separate files)",
+    mismatch: Callable[[tuple[int, ...], tuple[int, ...]], str] | None = None,
+) -> tuple[Sample, int]:
+    """One :class:`Sample` from an image and its labels in memory: ``(sample, replaced)``.
+
+    The one rule for turning annotated images into training data, for files
+    (:func:`load_samples`) and for painted layers (``training.interactive``):
+    the image is made canonical (``rgb``, ``channel_axis``) and must be one 2D
+    plane; ``labels`` (its spatial shape) are converted by
+    :func:`labels_from_annotation` (``annotation`` "dense" or "sparse", a
+    separation ``head``); image, mask and ``roi`` (already the labels' shape) go
+    through :meth:`InputSpec.training_arrays`. ``replaced`` counts the NaN/Inf
+    pixels replaced. ``image_name`` / ``labels_name`` name the inputs in error
+    messages (default ``repr(name)``), ``stack_hint`` ends the message for a
+    stack, and ``mismatch(labels_shape, image_shape)`` words a shape mismatch.
+    """
+    image_name = repr(name) if image_name is None else image_name
+    labels_name = f"labels for {name!r}" if labels_name is None else labels_name
+    plane, layout = canonical(image, rgb=rgb, channel_axis=channel_axis)
+    if layout.stack_shape:
+        raise ValueError(f"{image_name} is a stack of shape {layout.shape}; {stack_hint}")
+    labels = np.asarray(labels)
+    if labels.shape != layout.spatial_shape:
+        raise ValueError(
+            mismatch(labels.shape, layout.spatial_shape)
+            if mismatch is not None
+            else f"{labels_name} are {_shape(labels.shape)} but the image is "
+            f"{_shape(layout.spatial_shape)}"
+        )
+    try:
+        mask = labels_from_annotation(labels, annotation, n_classes, head)
+    except ValueError as exc:
+        raise ValueError(f"{labels_name}: {exc}") from exc
+    try:
+        image, mask, roi, replaced = spec.training_arrays(plane, mask, roi, rgb=layout.rgb)
+    except ValueError as exc:
+        raise ValueError(f"{image_name}: {exc}") from exc
+    return Sample(name, image, mask, roi), replaced
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(str(int(s)) for s in shape)
+
+
+def _mask_mismatch(
+    mask_path: Path, image_path: Path, labels: tuple[int, ...], image: tuple[int, ...]
+) -> str:
+    return (
+        f"mask {mask_path} is {labels[0]}x{labels[1]} but image "
+        f"{image_path} is {image[0]}x{image[1]}"
+    )
 
 
 def _checked_dpt(

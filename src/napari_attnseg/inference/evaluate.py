@@ -87,9 +87,7 @@ def evaluate_folder(
         roi = read_mask(fov_path) > 0 if fov_path is not None else None
         if objects is not None:
             objects.add(stem, as_instances(truth, roi), as_instances(prediction.instances, roi))
-            truth = truth > 0
-        scores = prediction.foreground if n_classes == 2 else prediction.probabilities
-        metrics = acc.add(stem, scores, truth, roi=roi)
+        metrics = score_sample(acc, stem, prediction.probabilities, truth, roi=roi)
         if save_dir is not None:
             Path(save_dir).mkdir(parents=True, exist_ok=True)
             saved = prediction.instances if objects is not None else prediction.labels
@@ -105,6 +103,27 @@ def evaluate_folder(
     if confidence:
         result["confidence"] = confidence
     return result
+
+
+def score_sample(
+    acc: MetricAccumulator,
+    name: str,
+    probabilities: np.ndarray,
+    truth: np.ndarray,
+    roi: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Score one image's class probabilities ``(K, H, W)`` against ``truth`` into ``acc``.
+
+    The one scoring rule of evaluation and of the trainer's validation. A
+    binary accumulator scores the foreground probability 1 − p(background)
+    against ``truth > 0`` (so instance labels, or a separation head's classes,
+    count as foreground); a K-class one the class probabilities (arg-max labels,
+    per-class AUC) against class labels. Pixels outside ``roi`` do not count.
+    Returns the image's metrics (:meth:`MetricAccumulator.add`).
+    """
+    if acc.n_classes == 2:
+        return acc.add(name, 1.0 - probabilities[0], np.asarray(truth) > 0, roi=roi)
+    return acc.add(name, probabilities, truth, roi=roi)
 
 
 def as_instances(labels: np.ndarray, roi: np.ndarray | None = None) -> np.ndarray:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.annotations import IGNORE, labels_from_annotation
-from ..data.input_spec import InputSpec, canonical
-from ..data.samples import Sample
+from ..data.annotations import IGNORE
+from ..data.input_spec import InputSpec
+from ..data.samples import Sample, build_sample
 from ..data.splits import split_indices
 from ..models.base import SegmentationModel
 from .config import MAX_AUTO_PATCH, MIN_PATCH, TrainConfig
@@ -70,27 +70,21 @@ def build_samples(
         raise ValueError("no (image, labels) pairs given")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {val_fraction}")
-    samples = []
-    for pair in pairs:
-        plane, layout = canonical(
-            np.asarray(pair.image), rgb=pair.rgb, channel_axis=pair.channel_axis
-        )
-        if layout.stack_shape:
-            raise ValueError(
-                f"{pair.name!r} is a stack of shape {layout.shape}; give one 2D slice at a time"
-            )
-        labels = np.asarray(pair.labels)
-        if labels.shape != layout.spatial_shape:
-            raise ValueError(
-                f"labels for {pair.name!r} are {_shape(labels.shape)} "
-                f"but the image is {_shape(layout.spatial_shape)}"
-            )
-        try:
-            mask = labels_from_annotation(labels, mode, n_classes, head)
-        except ValueError as exc:
-            raise ValueError(f"labels for {pair.name!r}: {exc}") from exc
-        image, mask, _, _ = spec.training_arrays(plane, mask, rgb=layout.rgb)
-        samples.append(Sample(pair.name, image, mask))
+    samples = [
+        build_sample(
+            pair.name,
+            np.asarray(pair.image),
+            pair.labels,
+            spec,
+            n_classes=n_classes,
+            annotation=mode,
+            head=head,
+            rgb=pair.rgb,
+            channel_axis=pair.channel_axis,
+            stack_hint="give one 2D slice at a time",
+        )[0]
+        for pair in pairs
+    ]
     if val_fraction == 0.0:
         return samples, []
     if len(samples) >= 2:
@@ -243,8 +237,3 @@ def finetune_config(
         seed=seed,
         precision=precision,
     )
-
-
-# -- helpers -----------------------------------------------------------------
-def _shape(shape: Sequence[int]) -> str:
-    return "×".join(str(int(s)) for s in shape)

@@ -54,8 +54,9 @@ from .._files import atomic_write
 from ..data.augmentation import Augmenter
 from ..data.patches import PatchDataset
 from ..inference.device import autocast_dtype
+from ..inference.evaluate import score_sample
 from ..losses import build_loss, distance_penalty_map, loss_needs_dpt
-from ..metrics import MetricAccumulator, multiclass_metrics
+from ..metrics import MetricAccumulator
 from ..models import clamp_focal_weights, focal_weights, save_model
 from ..models.base import SegmentationModel, class_probabilities
 from ..progress import Cancelled, CancelToken, ProgressCallback, check, report, stop_requested
@@ -327,8 +328,8 @@ class Trainer:
         """Loss and per-image-mean metrics on the validation images (whole images).
 
         Binary models (one logit, or two classes) are scored on the foreground.
-        Models with K > 2 classes are scored per class with
-        :func:`~napari_attnseg.metrics.multiclass_metrics` on the arg-max labels:
+        Models with K > 2 classes are scored per class on the arg-max labels, by
+        evaluation's own :func:`~napari_attnseg.inference.evaluate.score_sample`:
         ``val_dice`` (and the other ``val_*`` metrics) is the mean over the
         foreground classes 1..K−1, and ``val_dice_per_class`` lists the Dice of
         every class, background first, each averaged over the images. A model with a
@@ -341,9 +342,10 @@ class Trainer:
         """
         self.model.eval()
         self.processes.sync_buffers(self.model)
-        binary = MetricAccumulator()
+        per_class = MetricAccumulator(self.n_classes) if self.n_classes > 2 else None
+        scorers = (MetricAccumulator(), per_class)
         rows = self.processes.gather(
-            (i, self._validate_image(sample, binary))
+            (i, self._validate_image(sample, scorers))
             for i, sample in self.processes.shard(self.val_samples)
         )
         result: dict[str, Any] = {"val_loss": float(np.mean([row["loss"] for row in rows]))}
@@ -355,8 +357,14 @@ class Trainer:
             ]
         return result
 
-    def _validate_image(self, sample, binary: MetricAccumulator) -> dict[str, Any]:
-        """The loss and :data:`VAL_METRICS` of one validation image (and each class's Dice)."""
+    def _validate_image(
+        self, sample, scorers: tuple[MetricAccumulator, MetricAccumulator | None]
+    ) -> dict[str, Any]:
+        """The loss and :data:`VAL_METRICS` of one validation image (and each class's Dice).
+
+        ``scorers`` are the binary and the per-class accumulators; the metrics come from
+        :func:`~napari_attnseg.inference.evaluate.score_sample`, evaluation's own rule.
+        """
         x = torch.as_tensor(sample.image, dtype=torch.float32)[None].to(self.device)
         mask = np.asarray(sample.mask)
         valid = mask >= 0
@@ -374,14 +382,13 @@ class Trainer:
             kwargs["dpt"] = torch.as_tensor(sample.dpt)[None].to(self.device)
         loss = float(self.loss_fn(logits, target.to(self.device), **kwargs))
         probs = class_probabilities(logits)[0].cpu().numpy()
+        binary, per_class = scorers
+        row = {}
         if self.n_classes > 2:
-            metrics = multiclass_metrics(probs.argmax(axis=0), truth, self.n_classes, roi=valid)
-            row = {"dice_per_class": [m["dice"] for m in metrics["per_class"]]}
-            if self.head is not None:
-                metrics = binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
-        else:
-            metrics = binary.add(sample.name, 1.0 - probs[0], truth > 0, roi=valid)
-            row = {}
+            metrics = score_sample(per_class, sample.name, probs, truth, roi=valid)
+            row["dice_per_class"] = metrics["dice_per_class"]
+        if self.n_classes == 2 or self.head is not None:
+            metrics = score_sample(binary, sample.name, probs, truth, roi=valid)
         return {"loss": loss, **{k: metrics[k] for k in VAL_METRICS}, **row}
 
     def _score(self, record: dict[str, Any]) -> float:
