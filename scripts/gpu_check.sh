@@ -8,7 +8,8 @@
 #      out-of-memory fallback, CUDA = CPU; plus the other tests that skip without CUDA);
 #   4. `attnseg bench --device cuda --json ...`;
 #   5. a 1-epoch training smoke run of a zoo recipe (recipes/unet.nuclei.json) on
-#      the DSB 96² nuclei data if it finds it, else on a generated toy set;
+#      the DSB 96² nuclei data (--data DIR or $ATTNSEG_DATA, else runs/data/nuclei/train
+#      or data/DSB2018_96 when present), else on a generated toy set;
 #
 # and writes OUT/gpu_check.json (every step: command, exit code, seconds, key
 # results) and OUT/gpu_check.log (everything printed). Sized for < 8 minutes
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     --no-install) INSTALL=0; shift ;;
     --data) DATA=$2; shift 2 ;;
     --dry-run) DRY=1; INSTALL=0; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -101,7 +102,7 @@ step bench 360 "${ATTNSEG[@]}" bench --device "$DEVICE" --quiet "${BENCH[@]}" \
 
 # 5. training smoke run ----------------------------------------------------------
 if [ -z "$DATA" ]; then
-  for candidate in runs/data/nuclei/train /work/shared/data/DSB2018_96 data/DSB2018_96; do
+  for candidate in runs/data/nuclei/train data/DSB2018_96; do
     if [ -d "$candidate/images" ] && [ -d "$candidate/masks" ]; then DATA=$candidate; break; fi
   done
 fi

@@ -25,7 +25,11 @@ Sections (all by default; pick with ``--sections``):
 Usage::
 
     PYTHONPATH=src python scripts/instance_study.py \\
-        [--data /work/shared/data] [--stardist DIR] [--sections dsb,stardist,...]
+        --data DIR [--stardist DIR] [--sections dsb,stardist,...]
+
+``--data`` is the folder holding the datasets (``DSB2018_96``, ``ISBI2012``,
+``DRIVE``, ...); ``--stardist`` the ``data/images`` folder of the unpacked
+``stardist`` wheel. Each is required only by the sections that read it.
 
 Numbers are from one run on the CPU; timings are noisy on a shared machine,
 so the script prints the load average beside them.
@@ -312,9 +316,13 @@ def section_fov(data: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
     parser.add_argument(
-        "--stardist", type=Path, default=Path("/work/extdata/stardist/stardist/data/images")
+        "--data", type=Path, default=None,
+        help="folder holding the datasets (DSB2018_96, ...); needed by every section but timing",
+    )
+    parser.add_argument(
+        "--stardist", type=Path, default=None,
+        help="data/images folder of the unpacked stardist wheel; needed by stardist and sweep",
     )
     parser.add_argument("--sections", default=",".join(SECTIONS))
     args = parser.parse_args(argv)
@@ -322,6 +330,12 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    need_data = sorted(set(sections) - {"timing"})
+    if need_data and args.data is None:
+        parser.error(f"--data DIR is required by the sections {need_data}")
+    need_stardist = sorted({"stardist", "sweep"} & set(sections))
+    if need_stardist and args.stardist is None:
+        parser.error(f"--stardist DIR is required by the sections {need_stardist}")
     torch.manual_seed(0)
     print(f"<!-- scripts/instance_study.py --sections {','.join(sections)}; cpu -->")
     train_d = None

@@ -2,7 +2,7 @@
 """Nuclei at any scale: pixel and instance metrics at training scale and at native scale.
 
     python scripts/make_splits.py                  # runs/data/nuclei/{train,val}
-    python scripts/scale_study.py make             # runs/data/nuclei_native*, see below
+    python scripts/scale_study.py make --stardist DIR   # runs/data/nuclei_native*, see below
     python scripts/scale_study.py run --model nuclei [--model runs/x.safetensors ...]
     python scripts/scale_study.py check --model nuclei     # auto vs each image's 96² scale
     python scripts/scale_study.py cost --model nuclei [--model ...]   # seconds per 512² image
@@ -184,7 +184,10 @@ def main() -> None:
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
-    m.add_argument("--stardist", type=Path, default=Path("/work/extdata/stardist/stardist"))
+    m.add_argument(
+        "--stardist", type=Path, required=True,
+        help="the unpacked stardist wheel's package folder (the one holding data/images)",
+    )
     r = sub.add_parser("run")
     r.add_argument("--model", action="append", default=None)
     r.add_argument("--json", type=Path, default=None)

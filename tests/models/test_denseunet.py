@@ -1,4 +1,4 @@
-"""DenseUNet with self-, point-wise and joint attention (§5 of architectures.md)."""
+"""DenseUNet with self-, point-wise and joint attention (Zhang, Dong & Li, ISBI 2022, §2)."""
 
 import pytest
 import torch
@@ -138,7 +138,7 @@ def test_self_attention_map_is_normalised_response():
 
 
 def expected_output(ja: JointAttention, x: torch.Tensor) -> torch.Tensor:
-    """The §5.4 formula of ``ja.structure``, from naive S and P."""
+    """The formula of ``ja.structure`` (Zhang, Dong & Li, ISBI 2022, §2.2), from naive S and P."""
 
     def S(u):
         return naive_term(ja.sa, u)

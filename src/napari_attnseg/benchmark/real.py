@@ -121,9 +121,10 @@ def fluorescence_like(image: np.ndarray) -> bool:
 
 def _rgb8(image: np.ndarray, path: Path) -> np.ndarray:
     """``(H, W, 3)`` uint8 from a grey or RGB(A) image (other dtypes scaled from their maximum)."""
+    from ..data.input_spec import is_colour
     from ..data.io import ImageFileError
 
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
+    if image.ndim == 3 and is_colour(image.shape):
         image = image[..., :3]
     elif image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)

@@ -15,8 +15,8 @@ recipes and model cards written before they existed train exactly as before;
 
 The options are plain data (:meth:`Augmenter.to_config` /
 :meth:`Augmenter.from_config`), so a training recipe or model card can store
-them. The defaults follow the Focal Attention recipe (§2.8: mirroring,
-rotation, scaling, brightness) except elastic deformation, which is opt-in
+them. The defaults follow the Focal Attention recipe (Yeung et al., ISBI 2022,
+§II-D: mirroring, rotation, scaling, brightness) except elastic deformation, which is opt-in
 (``elastic=True`` or a dict of parameters) because it costs about as much
 again as all other transforms together.
 """

@@ -2,7 +2,7 @@
 
 :class:`~.input_spec.InputSpec` applies it (after converting channels and
 before resizing) wherever an image is fed to a network. The modes, e.g.
-   ``{"mode": "zscore"}`` (per image; the default, as in Focal Attention §2.8),
+   ``{"mode": "zscore"}`` (per image; the default, as in Yeung et al., ISBI 2022, §II-D),
    ``{"mode": "dataset", "mean": [...], "std": [...]}`` (FocusNet),
    ``{"mode": "percentile", "low": 1, "high": 99.8}``, ``{"mode": "minmax"}``,
    ``{"mode": "none"}``, each optionally with ``"clahe": true`` (Joint Attention).

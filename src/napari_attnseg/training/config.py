@@ -1,6 +1,7 @@
 """Training configuration as data: a dataclass that round-trips through JSON.
 
-The defaults follow the Focal Attention Networks recipe (§2.8: Adam 1e-3,
+The defaults follow the Focal Attention Networks recipe (Yeung et al., ISBI
+2022, §II-D: Adam 1e-3,
 ReduceLROnPlateau ×0.1 after 25 epochs, early stopping after 50, the
 asymmetric Unified Focal loss + FDPT). Zoo recipes override what their paper
 uses (AF-Net: SGD + poly; FocusNet: Dice loss, patience 5, ×0.5).

@@ -10,7 +10,7 @@ brings the object into view (:meth:`ObjectTable.show_object`): the viewer
 moves to the object's plane of a stack, centres on its centroid (through the
 layer's scale, translate and any affine) and zooms so that about three times
 its bounding box fills the canvas (keeping the zoom when the object is
-already shown that large, whole). The table shows at least
+already shown that large, whole; :mod:`._objects_camera`). The table shows at least
 :data:`VISIBLE_ROWS` rows, and **Open in window** shows the same table (rows,
 sorting, selection) in a window of its own to resize at will. **Measure again**
 re-measures the layer as it is now (after a correction with the brush), and
@@ -31,14 +31,12 @@ from typing import Any
 
 import numpy as np
 from napari.layers import Labels
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSize, QSortFilterProxyModel, Qt
+from qtpy.QtCore import QModelIndex, QSize, QSortFilterProxyModel, Qt
 from qtpy.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QStyle,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -47,46 +45,23 @@ from qtpy.QtWidgets import (
 from ..data.input_spec import colour_over
 from ..objects import object_table, write_table_csv
 from ._dialogs import save_file
-from ._layers import current_index, is_rgb_layer, layer_array, same_object, unwrapped
+from ._layers import is_rgb_layer, layer_array, same_object
 from ._notifications import notify_error, notify_info
-
-#: how column values are shown (the CSV keeps full precision)
-_INTEGER_COLUMNS = ("label", "z", "area", "bbox_min_y", "bbox_min_x", "bbox_max_y", "bbox_max_x",
-                    "z_min", "z_max", "volume")
-#: short column headers (the full meaning is in the header's tooltip)
-HEADERS = {
-    "equivalent_diameter": "eq. diameter",
-    "bbox_min_y": "bbox y0", "bbox_min_x": "bbox x0",
-    "bbox_max_y": "bbox y1", "bbox_max_x": "bbox x1",
-}
-COLUMN_TIPS = {
-    "label": "the object's value in the Labels layer",
-    "z": "the slice (plane of the stack) of the object's largest section, which the "
-         "in-plane columns measure",
-    "z_min": "the first slice the object is in",
-    "z_max": "the last slice the object is in",
-    "volume": "voxels, over all the object's slices",
-    "area": "pixels",
-    "centroid_y": "centre of mass, row (pixels)",
-    "centroid_x": "centre of mass, column (pixels)",
-    "equivalent_diameter": "diameter of the disc with the object's area (pixels)",
-    "perimeter": "boundary length (pixels)",
-    "eccentricity": "of the ellipse with the same second moments: 0 = a disc, → 1 elongated",
-    "solidity": "area / area of the convex hull (1 = convex)",
-    "bbox_min_y": "bounding box: first row", "bbox_min_x": "bounding box: first column",
-    "bbox_max_y": "bounding box: one past the last row",
-    "bbox_max_x": "bounding box: one past the last column",
-}
-
-
-#: rows the table shows without scrolling, docked and at its smallest
-VISIBLE_ROWS = 10
-#: rows the window of "Open in window" shows at first (it resizes at will)
-WINDOW_ROWS = 25
-#: a row click shows this many times the object's bounding box across the canvas...
-VIEW_MARGIN = 3.0
-#: ...and at least this many pixels of the layer (a speck is not blown up to a few pixels)
-MIN_VIEW_PIXELS = 48.0
+from ._objects_camera import (  # noqa: F401 - the view constants, re-exported
+    MIN_VIEW_PIXELS,
+    VIEW_MARGIN,
+    bring_into_view,
+    plane_of,
+)
+from ._objects_view import (  # noqa: F401 - the columns and row counts, re-exported
+    COLUMN_TIPS,
+    HEADERS,
+    VISIBLE_ROWS,
+    WINDOW_ROWS,
+    TableWindow,
+    _TableModel,
+    _TableView,
+)
 
 
 def measurable_image(image: np.ndarray | None, labels: np.ndarray) -> np.ndarray | None:
@@ -116,157 +91,6 @@ def attach(layer: Labels, table: dict[str, np.ndarray] | None) -> None:
         return
     layer.features = {"index": np.asarray(table["label"]), **table}
 
-
-def _camera(viewer) -> Any:
-    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
-    scene = getattr(unwrapped(viewer), "scene", None)
-    camera = getattr(scene, "camera", None)
-    return camera if camera is not None else viewer.camera
-
-
-def _canvas_size(viewer) -> tuple[float, float]:
-    """(height, width) in screen pixels of the canvas (of one view box in grid mode)."""
-    model = unwrapped(viewer)
-    canvas = getattr(model, "canvas", None)
-    if canvas is not None and hasattr(canvas, "viewbox_size"):
-        return tuple(canvas.viewbox_size(model.layers))
-    if canvas is not None and hasattr(canvas, "size"):
-        return tuple(canvas.size)
-    return tuple(getattr(model, "_canvas_size", (600, 800)))
-
-
-def _world_extent(layer: Labels, box: list[tuple[float, float]]) -> np.ndarray:
-    """Size along each of the layer's world axes of a box given in its data coordinates."""
-    corners = np.array(np.meshgrid(*box, indexing="ij")).reshape(len(box), -1).T
-    world = np.array([layer.data_to_world(corner) for corner in corners], dtype=float)
-    return world.max(axis=0) - world.min(axis=0)
-
-
-class _TableModel(QAbstractTableModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.table: dict[str, np.ndarray] = {}
-        self.columns: list[str] = []
-        self.rows = 0
-
-    def set_table(self, table: dict[str, np.ndarray]) -> None:
-        self.beginResetModel()
-        self.table = table
-        self.columns = list(table)
-        self.rows = len(next(iter(table.values()))) if table else 0
-        self.endResetModel()
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else self.rows
-
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else len(self.columns)
-
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
-            return None
-        name = self.columns[index.column()]
-        value = self.table[name][index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            if name in _INTEGER_COLUMNS or np.issubdtype(np.asarray(value).dtype, np.integer):
-                return str(int(value))
-            return f"{float(value):.4g}"
-        if role == Qt.ItemDataRole.UserRole:  # sorting by value, not by text
-            return float(value)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def headerData(self, section: int, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation != Qt.Orientation.Horizontal or section >= len(self.columns):
-            return None
-        name = self.columns[section]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS.get(name, name.replace("_intensity", " int.").replace("_", " "))
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return COLUMN_TIPS.get(name, name.replace("_", " "))
-        return None
-
-
-class _TableView(QTableView):
-    """The object table's view: at its smallest it still shows ``rows`` rows under its header.
-
-    The height is worked out from the row height, the header's height, the
-    frame and a horizontal scroll bar (the columns rarely fit a dock's width),
-    so it follows the style and font napari applies.
-    """
-
-    def __init__(self, rows: int, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.rows = rows
-        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.setSortingEnabled(True)
-        self.verticalHeader().setVisible(False)
-        self.horizontalHeader().setResizeContentsPrecision(100)  # fast for many rows
-
-    def row_height(self) -> int:
-        return max(1, self.verticalHeader().defaultSectionSize())
-
-    def header_height(self) -> int:
-        header = self.horizontalHeader()
-        if header.isHidden():
-            return 0
-        # with no columns yet the header hints no height: a line of its font, padded
-        text = header.fontMetrics().height() + 2 * header.style().pixelMetric(
-            QStyle.PixelMetric.PM_HeaderMargin, None, header)
-        return max(header.sizeHint().height(), text)
-
-    def height_for(self, rows: int) -> int:
-        """Height of the view that shows ``rows`` rows, header and scroll bar included."""
-        bar = self.horizontalScrollBar().sizeHint().height()
-        return 2 * self.frameWidth() + self.header_height() + rows * self.row_height() + bar
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
-        hint = super().minimumSizeHint()
-        return QSize(hint.width(), max(hint.height(), self.height_for(self.rows)))
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
-        hint = super().sizeHint()
-        return QSize(hint.width(), max(hint.height(), self.height_for(self.rows)))
-
-    def visible_rows(self) -> int:
-        """Whole rows the viewport has room for now."""
-        return self.viewport().height() // self.row_height()
-
-
-class TableWindow(QWidget):
-    """The object table in a window of its own: the same rows, sorting and selection."""
-
-    def __init__(self, table: ObjectTable) -> None:
-        super().__init__(table, Qt.WindowType.Window)
-        self.setWindowTitle("Objects")
-        self.title = QLabel("")
-        self.title.setWordWrap(True)
-        self.view = _TableView(VISIBLE_ROWS)
-        self.view.setModel(table._proxy)
-        own = self.view.selectionModel()
-        self.view.setSelectionModel(table.view.selectionModel())  # one selection for both
-        own.deleteLater()
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.title)
-        layout.addWidget(self.view)
-
-    def fit(self) -> None:
-        """A size that shows the columns and :data:`WINDOW_ROWS` rows (within the screen)."""
-        view = self.view
-        view.resizeColumnsToContents()
-        header = view.horizontalHeader()
-        margins = self.layout().contentsMargins()
-        width = (header.length() + 2 * view.frameWidth() + margins.left() + margins.right()
-                 + view.verticalScrollBar().sizeHint().width())
-        height = (view.height_for(WINDOW_ROWS) + self.title.sizeHint().height()
-                  + self.layout().spacing() + margins.top() + margins.bottom())
-        screen = self.screen().availableGeometry() if self.screen() is not None else None
-        if screen is not None:
-            width = min(width, int(screen.width() * 0.9))
-            height = min(height, int(screen.height() * 0.9))
-        self.resize(max(width, 400), height)
 
 
 class ObjectTable(QWidget):
@@ -482,8 +306,8 @@ class ObjectTable(QWidget):
         The canvas is zoomed so that :data:`VIEW_MARGIN` times the object's
         bounding box (at least :data:`MIN_VIEW_PIXELS` pixels of the layer)
         fits it; a zoom already closer than that is kept while the whole
-        object still fits the canvas. False if the object is not in the table
-        or the layer.
+        object still fits the canvas (:func:`._objects_camera.bring_into_view`).
+        False if the object is not in the table or the layer.
         """
         layer = self.layer
         row = self._row_of(label)
@@ -492,63 +316,12 @@ class ObjectTable(QWidget):
         lead = self._planes(label, row)
         if lead is None:
             return False
-        table = self.table
-        cy, cx = float(table["centroid_y"][row]), float(table["centroid_x"][row])
-        y0, x0 = float(table["bbox_min_y"][row]) - 0.5, float(table["bbox_min_x"][row]) - 0.5
-        y1, x1 = float(table["bbox_max_y"][row]) - 0.5, float(table["bbox_max_x"][row]) - 0.5
-        centre = np.array([*lead, cy, cx], dtype=float)
-        # the object's box, and the box to show around its centroid, in the layer's data
-        box = [*((p - 0.5, p + 0.5) for p in lead), (y0, y1), (x0, x1)]
-        half = [max(VIEW_MARGIN * (hi - lo) / 2, MIN_VIEW_PIXELS / 2) for lo, hi in box]
-        around = [*box[: len(lead)], (cy - half[-2], cy + half[-2]), (cx - half[-1], cx + half[-1])]
-        viewer = self.viewer
-        dims = viewer.dims
-        offset = dims.ndim - layer.ndim  # the layer's axes are the viewer's last ones
-        world = np.asarray(layer.data_to_world(centre), dtype=float)
-        displayed = list(dims.displayed)
-        for axis in range(layer.ndim):
-            if axis + offset not in displayed:
-                dims.set_point(axis + offset, float(world[axis]))
-        camera = _camera(viewer)
-        shown = [axis - offset for axis in displayed]  # the layer's axes on the canvas
-        centre_now = list(camera.center)[-len(displayed):]
-        new = [float(world[a]) if 0 <= a < layer.ndim else c
-               for a, c in zip(shown, centre_now, strict=True)]
-        camera.center = tuple(new)
-        object_size = _world_extent(layer, box)
-        view_size = _world_extent(layer, around)
-        plane = shown[-2:]
-        if all(0 <= a < layer.ndim for a in plane):
-            canvas = np.asarray(_canvas_size(viewer), dtype=float)[-2:]
-            need = np.maximum(view_size[plane], 1e-12)
-            fit = float(np.min(canvas / need))
-            whole = float(np.min(canvas / np.maximum(object_size[plane], 1e-12)))
-            zoom = float(camera.zoom)
-            if not (fit <= zoom <= 0.9 * whole):  # too far out, or the object would not fit
-                camera.zoom = fit
+        bring_into_view(self.viewer, layer, self.table, row, lead)
         return True
 
     def _planes(self, label: int, row: int) -> tuple[int, ...] | None:
         """Index of the plane to show ``label`` in, on the layer's leading axes (``()``: 2-D)."""
-        layer = self.layer
-        lead_shape = tuple(layer.data.shape[:-2]) if layer is not None else ()
-        if not lead_shape:
-            return ()
-        if "z" in self.table:  # the plane of the object's largest section (planes in order)
-            plane = int(self.table["z"][row])
-            if 0 <= plane < int(np.prod(lead_shape)):
-                return tuple(int(i) for i in np.unravel_index(plane, lead_shape))
-        # a table of one slice of the stack: the planes the object is in now; the one shown
-        # if it is there
-        data = np.asarray(layer_array(layer))
-        present = (data == label).reshape(int(np.prod(lead_shape)), -1).any(axis=1)
-        planes = np.flatnonzero(present)
-        if not planes.size:
-            return None
-        now = current_index(self.viewer, layer)
-        if now and np.ravel_multi_index(now, lead_shape) in planes:
-            return now
-        return tuple(int(i) for i in np.unravel_index(int(planes[0]), lead_shape))
+        return plane_of(self.viewer, self.layer, self.table, label, row)
 
     def _show_only_selected(self, on: bool) -> None:
         if self.layer is not None:

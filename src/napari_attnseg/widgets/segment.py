@@ -35,7 +35,9 @@ the predictor's messages become warning notifications.
 A lazily loaded layer (Dask / zarr) larger than
 :data:`._segment_job.BLOCKWISE_PIXELS` is segmented block by block into a
 temporary zarr store and shown as zarr-backed layers (:func:`._segment_job.run_blockwise`);
-the store goes when the last layer showing it is removed, or at exit.
+the store goes when the last layer showing it is removed, or at exit
+(:mod:`._segment_display` shows results; :mod:`._segment_form` holds the
+diameter field and the form's choices).
 """
 
 from __future__ import annotations
@@ -43,11 +45,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from napari.layers import Image, Labels
+from napari.layers import Image
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
@@ -59,7 +59,6 @@ from qtpy.QtWidgets import (
 
 from ..inference import InferenceSettings
 from ..inference.fov_scale import uses_fov
-from ..inference.objects import check_diameter
 from ..inference.predictor import uses_tta
 from ..objects import DEFAULT_STITCH
 from . import _shortcuts
@@ -75,24 +74,17 @@ from ._dialogs import choose_folder, confirm_overwrite
 from ._form import advanced_section, precision_picker, scroll_body, show_row
 from ._jobs import JobPanel
 from ._layers import (
-    METADATA_KEY,
     check_image_layer,
     current_index,
-    find_layer,
     is_rgb_layer,
     layer_array,
-    max_label_outside,
-    output_metadata,
-    output_name,
     placement,
-    same_object,
     slice_placement,
     spatial_shape,
-    write_labels,
 )
 from ._models import ModelChoice, ModelDetails, session
 from ._notifications import notify_error, notify_info, notify_warning
-from ._objects import ObjectTable, attach
+from ._objects import ObjectTable
 from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
 from ._roi import AUTO, WHOLE, RoiPicker, roi_mask
 from ._segment_job import (
@@ -100,55 +92,20 @@ from ._segment_job import (
     MASK,
     SegmentRequest,
     SegmentResult,
-    discard_store,
-    offset_objects,
     run_segmentation,
 )
-from ._segment_job import status_text as describe_run
-
-WHOLE_STACK, CURRENT_SLICE = "whole stack", "current slice"
-AS_TRAINED = "as trained"
-LAYERS, FOLDER = "all image layers", "a folder of images…"
-DIAMETER_HELP = (
-    "the objects' diameter in pixels of this image. auto: measured on a first pass, then the "
-    "image is rescaled so objects match the size the model was trained on; as trained: no "
-    "rescaling; or type a number of pixels"
+from ._segment_display import show_blockwise, show_probability, show_result
+from ._segment_form import (  # noqa: F401 - re-exported: the form's choices and help texts
+    AS_TRAINED,
+    CURRENT_SLICE,
+    DIAMETER_HELP,
+    FOLDER,
+    FOV_HELP,
+    LAYERS,
+    NO_DIAMETER_HELP,
+    WHOLE_STACK,
+    DiameterField,
 )
-NO_DIAMETER_HELP = (
-    "this model's card records no object size: images are segmented at the scale it was "
-    "trained at"
-)
-FOV_HELP = (
-    "fundus models: the diameter in pixels of the photograph's field of view (the bright disc "
-    "of the retina). auto: measured, and the photograph is rescaled so that it matches the "
-    "training photographs' (another camera shows vessels wider or narrower than the model "
-    "learned); as trained: no rescaling; or type a number of pixels"
-)
-
-
-class DiameterField(QComboBox):
-    """auto / as trained / a number of pixels (typed)."""
-
-    def __init__(self, parent: QWidget | None = None, *, what: str = "object diameter",
-                 help_text: str = DIAMETER_HELP) -> None:
-        super().__init__(parent)
-        self.what = what
-        self.setEditable(True)
-        self.addItems(["auto", AS_TRAINED])
-        self.setToolTip(help_text)
-
-    def value(self) -> float | str | None:
-        """``"auto"``, None (as trained) or pixels; ``ValueError`` naming a bad entry."""
-        text = self.currentText().strip()
-        if text == AS_TRAINED:
-            return None
-        try:
-            return check_diameter(text or "auto")
-        except ValueError:
-            raise ValueError(
-                f"{self.what} must be 'auto', '{AS_TRAINED}' or a number of pixels > 0, "
-                f"got {text!r}"
-            ) from None
 
 
 class SegmentWidget(QWidget):
@@ -350,89 +307,14 @@ class SegmentWidget(QWidget):
         )
 
     def _show_result(self, result: SegmentResult) -> None:
-        if result.store is not None:
-            self._show_blockwise(result)
-            return
-        request = result.request
-        name = output_name(request.image_name, request.choice.name)
-        meta = output_metadata(request.image_name, request.choice.name,
-                               INSTANCES if request.instances else "labels")
-        values, table = result.labels, result.table
-        if request.index and request.instances:
-            # one slice into the stack's layer: its objects are numbered above the ids of the
-            # other slices, which name other objects (or the same objects, linked across planes)
-            layer = find_layer(self.viewer, name, Labels, request.shape)
-            if layer is not None:
-                values, table = offset_objects(
-                    values, table, max_label_outside(layer.data, request.index)
-                )
-        labels = write_labels(self.viewer, name, request.shape,
-                              [(request.index or (), values)],
-                              placement=request.placement, metadata=meta)
-        labels.metadata.update(meta)  # a rewritten layer now comes from this run too
-        attach(labels, table)
-        if table is not None:
-            self.objects.show_table(labels, table, request.image_name)
-            n = result.n_objects
-            where = f" (slice {','.join(map(str, request.index))})" if request.index else ""
-            notify_info(f"found {n} object{'s' * (n != 1)} in {request.image_name}{where} "
-                        f"with {request.choice.name}")
-        elif same_object(self.objects.layer, labels):
-            self.objects.clear()  # a mask replaced the objects the table listed
-        if result.quality and result.quality.get("warning"):
-            notify_warning(f"{request.image_name}: {result.quality['warning']}")
-        if result.probability is not None:
-            self._show_probability(result, name + " probability")
-        self.jobs.status.setText(describe_run(result))
+        show_result(self, result)
 
     def _show_probability(self, result: SegmentResult, name: str) -> None:
-        request = result.request
-        index = request.index or ()
-        layer = find_layer(self.viewer, name, Image, request.shape)
-        if layer is not None:
-            data = np.array(layer.data, dtype=np.float32)
-            data[index] = result.probability
-            layer.data = data
-            return
-        data = np.zeros(request.shape, dtype=np.float32)
-        data[index] = result.probability
-        self.viewer.add_image(
-            data, name=name, colormap="magma", blending="additive", contrast_limits=(0.0, 1.0),
-            opacity=0.6,
-            metadata=output_metadata(request.image_name, request.choice.name, "probability"),
-            **request.placement,
-        )
+        show_probability(self, result, name)
 
     def _show_blockwise(self, result: SegmentResult) -> None:
         """Zarr-backed layers for a block-wise result (a rerun swaps the data, not undoable)."""
-        request = result.request
-        name = output_name(request.image_name, request.choice.name)
-        where = request.slice_placement if request.index else request.placement
-        released = []
-        outputs = [(name, Labels, result.labels, "labels")]
-        if result.probability is not None:
-            outputs.append((name + " probability", Image, result.probability, "probability"))
-        for layer_name, kind, data, role in outputs:
-            meta = output_metadata(request.image_name, request.choice.name, role,
-                                   store=str(result.store))
-            layer = find_layer(self.viewer, layer_name, kind, tuple(data.shape))
-            if layer is not None:
-                released.append(_store_of(layer))
-                layer.data = data
-                layer.metadata.update(meta)
-            elif kind is Labels:
-                layer = self.viewer.add_labels(data, name=layer_name, metadata=meta, **where)
-            else:
-                layer = self.viewer.add_image(
-                    data, name=layer_name, colormap="magma", blending="additive",
-                    contrast_limits=(0.0, 1.0), opacity=0.6, metadata=meta, **where,
-                )
-            if kind is Labels and same_object(self.objects.layer, layer):
-                self.objects.clear()  # a mask replaced the objects the table listed
-        for store in released:
-            _release_store(self.viewer, store)
-        self.viewer.layers.events.removed.connect(_on_layer_removed)
-        self.jobs.status.setText(f"{describe_run(result)} (block by block, in {result.store})")
+        show_blockwise(self, result)
 
     # -- batch -------------------------------------------------------------
     def _batch_clicked(self) -> None:
@@ -556,21 +438,3 @@ class SegmentWidget(QWidget):
             stack and self.scope.currentText() == WHOLE_STACK
             and self.output.currentText() == INSTANCES
         )
-
-
-def _store_of(layer: Any) -> str | None:
-    """The temporary store a layer's data lives in (block-wise results), if any."""
-    return (layer.metadata.get(METADATA_KEY) or {}).get("store")
-
-
-def _release_store(viewer: Any, store: str | None) -> None:
-    """Delete a block-wise result's temporary store once no layer of ``viewer`` shows it."""
-    if store is not None and all(_store_of(layer) != store for layer in viewer.layers):
-        discard_store(store)
-
-
-def _on_layer_removed(event: Any) -> None:
-    layers = event.source
-    store = _store_of(event.value)
-    if store is not None and all(_store_of(layer) != store for layer in layers):
-        discard_store(store)

@@ -1,11 +1,13 @@
 """Spatial gates: the additive Attention Gate and a plain sigmoid gate.
 
-:class:`AttentionGate` is Oktay/Schlemper's additive gate (§2.5): the skip
+:class:`AttentionGate` is Oktay/Schlemper's additive gate (Schlemper et al.,
+MedIA 2019), with the Focal layer of Yeung et al. (ISBI 2022, §II-B): the skip
 ``x`` is compared with a coarser gating signal ``g``; the map is produced at
 ``g``'s resolution, passed through the Focal layer *before* being upsampled
 (as in mlyg's Focus Gate), then multiplies ``x``.
 
-:class:`SigmoidGate` is FocusNet's gate (§1.2): ``x * sigmoid(D)`` where ``D``
+:class:`SigmoidGate` is FocusNet's gate (Kaul, Manandhar & Pears, ISBI 2019,
+§2, eq. 3): ``x * sigmoid(D)`` where ``D``
 comes from another branch; its map has as many channels as ``x``.
 """
 

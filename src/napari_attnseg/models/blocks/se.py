@@ -1,7 +1,8 @@
 """Squeeze-and-Excitation channel attention (Hu et al.), with an optional Focal layer.
 
 GAP over H, W -> FC(C -> C/r) + ReLU -> FC(C/r -> C) + sigmoid -> (Focal) ->
-channel-wise multiply (§2.4: r = 8, FC with bias). The fully connected layers
+channel-wise multiply (Yeung et al., ISBI 2022, §II-B; r = 8 as in their §II-D;
+FC with bias as in Hu et al.). The fully connected layers
 are 1×1 convolutions so the block works on (N, C, H, W) directly.
 """
 
