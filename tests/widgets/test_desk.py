@@ -103,6 +103,22 @@ def test_segment_and_finetune_docked_together_fit_1366_by_768(viewer, qtbot, sav
     assert window.height() <= 768
 
 
+def test_docks_stacked_in_one_column_share_it_by_what_they_need(viewer, qtbot, saved_model):
+    """Qt gives a dock added below another only its minimum height; ours share the column."""
+    image, labels = blobs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="corrected")
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    qtbot.wait(50)
+    segment_dock, _ = docked(viewer, "Segment")
+    finetune_dock, _ = docked(viewer, "Fine-tune")
+    qtbot.wait(300)
+    column = segment_dock.height() + finetune_dock.height()
+    for dock in (segment_dock, finetune_dock):
+        assert dock.height() >= 0.3 * column, (segment_dock.height(), finetune_dock.height())
+
+
 @pytest.mark.parametrize("name", ["Attention", "Models"])
 def test_the_other_docks_scroll_instead_of_asking_for_height(viewer, name):
     dock, _ = docked(viewer, name)

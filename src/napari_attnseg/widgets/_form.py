@@ -11,11 +11,13 @@ instead — rows are never squeezed on top of each other.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QEvent, QObject, QSize, Qt
+from qtpy.QtCore import QEvent, QObject, QSize, Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
+    QDockWidget,
     QFormLayout,
     QFrame,
+    QMainWindow,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -51,6 +53,57 @@ class _Body(QScrollArea):
             return super().sizeHint()
         hint = inner.sizeHint()
         return QSize(hint.width() + self.verticalScrollBar().sizeHint().width(), hint.height())
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not getattr(self, "_balanced", False):
+            self._balanced = True
+            QTimer.singleShot(0, lambda: _balance_if_alive(self))
+
+
+def _balance_if_alive(body: QWidget) -> None:
+    try:
+        balance_column(body)
+    except RuntimeError:  # the dock was closed before the event loop came back to it
+        pass
+
+
+def _dock_of(widget: QWidget) -> QDockWidget | None:
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
+
+
+def balance_column(body: QWidget) -> None:
+    """Share a dock column between this plugin's docks by how much each wants.
+
+    Qt gives a dock added below another only its minimum height (Fine-tune under
+    Segment got 180 px and Segment the rest); when a dock first shows, the
+    plugin's docks stacked in its column get heights in proportion to their
+    preferred heights (each still scrolls what does not fit).
+    """
+    dock = _dock_of(body)
+    window = dock.parentWidget() if dock is not None else None
+    if dock is None or dock.isFloating() or not isinstance(window, QMainWindow):
+        return
+    area = window.dockWidgetArea(dock)
+    column = [
+        d for d in window.findChildren(QDockWidget)
+        if d.isVisible() and not d.isFloating() and window.dockWidgetArea(d) == area
+        and d.findChild(_Body) is not None
+        and abs(d.geometry().center().x() - dock.geometry().center().x()) < dock.width() // 2
+    ]
+    if len(column) < 2:
+        return
+    column.sort(key=lambda d: d.geometry().top())
+    total = sum(d.height() for d in column)
+    wants = [max(d.sizeHint().height(), d.minimumSizeHint().height()) for d in column]
+    if sum(wants) <= total:
+        sizes = wants[:-1] + [total - sum(wants[:-1])]  # all fit: the last takes the rest
+    else:
+        sizes = [max(d.minimumSizeHint().height(), int(total * w / sum(wants)))
+                 for d, w in zip(column, wants, strict=True)]
+    window.resizeDocks(column, sizes, Qt.Orientation.Vertical)
 
 
 def scroll_body(owner: QWidget) -> QVBoxLayout:
