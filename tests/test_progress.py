@@ -51,3 +51,5 @@ def test_the_command_line_bar_never_goes_back():
     assert bar.bar.n == 500 and bar.bar.total == TICKS
     bar(100, TICKS)
     assert bar.bar.n == 500
+    bar(1, 1, "done")  # a part's own total after parts: still the share, in percent
+    assert bar.bar.total == TICKS and bar.bar.n == TICKS
