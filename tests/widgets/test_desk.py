@@ -176,6 +176,8 @@ def test_a_job_bar_moves_only_forward_says_k_of_n_and_the_time_left(qtbot):
     panel._show_progress(500, TICKS, "re-segmenting")
     assert panel.bar.value() == TICKS // 2 and panel.bar.format() == "%p% · about 20 s left"
     assert panel.status.text() == "re-segmenting"
+    panel._show_progress(1, 1, "done")  # a part's own count after parts: still a percentage
+    assert panel.bar.value() == TICKS and panel.bar.format().startswith("%p%")
 
 
 def test_opening_the_segment_dock_imports_neither_monai_nor_the_other_docks():
