@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 from pathlib import Path
 
+from napari_attnseg._files import atomic_write
 from napari_attnseg.data.io import IMAGE_SUFFIXES, read_image
 from napari_attnseg.inference.fov_scale import measure_fov
 
@@ -50,11 +49,8 @@ def main(argv=None) -> int:
             f"median of {len(diameters)} training photographs ({args.images.as_posix()}), "
             "scripts/card_fov.py"
         )
-        fd, tmp = tempfile.mkstemp(dir=card_path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(card, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, card_path)
+        text = json.dumps(card, indent=2) + "\n"
+        atomic_write(card_path, lambda tmp, text=text: Path(tmp).write_text(text))
         print(f"{card_path}: fov_diameter {card['fov_diameter']}")
     return 0
 

@@ -119,8 +119,12 @@ class Tracker:
         self.clock = clock
         self.started = clock()
         self.fraction = 0.0
+        #: whether the job has reported in parts (:func:`part`, out of :data:`TICKS`): then
+        #: it is shown as a percentage to the end, whatever totals its last reports give
+        self.in_parts = False
 
     def update(self, done: int, total: int) -> float:
+        self.in_parts = self.in_parts or total == TICKS
         if total > 0:
             self.fraction = max(self.fraction, min(max(done / total, 0.0), 1.0))
         return self.fraction

@@ -16,6 +16,14 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-attnseg"
 
 
+def cells_and_corrections(viewer):
+    """An image and its labels in the viewer, as before a round; returns the Qt window."""
+    image, labels = blobs()
+    viewer.add_image(image, name="cells")
+    viewer.add_labels(labels, name="corrected")
+    return viewer.window._qt_window
+
+
 def docked(viewer, name):
     dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
     return dock, widget
@@ -88,10 +96,7 @@ def describe(found):
 
 
 def test_segment_and_finetune_docked_together_fit_1366_by_768(viewer, qtbot, saved_model):
-    image, labels = blobs()
-    viewer.add_image(image, name="cells")
-    viewer.add_labels(labels, name="corrected")
-    window = viewer.window._qt_window
+    window = cells_and_corrections(viewer)
     segment_dock, _ = docked(viewer, "Segment")
     finetune_dock, _ = docked(viewer, "Fine-tune")
     window.resize(1366, 768)
@@ -105,10 +110,7 @@ def test_segment_and_finetune_docked_together_fit_1366_by_768(viewer, qtbot, sav
 
 def test_docks_stacked_in_one_column_share_it_by_what_they_need(viewer, qtbot, saved_model):
     """Qt gives a dock added below another only its minimum height; ours share the column."""
-    image, labels = blobs()
-    viewer.add_image(image, name="cells")
-    viewer.add_labels(labels, name="corrected")
-    window = viewer.window._qt_window
+    window = cells_and_corrections(viewer)
     window.resize(1366, 768)
     qtbot.wait(50)
     segment_dock, _ = docked(viewer, "Segment")
@@ -126,10 +128,7 @@ def test_the_other_docks_scroll_instead_of_asking_for_height(viewer, name):
 
 
 def test_no_form_rows_overlap_before_or_after_a_round(viewer, qtbot, saved_model):
-    image, labels = blobs()
-    viewer.add_image(image, name="cells")
-    viewer.add_labels(labels, name="corrected")
-    window = viewer.window._qt_window
+    window = cells_and_corrections(viewer)
     segment_dock, segment = docked(viewer, "Segment")
     finetune_dock, finetune = docked(viewer, "Fine-tune")
     window.resize(1366, 768)

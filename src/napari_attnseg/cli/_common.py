@@ -33,15 +33,13 @@ class ProgressBar:
     def __init__(self, desc: str = "", disable: bool = False, unit: str = "step") -> None:
         self.bar = tqdm(total=1, desc=desc, disable=disable, unit=unit, dynamic_ncols=True)
         self.tracker = Tracker()
-        self.percent = False
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         """Never backwards: a job whose parts report different totals is shown as the
         largest share reached (``progress.Tracker``), with tqdm's estimate of the time left;
         a job reported in parts (``progress.part``) as a percentage."""
         fraction = self.tracker.update(done, total)
-        if total == TICKS or self.percent:  # once in parts, a percentage to the end
-            self.percent = True
+        if self.tracker.in_parts:
             self.bar.bar_format = PERCENT_FORMAT
             total = TICKS
         if total > 0 and self.bar.total != total:

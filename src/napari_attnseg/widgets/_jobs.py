@@ -295,7 +295,6 @@ class JobPanel(QWidget):
         layout.addWidget(self.status)
         self._job: _Job | None = None
         self._tracker: Tracker | None = None
-        self._percent = False
         self._handlers: dict[str, Callable | None] = {}
         self.worker: _Worker | None = None
         self._owner = owner
@@ -340,7 +339,6 @@ class JobPanel(QWidget):
         self.bar.setRange(0, 0)  # busy until the first progress report
         self.bar.setFormat("%p%")
         self._tracker = Tracker()
-        self._percent = False
         self.bar.setVisible(True)
         self.status.setText(f"{label}…")
         self.cancel_button.setEnabled(True)
@@ -429,8 +427,7 @@ class JobPanel(QWidget):
             fraction = tracker.update(done, total)
             self.bar.setRange(0, TICKS)
             self.bar.setValue(round(fraction * TICKS))
-            self._percent = self._percent or total == TICKS  # once in parts, a percentage
-            count = "%p%" if self._percent else f"{min(done, total)} of {total}"
+            count = "%p%" if tracker.in_parts else f"{min(done, total)} of {total}"
             left = tracker.remaining()
             self.bar.setFormat(count + (f" · about {duration(left)} left" if left else ""))
         if message:
