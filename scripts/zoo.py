@@ -148,7 +148,6 @@ from zoolib.runs import (
 from zoolib.runs import train_all as _train_all
 
 
-
 def train_all(names: list[str], *, package_done: bool = False, max_mb: float = 60.0,
               variant: str = "compact", **options) -> list[dict]:
     """``train``: :func:`zoolib.runs.train_all`; with ``package_done``, each model is
@@ -249,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     vf.add_argument("tasks", nargs="+", help="polyp, vessels, nuclei_native")
     vf.add_argument("--k", type=int, default=None, help="folds (default: 5; vessels 4)")
     vr = vs.add_parser("run", help="train and score NAME once per fold (runs/cv/NAME/fold<i>)")
-    vr.add_argument("name")
+    vr.add_argument("name", help="a recipe's name, or a recipe file (e.g. recipes/tries/*.json)")
+    vr.add_argument("--threads", type=int, default=None, help="threads per run (default: all)")
     vr.add_argument("--folds", type=int, default=None, help="K (must match the folds file)")
     vr.add_argument("--fold", type=int, action="append", help="only this fold (repeatable)")
     vr.add_argument("--task", default=None, help="whose folds (default: the recipe's)")
@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cv == "run":
             cv.run_cv(args.name, k=args.folds, only=args.fold, task=args.task,
                       time_budget=args.time_budget, epochs=args.epochs,
-                      precision=args.precision, device=args.device, force=args.force)  # fmt: skip
+                      precision=args.precision, device=args.device, force=args.force,
+                      threads=args.threads)  # fmt: skip
         else:
             cv.report(args.names)
     elif args.cmd == "recipes":

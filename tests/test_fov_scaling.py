@@ -119,3 +119,52 @@ def test_block_wise_prediction_does_not_match_the_field_of_view_block_by_block()
     settings, notes = blockwise_settings(InferenceSettings(), card)
     assert settings.fov_diameter is None
     assert any("field of view not matched" in note for note in notes)
+
+
+def _fundus_sample(side: int, radius: float, name: str = "f"):
+    from napari_attnseg.data.samples import Sample
+
+    image = fundus(side, radius).astype(np.float32)
+    image = (image - image.mean(axis=(0, 1))) / (image.std(axis=(0, 1)) + 1e-6)  # zscore
+    mask = np.zeros((side, side), np.int64)
+    mask[side // 2 - 2: side // 2 + 2] = 1
+    return Sample(name, np.moveaxis(image, -1, 0).copy(), mask)
+
+
+def test_training_a_fundus_model_records_its_photographs_field_of_view():
+    from napari_attnseg.training.workflows import record_fov
+
+    samples = [_fundus_sample(96, 30), _fundus_sample(96, 40), _fundus_sample(96, 36)]
+    card = ModelCard(name="v", roi={"method": "fundus"})
+    record_fov(card, samples)
+    assert card.fov_diameter == pytest.approx(72, abs=3)  # the median disc, normalised images
+    assert "median of 3 of 3" in card.metadata["fov_diameter_source"]
+    kept = ModelCard(name="v", roi={"method": "fundus"}, fov_diameter=500.0)
+    record_fov(kept, samples)
+    assert kept.fov_diameter == 500.0  # a card that has one keeps it
+    for other in (ModelCard(name="n"), ModelCard(name="p", roi={"method": "fundus"},
+                                                 input_size=[64, 64])):
+        record_fov(other, samples)
+        assert other.fov_diameter is None  # not fundus / fixed-size input
+    flat = ModelCard(name="v", roi={"method": "fundus"})
+    from napari_attnseg.data.samples import Sample
+
+    record_fov(flat, [Sample("flat", np.ones((3, 64, 64), np.float32), np.zeros((64, 64)))])
+    assert flat.fov_diameter is None  # no disc: nothing invented
+
+
+@pytest.mark.slow
+def test_train_new_gives_a_fundus_card_its_field_of_view_and_prediction_uses_it():
+    from napari_attnseg.training import TrainConfig
+    from napari_attnseg.training.workflows import DataSpec, train_new
+
+    samples = [_fundus_sample(96, 30, "a"), _fundus_sample(96, 30, "b")]
+    model, _ = train_new(
+        "unet", {"width": 4, "depth": 2}, samples, [],
+        TrainConfig(epochs=1, batch_size=2, samples_per_epoch=2, patch_size=64),
+        data=DataSpec(in_channels=3), normalization={"mode": "zscore"},
+        card={"roi": {"method": "fundus"}},
+    )
+    assert model.card.fov_diameter == pytest.approx(60, abs=3)
+    result = Predictor(InferenceSettings(device="cpu")).predict(model.eval(), fundus(200, 60))
+    assert result.zoom == pytest.approx(0.5, abs=0.02)  # a 120-px disc brought to 60 px

@@ -55,6 +55,8 @@ def sandbox(tmp_path, monkeypatch):
                             True), ("unet.polyp", "polyp", False)):  # fmt: skip
         recipe = {"name": name, "task": task, "evaluate": {"fov": fov, "tta": False}}
         (tmp_path / "recipes" / f"{name}.json").write_text(json.dumps(recipe))
+    # the data files are empty: the rescaled copies are folders of nothing
+    monkeypatch.setattr(cv, "scaled_data", lambda data, scale: data / f"val_x{scale:g}")
     return tmp_path
 
 
@@ -105,7 +107,7 @@ def test_vessels_four_folds_of_five_images_and_nuclei_strata_spread(sandbox):
     totals = Counter()
     for f in native["folds"]:
         totals.update(f["strata"])
-    for stratum, n in totals.items():  # each stratum spread evenly over the folds
+    for stratum in totals:  # each stratum spread evenly over the folds
         counts = [f["strata"].get(stratum, 0) for f in native["folds"]]
         assert max(counts) - min(counts) <= 1, (stratum, counts)
 
@@ -131,9 +133,9 @@ class FakeAttnseg:
         self.calls.append(cmd)
         if cmd[1] == "evaluate":
             fold = int(Path(cmd[cmd.index("--json") + 1]).parent.name[4:])
-            Path(cmd[cmd.index("--json") + 1]).write_text(
-                json.dumps({"mean": {"dice": self.dice[fold]}})
-            )
+            # the rescaled copies (field of view matched) score 0.1 lower
+            dice = self.dice[fold] - (0.1 if "--fov-diameter" in cmd else 0.0)
+            Path(cmd[cmd.index("--json") + 1]).write_text(json.dumps({"mean": {"dice": dice}}))
             return 0
         resume = "--resume" in cmd
         run_dir = Path(cmd[cmd.index("--resume" if resume else "--run-dir") + 1])
@@ -171,6 +173,7 @@ def test_cv_run_trains_one_run_per_fold_on_its_folds_and_resumes(sandbox, monkey
         assert all((val / n).resolve().parent == (sandbox / "shared/DRIVE/train/images")
                    for n in names)  # fmt: skip
         assert "--fov" in cmd and "--val-fov" in cmd
+    assert not [c for c in fake.calls if "--fov-diameter" in c]  # paused: nothing scored
     meta = json.loads((cv.cv_dir() / "unet.vessels" / "cv.json").read_text())
     assert meta["task"] == "vessels" and meta["k"] == 4
 
@@ -178,6 +181,12 @@ def test_cv_run_trains_one_run_per_fold_on_its_folds_and_resumes(sandbox, monkey
     zs.main(["cv", "run", "unet.vessels", "--time-budget", "5"])
     trains = [c for c in fake.calls if c[1] == "train"]
     assert len(trains) == 4 and all(c[2] == "--resume" for c in trains)
+    # done: each fold is scored on its ×1.7 copies with the field of view matched, once
+    scaled = [c for c in fake.calls if "--fov-diameter" in c]
+    assert len(scaled) == 4 and all(c[c.index("--fov-diameter") + 1] == "auto" for c in scaled)
+    for i, cmd in enumerate(scaled):
+        assert Path(cmd[cmd.index("--images") + 1]).parent.name == "val_x1.7"
+        assert cmd[cmd.index("--json") + 1].endswith(f"fold{i}/evaluation_x1.7.json")
     fake.calls.clear()  # done: nothing runs
     zs.main(["cv", "run", "unet.vessels"])
     assert fake.calls == []
@@ -228,10 +237,50 @@ def test_report_prints_folds_and_the_verdict_and_feeds_the_docs(sandbox, monkeyp
     assert "unet.vessels (vessels, 4 of 4 folds): fold0 0.7000, fold1 0.7200" in out
     assert "mean 0.7300 ± 0.0258 (sample std), min–max 0.7000–0.7600" in out
     assert "focal_use_net.vessels vs unet.vessels: gain +0.0500 ± spread 0.0258: counts" in out
+    assert "unet.vessels ×1.7 (vessels, 4 of 4 folds): fold0 0.6000, fold1 0.6200" in out
+    assert "focal_use_net.vessels vs unet.vessels ×1.7: gain +0.0500 ± spread 0.0258" in out
     report = json.loads((cv.cv_dir() / "focal_use_net.vessels" / "report.json").read_text())
     assert report["against"]["unet.vessels"]["counts"] is True
+    assert report["scaled"]["x1.7"]["mean"] == pytest.approx(0.68)
+    assert report["against_x1.7"]["unet.vessels"]["counts"] is True
     lines = cv.reports()
     assert len(lines) == 2 and any("gain +0.0500" in line and "counts" in line for line in lines)
+    assert any("×1.7 copies (field of view matched): 0.6500" in line for line in lines)
+
+
+def test_a_recipe_file_runs_under_its_own_name(sandbox, monkeypatch):
+    fake = FakeAttnseg([0.5] * 4)
+    monkeypatch.setattr(zoo_runs, "run_command", fake)
+    cv.write_folds("vessels")
+    tries = sandbox / "recipes" / "tries"
+    tries.mkdir()
+    (tries / "unet.vessels.bigger.json").write_text(
+        json.dumps({"name": "unet.vessels", "task": "vessels", "evaluate": {"fov": True}}))
+    zs.main(["cv", "run", str(tries / "unet.vessels.bigger.json"), "--fold", "1",
+             "--threads", "1"])  # fmt: skip
+    train = next(c for c in fake.calls if c[1] == "train")
+    assert train[train.index("--config") + 1].endswith("tries/unet.vessels.bigger.json")
+    assert (cv.cv_dir() / "unet.vessels.bigger" / "fold1" / "evaluation.json").exists()
+    meta = json.loads((cv.cv_dir() / "unet.vessels.bigger" / "cv.json").read_text())
+    assert meta["recipe"] == "unet.vessels.bigger"
+    with pytest.raises(SystemExit, match="no recipe file"):
+        zs.main(["cv", "run", str(tries / "missing.json")])
+
+
+def test_scaled_copies_are_the_validation_photographs_rescaled(tmp_path):
+    import numpy as np
+    import tifffile
+
+    data = tmp_path / "fold0"
+    for sub in ("images", "masks", "fov"):
+        (data / "val" / sub).mkdir(parents=True)
+    tifffile.imwrite(data / "val/images/21.tif", np.full((20, 30, 3), 100, np.uint8))
+    for sub in ("masks", "fov"):
+        tifffile.imwrite(data / "val" / sub / "21.tif", np.ones((20, 30), np.uint8))
+    out = cv.scaled_data(data, 1.7)
+    assert out == data / "val_x1.7" and (out / "done").exists()
+    assert tifffile.imread(out / "images/21.tif").shape == (34, 51, 3)
+    assert tifffile.imread(out / "masks/21.tif").shape == (34, 51)
     assert any("`vessels` — 4 folds of 20 groups" in line for line in cv.fold_table())
 
 

@@ -44,6 +44,9 @@ SCRIPTS = Path(__file__).resolve().parents[1]
 #: the shared data folder (``make_splits.py --data``); tests move it
 DATA_ROOT = paths.ROOT.parent / "shared" / "data"
 DEFAULT_K = {"polyp": 5, "vessels": 4, "nuclei_native": 5}
+#: rescaled copies of each fold's validation images, scored too (issue 25: a fundus camera
+#: with a larger field of view is simulated by DRIVE ×1.7, field of view matched: ``auto``)
+SCALED = {"vessels": (1.7,)}
 CV_TASKS = tuple(DEFAULT_K)
 #: Kvasir-SEG groups per fold (file-name hash groups: several per fold balance the folds)
 KVASIR_PER_FOLD = 4
@@ -199,8 +202,8 @@ def _files(task: str, entry: str, data_root: Path, triples: dict[str, list]
                                         for kind in ("images", "masks")}))  # fmt: skip
         return out
     triple = triples[entry]
-    return [(None, {kind: data_root / f for kind, f in zip(("images", "masks", "fov"), triple)
-                    if f})]  # fmt: skip
+    kinds = zip(("images", "masks", "fov"), triple, strict=False)
+    return [(None, {kind: data_root / f for kind, f in kinds if f})]
 
 
 def _triples(task: str) -> dict[str, list]:
@@ -237,10 +240,25 @@ def fold_data(task: str, fold: int, data_root: Path | None = None) -> Path:
 
 
 # -- runs ----------------------------------------------------------------------------------------
+def recipe_file(name: str, variant: str = "compact") -> tuple[str, Path]:
+    """``(run name, recipe file)`` of ``name``: a zoo recipe's name (``recipes/<name>.json``)
+    or the path of a recipe file, e.g. a try in ``recipes/tries/`` (run name: its stem)."""
+    if name.endswith(".json"):
+        path = Path(name)
+        path = path if path.is_absolute() else paths.ROOT / path
+        if not path.is_file():
+            raise SystemExit(f"no recipe file {name}")
+        return path.stem, path
+    path = paths.recipes_dir(variant) / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"no recipe {name} ({paths.rel(path)})")
+    return name, path
+
+
 def cv_task(name: str, variant: str = "compact") -> str:
     """The task whose folds a recipe is validated on: a CV task whose split file the recipe
     names (e.g. ``recipes/splits/nuclei_native.json``), else the recipe's own task."""
-    r = paths.read_json(paths.recipes_dir(variant) / f"{name}.json")
+    r = paths.read_json(recipe_file(name, variant)[1])
     if not r:
         raise SystemExit(f"no recipe {name}")
     text = json.dumps(r)
@@ -251,7 +269,8 @@ def cv_task(name: str, variant: str = "compact") -> str:
 def fold_run(name: str, fold: int, data: Path, variant: str = "compact", device: str = "auto"):
     from .runs import Run
 
-    rel, recipe_path = paths.rel, paths.recipes_dir(variant) / f"{name}.json"
+    rel = paths.rel
+    name, recipe_path = recipe_file(name, variant)
     r = paths.read_json(recipe_path)
     fov = bool(r.get("evaluate", {}).get("fov"))
     run_dir = cv_dir() / name / f"fold{fold}"
@@ -282,6 +301,7 @@ def run_cv(
     precision: str | None = None,
     device: str = "auto",
     force: bool = False,
+    threads: int | None = None,
     data_root: Path | None = None,
     log=print,
 ) -> list[dict]:
@@ -294,20 +314,77 @@ def run_cv(
     if k is not None and k != folds["k"]:
         raise SystemExit(f"{paths.rel(folds_file(task))} has {folds['k']} folds, not {k}: "
                          f"`zoo.py cv folds {task} --k {k}` rewrites it")  # fmt: skip
-    if paths.read_json(paths.recipes_dir(variant) / f"{name}.json").get("init"):
+    run_name, recipe_path = recipe_file(name, variant)
+    if paths.read_json(recipe_path).get("init"):
         log(f"warning: {name} starts from saved weights (its `init`), which may have seen "
             "every fold's validation images: its fold scores are optimistic")  # fmt: skip
     records = []
     for i in only if only is not None else range(folds["k"]):
         data = fold_data(task, i, data_root)
         run = fold_run(name, i, data, variant, device)
-        record = runs.drive(run, threads=runs._threads(1), time_budget=time_budget,
+        record = runs.drive(run, threads=threads or runs._threads(1), time_budget=time_budget,
                             epochs=epochs, precision=precision, force=force, log=log)  # fmt: skip
+        for scale in SCALED.get(task, ()):
+            if record.get("state") == "done":
+                record[f"dice_x{scale:g}"] = score_scaled(run, data, scale, threads or
+                                                          runs._threads(1), log)  # fmt: skip
         records.append({**record, "fold": i})
-    summary = {"recipe": name, "task": task, "k": folds["k"], "folds_file":
-               paths.rel(folds_file(task)), "folds_sha256": _sha(folds_file(task))}  # fmt: skip
-    paths.write_json(cv_dir() / name / "cv.json", summary)
+    summary = {"recipe": run_name, "recipe_file": paths.rel(recipe_path), "task": task,
+               "k": folds["k"], "folds_file": paths.rel(folds_file(task)),
+               "folds_sha256": _sha(folds_file(task))}  # fmt: skip
+    paths.write_json(cv_dir() / run_name / "cv.json", summary)
     return records
+
+
+def scaled_data(data: Path, scale: float) -> Path:
+    """``<fold>/val_x<scale>/{images,masks,fov}``: the fold's validation photographs, masks
+    and field-of-view masks rescaled by ``scale`` (``scripts/fov_study.py``'s copies),
+    written once (``done`` marks a complete copy)."""
+    out = data / f"val_x{scale:g}"
+    if not (out / "done").exists():
+        _make_splits()  # puts scripts/ on the path
+        from fov_study import rescaled_copy
+
+        rescaled_copy(data / "val/images", data / "val/masks", data / "val/fov", scale, out)
+        (out / "done").write_text("")
+    return out
+
+
+def ensure_fov_card(model: Path, train_images: Path, threads: int, log_path: Path) -> None:
+    """Give a fundus fold model's card its training field of view when it lacks one (models
+    trained before ``training.workflows.record_fov`` existed): ``scripts/card_fov.py``."""
+    card_path = model.with_suffix(".json")
+    card = paths.read_json(card_path)
+    if (card.get("roi") or {}).get("method") != "fundus" or card.get("fov_diameter"):
+        return
+    import subprocess
+
+    cmd = [sys.executable, str(SCRIPTS / "card_fov.py"), "--images", str(train_images),
+           str(card_path)]  # fmt: skip
+    with open(log_path, "a") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=paths.ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})  # fmt: skip
+
+
+def score_scaled(run, data: Path, scale: float, threads: int, log=print) -> float | None:
+    """Score a fold's model on its validation images rescaled by ``scale``, the field of view
+    matched (``--fov-diameter auto``): ``<run>/evaluation_x<scale>.json``; its Dice."""
+    from . import runs
+
+    result = run.run_dir / f"evaluation_x{scale:g}.json"
+    if not runs._fresh(result, run.model):
+        ensure_fov_card(run.model, data / "train/images", threads, run.run_dir / "log.txt")
+        copy = scaled_data(data, scale)
+        cmd = ["attnseg", "evaluate", "--model", paths.rel(run.model)]
+        cmd += ["--images", paths.rel(copy / "images"), "--masks", paths.rel(copy / "masks")]
+        cmd += ["--fov", paths.rel(copy / "fov"), "--fov-diameter", "auto"]
+        cmd += ["--json", paths.rel(result), "--device", "cpu", "--quiet"]
+        if runs.run_command(cmd, run.run_dir / "log.txt", threads) != 0:
+            log(f"{run.label}: scoring ×{scale:g} FAILED, see {paths.rel(run.run_dir)}/log.txt")
+            return None
+    dice = paths.read_json(result).get("mean", {}).get("dice")
+    log(f"{run.label}: ×{scale:g} copies (field of view matched) dice {dice:.4f}")
+    return dice
 
 
 def _sha(path: Path) -> str:
@@ -337,33 +414,41 @@ def compare(base: dict[int, float], new: dict[int, float]) -> dict:
     return {"folds": common, "gain": gain, "spread": spread, "counts": bool(counts)}
 
 
-def fold_dice(name: str) -> dict[int, float]:
-    """``{fold: validation Dice}`` of a recipe's evaluated fold runs."""
+def fold_dice(name: str, scale: float | None = None) -> dict[int, float]:
+    """``{fold: validation Dice}`` of a recipe's evaluated fold runs (``scale``: on the
+    rescaled copies, :func:`score_scaled`)."""
     out = {}
+    result = "evaluation.json" if scale is None else f"evaluation_x{scale:g}.json"
     for folder in sorted((cv_dir() / name).glob("fold*")):
-        dice = paths.read_json(folder / "evaluation.json").get("mean", {}).get("dice")
+        dice = paths.read_json(folder / result).get("mean", {}).get("dice")
         if dice is not None and folder.name[4:].isdigit():
             out[int(folder.name[4:])] = float(dice)
     return out
 
 
 def report(names: list[str], log=print) -> dict:
-    """``cv report``: each recipe's fold Dice and mean ± spread; every further recipe against
-    the first. Writes ``runs/cv/<name>/report.json``."""
+    """``cv report``: each recipe's fold Dice and mean ± spread (and on the rescaled copies of
+    :data:`SCALED`); every further recipe against the first. Writes
+    ``runs/cv/<name>/report.json`` (the rescaled copies' under ``"scaled"``)."""
     out = {}
     for name in names:
-        dice = fold_dice(name)
         meta = paths.read_json(cv_dir() / name / "cv.json")
-        s = {**summarise(dice), "task": meta.get("task"), "k": meta.get("k"),
+        s = {**summarise(fold_dice(name)), "task": meta.get("task"), "k": meta.get("k"),
              "folds_sha256": meta.get("folds_sha256")}  # fmt: skip
+        for scale in SCALED.get(s["task"], ()):
+            dice = fold_dice(name, scale)
+            if dice:
+                s.setdefault("scaled", {})[f"x{scale:g}"] = summarise(dice)
         out[name] = s
-        if not dice:
+        if not s["n"]:
             log(f"{name}: no evaluated fold in {paths.rel(cv_dir() / name)}")
             continue
-        folds = ", ".join(f"fold{i} {v:.4f}" for i, v in sorted(dice.items()))
-        log(f"{name} ({s['task']}, {s['n']} of {s['k']} folds): {folds}; "
-            f"mean {s['mean']:.4f} ± {_num(s['std'])} (sample std), "
-            f"min–max {s['min']:.4f}–{s['max']:.4f}")
+        for label, summary in (("", s), *((f" ×{k[1:]}", v) for k, v in
+                                          s.get("scaled", {}).items())):  # fmt: skip
+            folds = ", ".join(f"fold{i} {float(v):.4f}" for i, v in summary["folds"].items())
+            log(f"{name}{label} ({s['task']}, {summary['n']} of {s['k']} folds): {folds}; "
+                f"mean {summary['mean']:.4f} ± {_num(summary['std'])} (sample std), "
+                f"min–max {summary['min']:.4f}–{summary['max']:.4f}")
         paths.write_json(cv_dir() / name / "report.json", s)
     base = names[0] if names else None
     for name in names[1:]:
@@ -371,11 +456,17 @@ def report(names: list[str], log=print) -> dict:
         if a["folds_sha256"] != b["folds_sha256"] or not a["n"] or not b["n"]:
             log(f"{name} vs {base}: not comparable (different or missing folds)")
             continue
-        c = compare(fold_dice(base), fold_dice(name))
-        out[name]["against"] = {base: c}
+        for scale in (None, *SCALED.get(b["task"], ())):
+            c = compare(fold_dice(base, scale), fold_dice(name, scale))
+            if not c["folds"]:
+                continue
+            key = "against" if scale is None else f"against_x{scale:g}"
+            out[name][key] = {base: c}
+            label = "" if scale is None else f" ×{scale:g}"
+            log(f"{name} vs {base}{label}: gain {c['gain']:+.4f} ± spread "
+                f"{_num(c['spread'])}: {'counts' if c['counts'] else 'does not count'} "
+                f"({len(c['folds'])} folds)")
         paths.write_json(cv_dir() / name / "report.json", out[name])
-        log(f"{name} vs {base}: gain {c['gain']:+.4f} ± spread {_num(c['spread'])}: "
-            f"{'counts' if c['counts'] else 'does not count'} ({len(c['folds'])} folds)")
     return out
 
 
@@ -411,5 +502,12 @@ def reports() -> list[str]:
         for base, c in s.get("against", {}).items():
             line += (f"; against `{base}`: gain {c['gain']:+.4f} ± spread {_num(c['spread'])}, "
                      f"{'counts' if c['counts'] else 'does not count'}")  # fmt: skip
+        for key, t in s.get("scaled", {}).items():
+            folds = ", ".join(f"{float(v):.4f}" for v in t["folds"].values())
+            line += (f"; ×{key[1:]} copies (field of view matched): {folds}; mean "
+                     f"{t['mean']:.4f} ± {_num(t['std'])}")  # fmt: skip
+            for base, c in s.get(f"against_{key}", {}).items():
+                line += (f", against `{base}` {c['gain']:+.4f} ± {_num(c['spread'])}, "
+                         f"{'counts' if c['counts'] else 'does not count'}")  # fmt: skip
         lines.append(line)
     return lines

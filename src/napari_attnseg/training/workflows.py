@@ -13,11 +13,13 @@ from __future__ import annotations
 import copy
 import json
 import platform
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .._files import atomic_write
@@ -209,6 +211,7 @@ def train_new(
         model.card.base_model = start["name"]
         model.card.training = {**model.card.training, "init": start}
     record_object_size(model.card, train_samples)
+    record_fov(model.card, train_samples)
     trainer = Trainer(model, config, train_samples, val_samples, checkpoint_dir=checkpoint_dir)
     if resume:
         trainer.resume()
@@ -372,6 +375,36 @@ def record_object_size(card: ModelCard, samples: list) -> None:
     if card.object_diameter is None:
         for key, value in diameter_summary([s.mask > 0 for s in samples]).items():
             setattr(card, key, value)
+
+
+def record_fov(card: ModelCard, samples: list) -> None:
+    """Give a fundus card the field of view of its training photographs (issue 25).
+
+    Cards whose region of interest is the fundus (``roi {"method": "fundus"}``) get
+    ``fov_diameter``: the median, over the training images, of the field-of-view diameter
+    at the working scale, measured as prediction measures it
+    (:func:`~napari_attnseg.inference.fov_scale.measure_fov`; its threshold is relative, so
+    the normalised images give what the photographs give). Prediction then resamples a
+    photograph of another camera to match. Cards that already have one, fixed-size inputs
+    and images without a credible disc are left alone.
+    """
+    from ..inference.fov_scale import measure_fov
+
+    if (card.roi or {}).get("method") != "fundus" or card.fov_diameter or card.input_size:
+        return
+    found = []
+    for sample in samples:
+        image = np.moveaxis(np.asarray(sample.image), 0, -1)
+        found.append(measure_fov(image, rgb=image.shape[-1] >= 3))
+    diameters = [f.diameter for f in found if f.credible]
+    if not diameters:
+        return
+    card.fov_diameter = round(float(statistics.median(diameters)), 1)
+    card.metadata = {
+        **(card.metadata or {}),
+        "fov_diameter_source": f"median of {len(diameters)} of {len(samples)} training "
+        "photographs at the working scale, measured when it was trained",
+    }
 
 
 def finetune_metrics(
