@@ -85,10 +85,20 @@ def test_fov_setting_values(value, expected):
     assert check_fov(value) == expected
 
 
-@pytest.mark.parametrize("bad", ["wide", 0, -3, float("nan"), True])
+@pytest.mark.parametrize("bad", ["wide", 0, -3, float("nan"), float("inf"), "inf", True])
 def test_bad_fov_settings_are_refused_by_name(bad):
     with pytest.raises(ValueError, match="field of view"):
         InferenceSettings(fov_diameter=bad)
+
+
+@pytest.mark.parametrize("value, expected", [(" Auto ", "auto"), ("None", None), ("12.5", 12.5),
+                                             (7, 7.0)])
+def test_object_diameter_and_field_of_view_take_the_same_values(value, expected):
+    settings = InferenceSettings(diameter=value, fov_diameter=value)
+    assert settings.diameter == settings.fov_diameter == expected
+    for bad in ("big", -1, float("inf")):
+        with pytest.raises(ValueError, match="object diameter must be 'auto', 'none' or a"):
+            InferenceSettings(diameter=bad)
 
 
 def test_cli_predict_matches_the_field_of_view_and_says_so(tmp_path, capsys):
@@ -168,3 +178,22 @@ def test_train_new_gives_a_fundus_card_its_field_of_view_and_prediction_uses_it(
     assert model.card.fov_diameter == pytest.approx(60, abs=3)
     result = Predictor(InferenceSettings(device="cpu")).predict(model.eval(), fundus(200, 60))
     assert result.zoom == pytest.approx(0.5, abs=0.02)  # a 120-px disc brought to 60 px
+
+
+def test_the_automatic_region_is_the_field_of_view_measured(monkeypatch):
+    """A fundus card's automatic region (found at full resolution) gives the diameter: the
+    photograph is not searched a second time; without that region it is measured."""
+    from napari_attnseg.inference import predictor as predictor_module
+
+    calls = []
+    real = predictor_module.measure_fov
+    monkeypatch.setattr(predictor_module, "measure_fov",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
+    model = vessel_model(fov_diameter=100.0)
+    result = Predictor(InferenceSettings(device="cpu")).predict(model, fundus(240, 100))
+    assert result.zoom == pytest.approx(0.5, abs=0.01) and calls == []
+    alone = Predictor(InferenceSettings(device="cpu", roi="none")).predict(model, fundus(240, 100))
+    assert alone.zoom == pytest.approx(0.5, abs=0.01) and calls == [1]
+    given = np.ones((240, 240), bool)  # the caller's region says nothing about the disc
+    Predictor(InferenceSettings(device="cpu")).predict(model, fundus(240, 100), roi=given)
+    assert calls == [1, 1]

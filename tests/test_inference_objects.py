@@ -121,9 +121,9 @@ def test_models_without_an_object_size_are_unaffected():
     assert net.seen == [(200, 200)] and result.diameter is None and result.zoom == 1.0
 
 
-@pytest.mark.parametrize("bad", [0, -3, "big", True])
+@pytest.mark.parametrize("bad", [0, -3, "big", True, float("inf")])
 def test_bad_diameters_name_the_allowed_values(bad):
-    with pytest.raises(ValueError, match="diameter must be 'auto' or a number of pixels"):
+    with pytest.raises(ValueError, match="diameter must be 'auto', 'none' or a number of pixels"):
         P(diameter=bad)
 
 

@@ -18,13 +18,17 @@ def predict_args(work, *extra, inputs=None):
     return ("predict", "--model", work / "tiny", *inputs, "--out", work / "out", "--quiet", *extra)
 
 
+EXPECTED = "expected auto, none or a number of pixels above 0,"
+
+
 @pytest.mark.parametrize(
     "value, message",
     [
-        ("0", "argument --diameter: must be auto, none or a number of pixels above 0, got 0"),
-        ("-4", "argument --diameter: must be auto, none or a number of pixels above 0, got -4"),
-        ("nan", "argument --diameter: must be auto, none or a number of pixels above 0, got nan"),
-        ("abc", "argument --diameter: expected auto, none or a number of pixels, got 'abc'"),
+        ("0", f"argument --diameter: {EXPECTED} got '0'"),
+        ("-4", f"argument --diameter: {EXPECTED} got '-4'"),
+        ("nan", f"argument --diameter: {EXPECTED} got 'nan'"),
+        ("inf", f"argument --diameter: {EXPECTED} got 'inf'"),
+        ("abc", f"argument --diameter: {EXPECTED} got 'abc'"),
     ],
 )
 @pytest.mark.parametrize("command", ["predict", "evaluate"])

@@ -14,14 +14,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from .._files import file_identity
+
 # overlays are drawn by objects.overlay (the engine for sets of files writes them too)
 from ..objects.overlay import OUTLINE_COLOURS, ROI_COLOUR, STRETCH, overlay, write_overlay  # noqa: F401
 from ..progress import TICKS, Tracker
-
+from ..size_setting import check_size
 
 #: a bar for a job reported in parts: a percentage, not thousandths
 PERCENT_FORMAT = "{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]"
@@ -209,21 +209,14 @@ def number(
 
 
 def diameter(text: str) -> float | str | None:
-    """An argparse ``type`` for ``--diameter``: ``auto``, ``none`` (None) or pixels above 0."""
-    word = text.strip().lower()
-    if word in ("auto", "none"):
-        return None if word == "none" else "auto"
+    """An argparse ``type`` for ``--diameter`` and ``--fov-diameter``: ``auto``, ``none``
+    (None) or pixels above 0 (:func:`~napari_attnseg.size_setting.check_size`)."""
     try:
-        value = float(text)
+        return check_size(text, "the size")
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected auto, none or a number of pixels, got {text!r}"
+            f"expected auto, none or a number of pixels above 0, got {text!r}"
         ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"must be auto, none or a number of pixels above 0, got {text}"
-        )
-    return value
 
 
 def _range(low, high, *, below_high: bool = False) -> str:

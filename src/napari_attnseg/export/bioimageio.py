@@ -91,8 +91,8 @@ from .spec_text import (
     package_name,
     preprocessing_steps,
     readme,
-    short,
     semver,
+    short,
     training_details,
 )
 from .wrapper import to_torchscript, wrap

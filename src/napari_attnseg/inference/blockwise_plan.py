@@ -196,7 +196,8 @@ def blockwise_settings(
 
     Instances, matching the object diameter or the field of view and the card's
     automatic region need the whole image (each block would otherwise measure,
-    resample or find its own), so a block-wise run predicts at the trained scale, everywhere, class labels.
+    resample or find its own), so a block-wise run predicts at the trained scale,
+    everywhere, class labels.
     """
     notes = []
     if settings.instances:

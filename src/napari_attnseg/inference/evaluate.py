@@ -26,9 +26,9 @@ import numpy as np
 
 from ..data.io import read_image, read_mask, write_mask
 from ..data.pairing import pair_folder
+from ..data.targets import instances_of_mask
 from ..metrics import MetricAccumulator
 from ..models.base import SegmentationModel
-from ..data.targets import instances_of_mask
 from ..models.card import ModelCard
 from ..objects import InstanceAccumulator
 from ..progress import CancelToken, ProgressCallback, check, report

@@ -41,6 +41,7 @@ import numpy as np
 from ..data.input_spec import InputSpec
 from ..models.card import ModelCard
 from ..objects.fov import field_of_view
+from ..size_setting import check_size
 
 #: a field of view within this factor of the training one is not resampled
 FOV_TOLERANCE = 1.1
@@ -56,25 +57,9 @@ MAX_BOX_FILL = 0.93
 
 
 def check_fov(value: Any) -> float | str | None:
-    """``None`` (the trained scale), ``"auto"`` or a positive number of pixels."""
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, str):
-        if value.strip().lower() == "none":
-            return None
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(
-                f"field of view must be 'auto', 'none' or a diameter in pixels, got {value!r}"
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(
-            f"field of view must be 'auto', 'none' or a diameter in pixels > 0, got {value!r}"
-        )
-    return float(value)
+    """``None`` (the trained scale), ``"auto"`` or a positive number of pixels
+    (:func:`~napari_attnseg.size_setting.check_size`)."""
+    return check_size(value, "field of view")
 
 
 def uses_fov(card: ModelCard) -> bool:
@@ -102,7 +87,12 @@ def measure_fov(plane: np.ndarray, *, rgb: bool) -> FovMeasurement:
     small = image[::step, ::step]
     if not np.isfinite(small).all():
         small = np.nan_to_num(small, nan=0.0, posinf=0.0, neginf=0.0)
-    mask = field_of_view(small)
+    return fov_of_mask(field_of_view(small), step)
+
+
+def fov_of_mask(mask: np.ndarray, step: int = 1) -> FovMeasurement:
+    """The diameter of a field-of-view mask (found on a copy reduced ``step`` times), with
+    the checks that make it credible: a large share of the image, a dark rim around it."""
     share = float(mask.mean()) if mask.size else 0.0
     if share < MIN_SHARE:
         return FovMeasurement(None, "no bright disc with a dark rim found")

@@ -23,7 +23,6 @@ the answers come from the card's ``roi``, ``object_diameter`` and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,7 @@ from ..objects import (
     object_diameters,
 )
 from ..progress import CancelToken
+from ..size_setting import check_size
 
 ROI_METHODS = {"fundus": field_of_view}
 #: how far an image may be resampled to match the training object size
@@ -49,19 +49,9 @@ DIAMETER_CHOICES = ("auto",)
 
 
 def check_diameter(value: Any) -> float | str | None:
-    """``None`` (the card's scale as trained), ``"auto"`` or a positive number of pixels."""
-    if value is None or value == "auto":
-        return value
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ValueError(
-                f"object diameter must be 'auto' or a number of pixels, got {value!r}"
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"object diameter must be 'auto' or a number of pixels > 0, got {value!r}")
-    return float(value)
+    """``None`` (the card's scale as trained), ``"auto"`` or a positive number of pixels
+    (:func:`~napari_attnseg.size_setting.check_size`)."""
+    return check_size(value, "object diameter")
 
 
 def automatic_roi(card: ModelCard, plane: np.ndarray, *, rgb: bool) -> np.ndarray | None:

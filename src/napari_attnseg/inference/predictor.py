@@ -51,8 +51,15 @@ from ..models.registry import model_from_config
 from ..objects import instances_from_head
 from ..progress import CancelToken, ProgressCallback, check, part, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
-from .fov_scale import FovMeasurement, check_fov, fov_note, fov_zoom, measure_fov, uses_fov
-from .tiles import window_starts
+from .fov_scale import (
+    FovMeasurement,
+    check_fov,
+    fov_note,
+    fov_of_mask,
+    fov_zoom,
+    measure_fov,
+    uses_fov,
+)
 from .objects import (
     Assessment,
     assess,
@@ -71,6 +78,7 @@ from .objects import (
     uses_diameter,
     zoom_for,
 )
+from .tiles import window_starts
 
 #: flips averaged by test-time augmentation (dims of an (N, C, H, W) tensor)
 TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
@@ -295,8 +303,12 @@ class Predictor:
             # fundus photographs of another camera: match the trained field of view
             reference = planes[len(planes) // 2]
             given = self.settings.fov_diameter != "auto"
-            found = (FovMeasurement(float(self.settings.fov_diameter)) if given
-                     else measure_fov(np.asarray(canon[reference]), rgb=layout.rgb))
+            if given:
+                found = FovMeasurement(float(self.settings.fov_diameter))
+            elif roi is None and regions is not None and card.roi.get("method") == "fundus":
+                found = fov_of_mask(regions[reference])  # the region found is the field of view
+            else:
+                found = measure_fov(np.asarray(canon[reference]), rgb=layout.rgb)
             if found.credible:
                 zoom = fov_zoom(card, spec, found.diameter)
             run.notify(fov_note(card, spec, found, zoom, given=given))

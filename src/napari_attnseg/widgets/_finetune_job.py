@@ -25,6 +25,7 @@ import numpy as np
 
 from ..inference import Predictor
 from ..models.card import ModelCard
+from ..progress import part
 from ..training import (
     AnnotatedImage,
     class_warnings,
@@ -34,13 +35,11 @@ from ..training import (
     samples_for_model,
     validation_kind,
 )
-from ..progress import part
 from ._jobs import JobContext
 from ._layers import plane_key
+from ._models import ModelChoice, session
 from ._objects import measure
 from ._segment_job import offset_objects
-from ._models import ModelChoice, session
-
 
 #: the share of a round's progress bar that training fills (re-segmenting fills the rest)
 TRAINING_SHARE = 0.9

@@ -17,7 +17,6 @@ from qtpy.QtWidgets import QWidget
 from ._layers import channel_axis_options, layer_array, note_edit, output_info
 from ._pickers_combo import ElidingCombo
 
-
 #: marks the layers napari-attnseg made in a layer picker
 MADE_BY_PLUGIN = "⚙"
 #: what a layer made by the plugin is, by the ``role`` in its metadata

@@ -43,7 +43,6 @@ from qtpy.QtWidgets import (
 from . import _shortcuts
 from ._dialogs import confirm
 from ._finetune_form import PairRow, SettingsForm
-from ._form import scroll_body
 from ._finetune_job import (
     FinetuneRequest,
     FinetuneResult,
@@ -52,6 +51,7 @@ from ._finetune_job import (
     run_finetune,
     summary,
 )
+from ._form import scroll_body
 from ._jobs import JobPanel
 from ._layers import (
     check_image_layer,

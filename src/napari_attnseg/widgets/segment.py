@@ -87,13 +87,6 @@ from ._notifications import notify_error, notify_info, notify_warning
 from ._objects import ObjectTable
 from ._pickers import ChannelPicker, DevicePicker, ElidingCombo, LayerPicker, ModelPicker
 from ._roi import AUTO, WHOLE, RoiPicker, roi_mask
-from ._segment_job import (
-    INSTANCES,
-    MASK,
-    SegmentRequest,
-    SegmentResult,
-    run_segmentation,
-)
 from ._segment_display import show_blockwise, show_probability, show_result
 from ._segment_form import (  # noqa: F401 - re-exported: the form's choices and help texts
     AS_TRAINED,
@@ -105,6 +98,13 @@ from ._segment_form import (  # noqa: F401 - re-exported: the form's choices and
     NO_DIAMETER_HELP,
     WHOLE_STACK,
     DiameterField,
+)
+from ._segment_job import (
+    INSTANCES,
+    MASK,
+    SegmentRequest,
+    SegmentResult,
+    run_segmentation,
 )
 
 
