@@ -239,7 +239,8 @@ def test_report_prints_folds_and_the_verdict_and_feeds_the_docs(sandbox, monkeyp
     assert "focal_use_net.vessels vs unet.vessels: gain +0.0500 ± spread 0.0258: counts" in out
     assert "unet.vessels ×1.7 (vessels, 4 of 4 folds): fold0 0.6000, fold1 0.6200" in out
     assert "focal_use_net.vessels vs unet.vessels ×1.7: gain +0.0500 ± spread 0.0258" in out
-    report = json.loads((cv.cv_dir() / "focal_use_net.vessels" / "report.json").read_text())
+    report = json.loads(cv.report_file("focal_use_net.vessels").read_text())  # committed
+    assert report["recipe_file"].endswith("recipes/focal_use_net.vessels.json")
     assert report["against"]["unet.vessels"]["counts"] is True
     assert report["scaled"]["x1.7"]["mean"] == pytest.approx(0.68)
     assert report["against_x1.7"]["unet.vessels"]["counts"] is True

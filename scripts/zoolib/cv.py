@@ -77,6 +77,12 @@ def folds_file(task: str) -> Path:
     return paths.RECIPES / "splits" / f"{task}_folds.json"
 
 
+def report_file(name: str) -> Path:
+    """``recipes/cv/<name>.json``: a recipe's fold figures, committed (docs/zoo.md is written
+    from committed files alone)."""
+    return paths.RECIPES / "cv" / f"{name}.json"
+
+
 # -- folds ---------------------------------------------------------------------------------------
 def pool(task: str, k: int) -> list[tuple[str, str, str]]:
     """``(entry, group, stratum)`` of every image of ``task``'s split file, in file order.
@@ -387,6 +393,16 @@ def score_scaled(run, data: Path, scale: float, threads: int, log=print) -> floa
     return dice
 
 
+def fold_seconds(name: str) -> dict[str, float]:
+    """``{fold: seconds of training}`` of a recipe's fold runs (their ``commands.json``)."""
+    out = {}
+    for folder in sorted((cv_dir() / name).glob("fold*")):
+        seconds = paths.read_json(folder / "commands.json").get("total_seconds")
+        if seconds is not None and folder.name[4:].isdigit():
+            out[folder.name[4:]] = round(float(seconds), 1)
+    return out
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -429,12 +445,13 @@ def fold_dice(name: str, scale: float | None = None) -> dict[int, float]:
 def report(names: list[str], log=print) -> dict:
     """``cv report``: each recipe's fold Dice and mean ± spread (and on the rescaled copies of
     :data:`SCALED`); every further recipe against the first. Writes
-    ``runs/cv/<name>/report.json`` (the rescaled copies' under ``"scaled"``)."""
+    ``recipes/cv/<name>.json`` (the rescaled copies' under ``"scaled"``)."""
     out = {}
     for name in names:
         meta = paths.read_json(cv_dir() / name / "cv.json")
         s = {**summarise(fold_dice(name)), "task": meta.get("task"), "k": meta.get("k"),
-             "folds_sha256": meta.get("folds_sha256")}  # fmt: skip
+             "recipe_file": meta.get("recipe_file"), "folds_sha256": meta.get("folds_sha256"),
+             "seconds": fold_seconds(name)}  # fmt: skip
         for scale in SCALED.get(s["task"], ()):
             dice = fold_dice(name, scale)
             if dice:
@@ -449,7 +466,7 @@ def report(names: list[str], log=print) -> dict:
             log(f"{name}{label} ({s['task']}, {summary['n']} of {s['k']} folds): {folds}; "
                 f"mean {summary['mean']:.4f} ± {_num(summary['std'])} (sample std), "
                 f"min–max {summary['min']:.4f}–{summary['max']:.4f}")
-        paths.write_json(cv_dir() / name / "report.json", s)
+        paths.write_json(report_file(name), s)
     base = names[0] if names else None
     for name in names[1:]:
         a, b = out[base], out[name]
@@ -466,7 +483,7 @@ def report(names: list[str], log=print) -> dict:
             log(f"{name} vs {base}{label}: gain {c['gain']:+.4f} ± spread "
                 f"{_num(c['spread'])}: {'counts' if c['counts'] else 'does not count'} "
                 f"({len(c['folds'])} folds)")
-        paths.write_json(cv_dir() / name / "report.json", out[name])
+        paths.write_json(report_file(name), out[name])
     return out
 
 
@@ -490,14 +507,14 @@ def fold_table() -> list[str]:
 
 
 def reports() -> list[str]:
-    """One line per ``runs/cv/<name>/report.json``."""
+    """One line per committed fold report (``recipes/cv/<name>.json``)."""
     lines = []
-    for path in sorted(cv_dir().glob("*/report.json")):
+    for path in sorted((paths.RECIPES / "cv").glob("*.json")):
         s = paths.read_json(path)
         if not s.get("n"):
             continue
         folds = ", ".join(f"{float(v):.4f}" for v in s["folds"].values())
-        line = (f"* `{path.parent.name}` ({s.get('task')}): {folds}; mean {s['mean']:.4f} ± "
+        line = (f"* `{path.stem}` ({s.get('task')}): {folds}; mean {s['mean']:.4f} ± "
                 f"{_num(s['std'])}, min–max {s['min']:.4f}–{s['max']:.4f}")  # fmt: skip
         for base, c in s.get("against", {}).items():
             line += (f"; against `{base}`: gain {c['gain']:+.4f} ± spread {_num(c['spread'])}, "

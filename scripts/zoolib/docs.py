@@ -159,23 +159,27 @@ def cv_section() -> list[str]:
         *cv.fold_table(),
         "",
         "`python scripts/zoo.py cv folds TASK` writes them; `python scripts/zoo.py cv run NAME "
-        "[--folds K] [--time-budget S]` trains recipe NAME once per fold in "
-        "`runs/cv/NAME/fold<i>/` (resumable, like `zoo.py train`) on link folders "
-        "`runs/cv/data/TASK/fold<i>/` and scores each fold's model on its validation images "
-        "with `attnseg evaluate`; `python scripts/zoo.py cv report BASE NAME...` prints each "
-        "fold's validation Dice, the mean ± sample standard deviation and the range, and "
-        "each further recipe against BASE: *gain X ± spread Y*, where Y is the larger of "
-        "the two recipes' standard deviations across folds. A change counts only when its "
-        "mean gain exceeds the spread.",
+        "[--folds K] [--threads N] [--time-budget S]` trains recipe NAME (or a recipe file, "
+        "e.g. a try in `recipes/tries/`) once per fold in `runs/cv/NAME/fold<i>/` "
+        "(resumable, like `zoo.py train`) on link folders `runs/cv/data/TASK/fold<i>/` and "
+        "scores each fold's model on its validation images with `attnseg evaluate`; vessels "
+        "folds are also scored on their validation photographs rescaled ×1.7 (a camera with "
+        "a larger field of view) with the field of view matched (`--fov-diameter auto`). "
+        "`python scripts/zoo.py cv report BASE NAME...` prints each fold's validation Dice, "
+        "the mean ± sample standard deviation and the range, and each further recipe "
+        "against BASE: *gain X ± spread Y*, where Y is the larger of the two recipes' "
+        "standard deviations across folds; it writes `recipes/cv/NAME.json`, from which the "
+        "figures below are written. A change counts only when its mean gain exceeds the "
+        "spread.",
         "",
     ]
     figures = cv.reports()
     if figures:
-        lines += ["Fold figures (validation Dice per fold; `runs/cv/*/report.json`):", "",
+        lines += ["Fold figures (validation Dice per fold; `recipes/cv/*.json`):", "",
                   *figures, ""]  # fmt: skip
     else:
-        lines += ["No fold figures exist yet: no recipe has been through `zoo.py cv run` "
-                  "and `cv report` on this machine.", ""]  # fmt: skip
+        lines += ["No fold figures exist yet: `recipes/cv/` holds no report of "
+                  "`zoo.py cv report`.", ""]  # fmt: skip
     return lines
 
 
