@@ -1,10 +1,18 @@
 """Attention widget: one aligned layer per spatial module, the Focal table and charts."""
 
+import re
+
 import numpy as np
 import pytest
 
-from napari_attnseg.models import save_model
-from napari_attnseg.models.attention_names import attention_label, attention_labels
+from napari_attnseg.models import create_model, save_model
+from napari_attnseg.models.attention_names import (
+    attention_label,
+    attention_labels,
+    attention_short_key,
+    attention_short_label,
+)
+from napari_attnseg.models.blocks.attention import iter_attention
 from napari_attnseg.widgets._layers import METADATA_KEY
 from napari_attnseg.zoo import user_model_dir
 
@@ -12,6 +20,17 @@ from .conftest import blobs, dock, errors, tiny_model, wait_done
 
 COARSE = "attention gate, decoder level 1 (coarsest)"
 FINE = "attention gate, decoder level 2 (finest)"
+#: tiny builds of the five architectures, every kind of attention module included
+TINY_ARCHITECTURES = {
+    "attention_unet": {"width": 4, "depth": 3, "se": True},
+    "focal_use_net": {"width": 4, "depth": 2},
+    "focusnet": {"width_multiplier": 0.125},
+    "afnet": {"width": 8, "layers": [1, 2, 1, 1]},
+    "denseunet": {"growth_rate": 4, "block_layers": [1, 1, 1, 1], "init_features": 8},
+}
+#: the level (and block) a short chart name ends with: "D2", "E2.3", "skip 1"
+SHORT_LEVEL = re.compile(
+    r"(?:\b(?P<part>[ED])(?P<level>\d+)(?:\.(?P<block>\d+))?|skip (?P<skip>\d+))$")
 
 
 def run(qtbot, widget):
@@ -224,3 +243,52 @@ def test_plain_names_for_every_architecture():
     # from the model itself: its depth decides which level is the finest
     labels = attention_labels(tiny_model())
     assert labels == {"decoder.0.gate": COARSE, "decoder.1.gate": FINE}
+
+
+def test_short_chart_names():
+    expected = {
+        ("decoder.0.gate", "focal_attention_unet"): "gate D1",
+        ("encoder.0.se", "use_net"): "SE E1",
+        ("bottleneck.se", "use_net"): "SE bottom",
+        ("decoder.1.se", "focal_use_net"): "SE D2",
+        ("main.level1.gate", "focusnet"): "gate E1",
+        ("main.level2.se1", "focusnet"): "SE pre E2",
+        ("main.level2.se2", "focusnet"): "SE post E2",
+        ("main.level4.se1", "focusnet"): "SE E4",
+        ("encoder.layer2.1.da.spatial", "afnet"): "spatial E2.2",
+        ("encoder.layer4.0.da.channel", "afnet"): "channel E4.1",
+        ("fuse.2.gate", "afnet"): "GFF gate D3",
+        ("skips.0.pwa", "denseunet"): "PWA skip 1",
+        ("skips.3.sa", "denseunet"): "SA skip 4",
+    }
+    assert {key: attention_short_label(*key) for key in expected} == expected
+    # unknown modules and architectures keep their dotted names
+    assert attention_short_label("head.attn", "focal_attention_unet") == "head.attn"
+    assert attention_short_label("decoder.0.gate", "my_own_net") == "decoder.0.gate"
+    assert attention_short_label("decoder.0.gate") == "decoder.0.gate"
+    key = attention_short_key(["gate D1", "SE E1", "spatial E2.2"])
+    assert "D = decoder level (1 = coarsest)" in key and "E = encoder level (1 = finest)" in key
+    assert "E2.3 = encoder level 2 (1 = finest), block 3" in key and "SE = channel attention" in key
+    assert attention_short_key(["decoder.0.gate"]) == ""
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_short_chart_names_fit_and_number_levels_like_the_plain_names(arch):
+    model = create_model(arch, in_channels=1, n_classes=1, **TINY_ARCHITECTURES[arch])
+    names = [name for name, _ in iter_attention(model)]
+    plain = attention_labels(model, names)
+    short = {name: attention_short_label(name, model) for name in names}
+    assert len(names) > 1 and len(set(plain.values())) == len(names)
+    assert len(set(short.values())) == len(names)  # unique within the model
+    for name, label in short.items():
+        assert label != name and len(label) <= 12, label
+        assert attention_short_label(name, arch) == label  # the architecture name is enough
+        if label == "SE bottom":
+            assert "bottleneck" in plain[name]
+            continue
+        m = SHORT_LEVEL.search(label)
+        part = {"E": "encoder", "D": "decoder"}.get(m["part"], "skip")
+        assert f"{part} level {m['level'] or m['skip']}" in plain[name], (label, plain[name])
+        if m["block"]:
+            assert plain[name].endswith(f"block {m['block']}")
+    assert attention_short_key(short.values())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QEvent, QPoint, Qt
 from qtpy.QtGui import QHelpEvent
-from qtpy.QtWidgets import QApplication
+from qtpy.QtWidgets import QApplication, QToolTip
 
 from napari_attnseg.models import save_model
 
@@ -20,6 +20,13 @@ def tooltip(widget) -> str:
     """The tooltip Qt would show on hover."""
     QApplication.sendEvent(widget, QHelpEvent(QEvent.Type.ToolTip, QPoint(2, 2), QPoint(2, 2)))
     return widget.toolTip()
+
+
+def widget_point(canvas, box) -> QPoint:
+    """The centre of a matplotlib display box, in the canvas widget's coordinates."""
+    ratio, height = canvas.device_pixel_ratio, canvas.get_width_height()[1]
+    return QPoint(round((box.x0 + box.width / 2) / ratio),
+                  round(height - (box.y0 + box.height / 2) / ratio))
 
 
 def test_finetune_expert_settings_sit_in_a_collapsed_advanced_section(viewer):
@@ -68,8 +75,12 @@ def test_attention_names_and_chart_labels_stay_readable(viewer, qtbot, user_mode
     assert widget.table.textElideMode() == Qt.TextElideMode.ElideMiddle
     assert widget.table.item(0, 0).toolTip() == "decoder.0.gate"
     assert widget.explanation.isVisibleTo(widget) and "bright" in widget.explanation.text()
-    # bar labels: whole (or elided in the middle), vertical, none overlapping another
-    assert widget.plot.data["shown"] == [f"decoder.{i}.gate" for i in range(4)]
+    # bar labels: short plain names, vertical, none overlapping another; the chart's
+    # tooltip explains the abbreviation, each bar's the plain and dotted names
+    assert widget.plot.data["shown"] == [f"gate D{i}" for i in range(1, 5)]
+    assert widget.plot.data["labels"] == [f"decoder.{i}.gate" for i in range(4)]
+    assert "D = decoder level (1 = coarsest)" in widget.plot.toolTip()
+    assert "sharpens" in widget.plot.toolTip()
     canvas = widget.plot
     canvas.figure.set_size_inches(2.2, 2.0)  # as narrow as a dock makes it
     canvas.draw()
@@ -78,6 +89,13 @@ def test_attention_names_and_chart_labels_stay_readable(viewer, qtbot, user_mode
     assert all(not a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
     figure = canvas.figure.bbox
     assert all(b.x0 >= figure.x0 - 1 and b.y0 >= figure.y0 - 1 for b in boxes)  # not cut
+    centres = [widget_point(canvas, box) for box in boxes]
+    assert [canvas.bar_at(point) for point in centres] == [0, 1, 2, 3]  # hovering a label
+    assert canvas.data["tips"][0].startswith("attention gate, decoder level 1 (coarsest)\n")
+    assert "decoder.0.gate" in canvas.data["tips"][0]
+    assert canvas.bar_at(QPoint(0, 0)) is None  # outside every bar's column
+    hover = QHelpEvent(QEvent.Type.ToolTip, centres[1], canvas.mapToGlobal(centres[1]))
+    assert canvas.event(hover) and "decoder.1.gate" in QToolTip.text()  # the bar's own tooltip
 
 
 def test_elided_chart_labels_keep_both_ends():

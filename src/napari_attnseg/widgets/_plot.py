@@ -9,7 +9,9 @@ tests (and users in the console) can read the numbers behind a picture.
 Quantities of different kinds never share an axis (:meth:`PlotCanvas.panels`
 stacks one small chart per kind: loss above, Dice below), and bar labels
 never overlap: long ones are elided in the middle (``encoder.0.se`` and
-``decoder.0.se`` stay apart) and set vertically.
+``decoder.0.se`` stay apart) and set vertically. Bars may show short tick
+labels and carry a tooltip each (the full name), shown on hover over the bar's
+column in place of the chart's own tooltip.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtWidgets import QSizePolicy
+from qtpy.QtCore import QEvent, QPoint
+from qtpy.QtWidgets import QSizePolicy, QToolTip
 
 #: beyond this many bars the x axis is just numbered
 MAX_TICK_LABELS = 24
@@ -97,8 +100,14 @@ class PlotCanvas(FigureCanvasQTAgg):
         ylabel: str = "",
         threshold: float | None = None,
         highlight: Sequence[bool] | None = None,
+        shown: Sequence[str] | None = None,
+        tips: Sequence[str] | None = None,
     ) -> None:
-        """Vertical bars; ``highlight`` marks bars (e.g. modules that would be pruned)."""
+        """Vertical bars; ``highlight`` marks bars (e.g. modules that would be pruned).
+
+        ``shown`` replaces ``labels`` on the x ticks (short names), ``tips`` gives
+        each bar a tooltip; :attr:`data` keeps ``labels`` as given.
+        """
         self._reset(title)
         self.axes.set_axis_on()
         positions = range(len(values))
@@ -111,18 +120,37 @@ class PlotCanvas(FigureCanvasQTAgg):
             self.axes.axhline(threshold, color=PALETTE[1], linestyle="--", linewidth=1)
         if len(labels) <= MAX_TICK_LABELS:
             self.axes.set_xticks(list(positions))
-            shown = [elide_middle(label) for label in labels]
+            ticks = [elide_middle(label) for label in (labels if shown is None else shown)]
             # short labels (channel numbers) fit side by side; names go vertical, so they
             # never overlap however many there are
-            rotation = 0 if max((len(t) for t in shown), default=0) <= 3 else 90
-            self.axes.set_xticklabels(shown, rotation=rotation, ha="center", fontsize=6)
+            rotation = 0 if max((len(t) for t in ticks), default=0) <= 3 else 90
+            self.axes.set_xticklabels(ticks, rotation=rotation, ha="center", fontsize=6)
         else:
             self.axes.set_xlabel("channel", fontsize=7)
         self.axes.set_ylabel(ylabel, fontsize=7)
         self.data = {"kind": "bars", "title": title, "labels": list(labels),
                      "shown": [t.get_text() for t in self.axes.get_xticklabels()],
-                     "values": [float(v) for v in values], "threshold": threshold}
+                     "values": [float(v) for v in values], "threshold": threshold,
+                     "tips": list(tips or [])}
         self.draw_idle()
+
+    def bar_at(self, pos: QPoint) -> int | None:
+        """The bar with a tooltip whose column (bar or tick label) holds widget point ``pos``."""
+        tips = self.data.get("tips") if self.data.get("kind") == "bars" else None
+        if not tips:
+            return None
+        x, _ = self.axes.transData.inverted().transform(self.mouseEventCoords(pos))
+        index = round(x)
+        return index if 0 <= index < len(tips) and abs(x - index) <= 0.4 else None
+
+    def event(self, event: QEvent) -> bool:
+        """Hovering a bar that has a tooltip shows it instead of the chart's tooltip."""
+        if event.type() == QEvent.Type.ToolTip:
+            index = self.bar_at(event.pos())
+            if index is not None:
+                QToolTip.showText(event.globalPos(), self.data["tips"][index], self)
+                return True
+        return super().event(event)
 
     def lines(
         self,

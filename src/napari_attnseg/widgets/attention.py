@@ -9,7 +9,9 @@ visible at first — and lists *every* attention module in a table with its
 kind, Focal exponent ``w`` and whether the ``w < 0.2`` rule of Yeung et al.
 would prune it. A chart shows the Focal ``w`` as bars, their per-epoch
 history when the model's card recorded training (e.g. after fine-tuning), or
-the channel weights of a chosen channel-attention (SE) module.
+the channel weights of a chosen channel-attention (SE) module. The Focal
+bars are labelled with short names ("gate D1"), the chart's tooltip says what
+their abbreviations mean, and hovering a bar shows its plain and dotted names.
 
 Modules carry plain names ("attention gate, decoder level 1 (coarsest)", see
 :mod:`..models.attention_names`) in the table, the chart choices and the
@@ -27,6 +29,7 @@ elided in the middle, the full name in the tooltip.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +48,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..models.attention_names import FOCAL_EXPONENT, FOCAL_EXPONENT_HELP
+from ..models.attention_names import (
+    FOCAL_EXPONENT,
+    FOCAL_EXPONENT_HELP,
+    attention_short_key,
+    attention_short_label,
+)
 from ..models.introspection import PRUNE_THRESHOLD
 from ..training.trainer import History
 from ._form import advanced_section, precision_picker, scroll_body
@@ -147,9 +155,21 @@ class AttentionResult:
     labels: dict[str, str] = field(default_factory=dict)
     #: dotted name -> contrast limits of that spatial map
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: dotted name -> short chart label (see :func:`short_labels`)
+    short: dict[str, str] = field(default_factory=dict)
 
     def label(self, name: str) -> str:
         return self.labels.get(name, name)
+
+    def short_label(self, name: str) -> str:
+        return self.short.get(name, name)
+
+
+def short_labels(model: Any, names: list[str]) -> dict[str, str]:
+    """``{dotted name: short chart label}``; a label two modules share gives way to their names."""
+    short = {name: attention_short_label(name, model) for name in names}
+    counts = Counter(short.values())
+    return {name: label if counts[label] == 1 else name for name, label in short.items()}
 
 
 def focal_history(card) -> dict[str, list[float]]:
@@ -176,6 +196,7 @@ def run_attention(request: AttentionRequest, ctx: JobContext) -> AttentionResult
     return AttentionResult(
         request, modules, focal_weights(model), maps, most_informative(maps),
         focal_history(card_of(model)), attention_labels(model, list(modules)), limits,
+        short_labels(model, list(modules)),
     )
 
 
@@ -403,13 +424,7 @@ class AttentionWidget(QWidget):
             return
         self.plot.setToolTip(FOCAL_EXPONENT_HELP if choice in (FOCAL_NOW, FOCAL_HISTORY) else "")
         if choice == FOCAL_NOW:
-            # bars keep the short dotted names (the table's tooltips pair them with plain names)
-            names = list(result.focal)
-            values = [result.focal[n] for n in names]
-            self.plot.bars(names, values,
-                           title=f"{FOCAL_EXPONENT} per module (dashed: {PRUNE_THRESHOLD:g})",
-                           ylabel="w", threshold=PRUNE_THRESHOLD,
-                           highlight=[v < PRUNE_THRESHOLD for v in values])
+            self._draw_focal(result)
         elif choice == FOCAL_HISTORY:
             self.plot.lines(result.history, title=f"{FOCAL_EXPONENT} during training",
                             ylabel="w", threshold=PRUNE_THRESHOLD)
@@ -423,6 +438,19 @@ class AttentionWidget(QWidget):
             self.plot.show_message("this model has no attention modules")
         else:
             self.plot.show_message("no Focal layers or channel attention in this model")
+
+    def _draw_focal(self, result: AttentionResult) -> None:
+        """Focal ``w`` bars under short names; a bar's tooltip has its plain and dotted names."""
+        names = list(result.focal)
+        values = [result.focal[n] for n in names]
+        shown = [result.short_label(n) for n in names]
+        tips = [f"{result.label(n)}\n{n} · w = {result.focal[n]:.3g}" for n in names]
+        self.plot.bars(names, values, shown=shown, tips=tips,
+                       title=f"{FOCAL_EXPONENT} per module (dashed: {PRUNE_THRESHOLD:g})",
+                       ylabel="w", threshold=PRUNE_THRESHOLD,
+                       highlight=[v < PRUNE_THRESHOLD for v in values])
+        if key := attention_short_key(shown):
+            self.plot.setToolTip(f"{FOCAL_EXPONENT_HELP}\n\nBar names: {key}.")
 
     def _update_buttons(self, *_: Any) -> None:
         reason = ""
