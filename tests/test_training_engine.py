@@ -266,8 +266,9 @@ def noisy(model):
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path):
-    cfg = config(epochs=4, augment={}, schedule="plateau", plateau_patience=0)
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, ema):
+    cfg = config(epochs=4, augment={}, schedule="plateau", plateau_patience=0, ema=ema)
     train, val = disc_samples(), disc_samples(2, seed=1)
     straight = noisy(tiny())
     start = {k: v.clone() for k, v in straight.state_dict().items()}
@@ -307,3 +308,33 @@ def test_resume_refuses_other_training_settings(tmp_path):
     longer = Trainer(tiny(), config(epochs=3), disc_samples(), [], checkpoint_dir=tmp_path)
     longer.resume()
     assert [e["epoch"] for e in longer.fit().epochs] == [1, 2, 3]
+
+
+# -- moving average of the weights (EMA) ----------------------------------------
+@pytest.mark.slow
+def test_ema_weights_are_validated_kept_and_saved(tmp_path):
+    cfg = config(epochs=3, augment={}, ema=0.9, early_stopping=None)
+    seen = []
+    model = tiny()
+    trainer = Trainer(model, cfg, disc_samples(), disc_samples(2, seed=1), checkpoint_dir=tmp_path,
+                      on_epoch=lambda r: seen.append((
+                          {k: v.clone() for k, v in trainer.ema.module.state_dict().items()},
+                          {k: v.clone() for k, v in trainer.model.state_dict().items()})))
+    history = trainer.fit()
+    average, raw = seen[history.best_epoch]
+    final = model.state_dict()
+    assert any(not torch.equal(average[k], raw[k]) for k in raw)  # the average lags behind
+    for key, value in average.items():
+        torch.testing.assert_close(final[key], value)  # the best epoch's average is kept
+    saved = load_model(tmp_path / "best.safetensors").state_dict()
+    for key, value in average.items():
+        torch.testing.assert_close(saved[key], value)  # …and saved
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert int(last["ema"]["n_averaged"]) == 3 * len(trainer._loader(0))  # every step
+
+
+@pytest.mark.parametrize("bad", [0, 1, 1.5, -0.1, "0.99", True])
+def test_ema_decay_must_lie_between_0_and_1(bad):
+    with pytest.raises(ValueError, match="ema must be a number in"):
+        TrainConfig(ema=bad)
+    assert TrainConfig().ema is None and TrainConfig(ema=0.999).ema == 0.999

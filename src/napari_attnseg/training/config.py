@@ -84,6 +84,10 @@ class TrainConfig:
     time_budget: float | None = None
     #: validate every N epochs
     val_every: int = 1
+    #: decay of an exponential moving average of the weights, updated after every step
+    #: (e.g. 0.999; ``torch.optim.swa_utils``): the average is validated, kept as the best
+    #: and saved instead of the last step's weights. None: off
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         _integer("epochs", self.epochs, 1)
@@ -109,6 +113,8 @@ class TrainConfig:
         if self.time_budget is not None:
             _number("time_budget", self.time_budget, 0.0, math.inf, closed=(True, False))
         _integer("val_every", self.val_every, 1)
+        if self.ema is not None:
+            _number("ema", self.ema, 0.0, 1.0, closed=(False, False))
         for label, value, allowed in (
             ("optimizer", self.optimizer, OPTIMIZERS),
             ("schedule", self.schedule, SCHEDULES),

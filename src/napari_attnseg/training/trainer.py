@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from .._files import atomic_write
@@ -180,6 +181,17 @@ class Trainer:
             "cuda", enabled=self.precision == "fp16" and self.device.type == "cuda"
         )
         self._best_state: dict[str, torch.Tensor] | None = None
+        #: the moving average of the weights (``config.ema``; None: off)
+        self.ema = (
+            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema), use_buffers=True)
+            if config.ema is not None
+            else None
+        )
+
+    @property
+    def evaluated(self) -> SegmentationModel:
+        """The weights that are validated, kept and saved: the moving average, or the model."""
+        return self.model if self.ema is None else self.ema.module
 
     @property
     def _items_per_epoch(self) -> int:
@@ -210,11 +222,19 @@ class Trainer:
             "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "history": self.history.to_dict(),
             "best_state": self._best_state,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "scaler": self.scaler.state_dict(),
             "config": self.config.to_dict(),
             "world_size": self.processes.world_size,
         }
         atomic_write(self.last_path, lambda tmp: torch.save(state, tmp))
+
+    def _save_best(self) -> None:
+        """``best.safetensors``: the evaluated weights with the model's card."""
+        evaluated = self.evaluated
+        if evaluated is not self.model:
+            evaluated.card = getattr(self.model, "card", None)
+        save_model(evaluated, self.best_path)
 
     def resume(self, path: str | Path | None = None) -> None:
         """Continue from a ``last.ckpt`` written by an earlier run of the same setup.
@@ -258,6 +278,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.history = History.from_dict(state["history"])
         self._best_state = state["best_state"]
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.start_epoch = state["epoch"] + 1
 
     # -- training -----------------------------------------------------------
@@ -311,6 +333,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             clamp_focal_weights(self.model)
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             if self.scheduler is not None and self.per_step_schedule:
                 self.scheduler.step()
             total += float(loss.detach()) * x.shape[0]
@@ -340,8 +364,8 @@ class Trainer:
         batch-norm statistics) and every process combines all the per-image
         results, so every process gets the record a single process would.
         """
-        self.model.eval()
-        self.processes.sync_buffers(self.model)
+        self.evaluated.eval()
+        self.processes.sync_buffers(self.evaluated)
         per_class = MetricAccumulator(self.n_classes) if self.n_classes > 2 else None
         scorers = (MetricAccumulator(), per_class)
         rows = self.processes.gather(
@@ -373,7 +397,7 @@ class Trainer:
         truth = np.where(valid, mask, 0)
         target = torch.as_tensor(truth, dtype=torch.long)[None]
         with self._autocast():
-            logits = self.model(x)
+            logits = self.evaluated(x)
         logits = logits.float()
         kwargs = {"valid": torch.as_tensor(valid)[None].to(self.device)}
         if self.with_dpt:
@@ -415,6 +439,8 @@ class Trainer:
     ) -> History:
         cfg = self.config
         self.model.to(self.device)
+        if self.ema is not None:
+            self.ema.to(self.device)
         initial = copy.deepcopy(self.model.state_dict())
         writes = self.checkpoint_dir is not None and self.processes.is_main
         if writes:
@@ -439,7 +465,7 @@ class Trainer:
                     check(cancel)
                     record.update(self.validate())
                 record["lr"] = self.optimizer.param_groups[0]["lr"]
-                record["focal"] = focal_weights(self.model)
+                record["focal"] = focal_weights(self.evaluated)
                 record["seconds"] = time.perf_counter() - t0
                 if self.scheduler is not None and not self.per_step_schedule:
                     self.scheduler.step(record.get("val_loss", record["train_loss"]))
@@ -450,7 +476,7 @@ class Trainer:
                         score,
                         len(self.history.epochs),
                     )
-                    self._best_state = copy.deepcopy(self.model.state_dict())
+                    self._best_state = copy.deepcopy(self.evaluated.state_dict())
                     stale = 0
                 else:
                     stale += 1
@@ -459,7 +485,7 @@ class Trainer:
                 self.history.seconds = time.perf_counter() - start
                 if writes:
                     if improved:
-                        save_model(self.model, self.best_path)
+                        self._save_best()
                     self._save_last(epoch)
                 if self.on_epoch is not None:
                     self.on_epoch(record)
@@ -475,7 +501,7 @@ class Trainer:
             raise
         finally:
             self.network = self.model  # DDP's hooks go with the wrapper
-        self.model.load_state_dict(self._best_state or self.model.state_dict())
+        self.model.load_state_dict(self._best_state or self.evaluated.state_dict())
         self.model.eval()
         report(progress, 1, 1, self.history.stopped)
         return self.history
