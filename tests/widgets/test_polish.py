@@ -236,3 +236,20 @@ def test_instance_labels_keep_napari_colours(viewer):
     many = write_labels(viewer, "cells [semantic]", truth.shape, [((), truth * 40)],
                         placement={}, metadata=output_metadata("cells", "semantic", "labels"))
     assert isinstance(many.colormap, CyclicLabelColormap)  # too many labels for a class mask
+
+
+def test_bar_labels_lie_flat_when_they_fit_and_stand_up_when_they_do_not(qtbot):
+    from napari_attnseg.widgets._plot import PlotCanvas
+
+    canvas = PlotCanvas()
+    qtbot.addWidget(canvas)
+    names = ["SE E1", "SE E2", "SE bottom", "SE D1", "SE D2"]
+    canvas.bars(names, [1.0, 0.9, 1.1, 0.5, 0.1], title="w")
+    renderer = canvas.figure.canvas.get_renderer()
+    for width, rotation in ((6.4, 0), (1.6, 90)):
+        canvas.figure.set_size_inches(width, 2.4)
+        canvas.draw()
+        ticks = canvas.axes.get_xticklabels()
+        assert {t.get_rotation() for t in ticks} == {rotation}
+        boxes = [t.get_window_extent(renderer) for t in ticks]
+        assert all(not a.overlaps(b) for a, b in itertools.combinations(boxes, 2))

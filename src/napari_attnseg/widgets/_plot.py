@@ -9,9 +9,10 @@ tests (and users in the console) can read the numbers behind a picture.
 Quantities of different kinds never share an axis (:meth:`PlotCanvas.panels`
 stacks one small chart per kind: loss above, Dice below), and bar labels
 never overlap: long ones are elided in the middle (``encoder.0.se`` and
-``decoder.0.se`` stay apart) and set vertically. Bars may show short tick
-labels and carry a tooltip each (the full name), shown on hover over the bar's
-column in place of the chart's own tooltip.
+``decoder.0.se`` stay apart), and they lie flat where they fit their bars'
+columns, else stand vertically (decided at every draw, so a narrower dock turns
+them). Bars may show short tick labels and carry a tooltip each (the full name),
+shown on hover over the bar's column in place of the chart's own tooltip.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from qtpy.QtWidgets import QSizePolicy, QToolTip
 MAX_TICK_LABELS = 24
 #: bar labels longer than this are elided in the middle
 LABEL_CHARACTERS = 16
+#: bar labels' font size (points) and a character's width, at most, in font sizes
+TICK_FONT = 6
+CHARACTER_WIDTH = 0.65
 #: colours that read on both napari themes
 PALETTE = ("#4fc3f7", "#ffb74d", "#81c784", "#e57373", "#ba68c8", "#fff176", "#90a4ae")
 
@@ -121,10 +125,9 @@ class PlotCanvas(FigureCanvasQTAgg):
         if len(labels) <= MAX_TICK_LABELS:
             self.axes.set_xticks(list(positions))
             ticks = [elide_middle(label) for label in (labels if shown is None else shown)]
-            # short labels (channel numbers) fit side by side; names go vertical, so they
-            # never overlap however many there are
-            rotation = 0 if max((len(t) for t in ticks), default=0) <= 3 else 90
-            self.axes.set_xticklabels(ticks, rotation=rotation, ha="center", fontsize=6)
+            # side by side where they fit the chart's width, else vertical (then they never
+            # overlap however many there are): decided again at every draw (_orient_ticks)
+            self.axes.set_xticklabels(ticks, ha="center", fontsize=TICK_FONT)
         else:
             self.axes.set_xlabel("channel", fontsize=7)
         self.axes.set_ylabel(ylabel, fontsize=7)
@@ -133,6 +136,23 @@ class PlotCanvas(FigureCanvasQTAgg):
                      "values": [float(v) for v in values], "threshold": threshold,
                      "tips": list(tips or [])}
         self.draw_idle()
+
+    def draw(self) -> None:
+        self._orient_ticks()
+        super().draw()
+
+    def _orient_ticks(self) -> None:
+        """Bar labels horizontal when the longest fits its bar's column, else vertical."""
+        if self.data.get("kind") != "bars":
+            return
+        ticks = self.axes.get_xticklabels()
+        if not ticks:
+            return
+        column = self.axes.get_position().width * self.figure.get_figwidth() * 72 / len(ticks)
+        longest = max(len(t.get_text()) for t in ticks) * CHARACTER_WIDTH * TICK_FONT
+        rotation = 0 if longest <= 0.9 * column else 90
+        for tick in ticks:
+            tick.set_rotation(rotation)
 
     def bar_at(self, pos: QPoint) -> int | None:
         """The bar with a tooltip whose column (bar or tick label) holds widget point ``pos``."""
