@@ -162,6 +162,30 @@ def test_packaged_cards_are_complete_and_scored_as_shipped_fp16(sandbox):
     assert card["instances"] == {"method": "watershed"} and card["object_diameter"] > 0
     loaded = load_model(zs.WEIGHTS / "focal_use_net.nuclei.safetensors")
     assert loaded.card.metrics == card["metrics"]
+    assert "cross_validation" not in card["metrics"]  # no fold report of this recipe
+
+
+def test_a_shipped_card_records_the_fold_figures_of_the_recipe_it_was_trained_by(sandbox):
+    from zoolib import cv
+
+    recipe = json.loads((zs.RECIPES / "focal_use_net.nuclei.json").read_text())
+    tried = {**recipe, "name": "focal_use_net.nuclei.tried", "notes": "a try"}  # same training
+    other = {**recipe, "train": {**recipe["train"], "lr": 0.5}}
+    assert cv.fingerprint(tried) == cv.fingerprint(recipe) != cv.fingerprint(other)
+    (zs.RECIPES / "cv").mkdir()
+    report = {**cv.summarise({0: 0.70, 1: 0.74}), "k": 2, "task": "nuclei",
+              "recipe_file": "recipes/tries/focal_use_net.nuclei.tried.json",
+              "fingerprint": cv.fingerprint(tried), "folds_file": "recipes/splits/x_folds.json"}
+    (zs.RECIPES / "cv" / "focal_use_net.nuclei.tried.json").write_text(json.dumps(report))
+    (zs.RECIPES / "cv" / "unrelated.json").write_text(json.dumps(
+        {**report, "mean": 0.1, "fingerprint": cv.fingerprint(other)}))
+    _fake_run("focal_use_net.nuclei", foreground=True)
+    zs.package(["focal_use_net.nuclei"])
+    card = json.loads((zs.WEIGHTS / "focal_use_net.nuclei.json").read_text())
+    folds = card["metrics"]["cross_validation"]
+    assert folds["mean"] == pytest.approx(0.72) and folds["k"] == 2 and folds["n"] == 2
+    assert folds["report"] == "recipes/cv/focal_use_net.nuclei.tried.json"
+    assert "cv run recipes/tries/focal_use_net.nuclei.tried.json" in folds["measured_by"]
 
 
 def test_a_card_that_stays_incomplete_is_not_shipped(sandbox):

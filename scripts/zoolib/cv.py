@@ -261,6 +261,17 @@ def recipe_file(name: str, variant: str = "compact") -> tuple[str, Path]:
     return name, path
 
 
+#: the parts of a recipe that decide what is trained (not its name, notes or card)
+TRAINED_BY = ("arch", "options", "data", "train", "init")
+
+
+def fingerprint(recipe: dict) -> str:
+    """SHA-256 of what a recipe trains (:data:`TRAINED_BY`): a try and the zoo recipe that
+    adopts it have the same one, so the try's fold figures are the shipped model's."""
+    trained = {k: recipe[k] for k in TRAINED_BY if k in recipe}
+    return hashlib.sha256(json.dumps(trained, sort_keys=True).encode()).hexdigest()
+
+
 def cv_task(name: str, variant: str = "compact") -> str:
     """The task whose folds a recipe is validated on: a CV task whose split file the recipe
     names (e.g. ``recipes/splits/nuclei_native.json``), else the recipe's own task."""
@@ -335,7 +346,8 @@ def run_cv(
                 record[f"dice_x{scale:g}"] = score_scaled(run, data, scale, threads or
                                                           runs._threads(1), log)  # fmt: skip
         records.append({**record, "fold": i})
-    summary = {"recipe": run_name, "recipe_file": paths.rel(recipe_path), "task": task,
+    summary = {"recipe": run_name, "recipe_file": paths.rel(recipe_path),
+               "fingerprint": fingerprint(paths.read_json(recipe_path)), "task": task,
                "k": folds["k"], "folds_file": paths.rel(folds_file(task)),
                "folds_sha256": _sha(folds_file(task))}  # fmt: skip
     paths.write_json(cv_dir() / run_name / "cv.json", summary)
@@ -450,8 +462,9 @@ def report(names: list[str], log=print) -> dict:
     for name in names:
         meta = paths.read_json(cv_dir() / name / "cv.json")
         s = {**summarise(fold_dice(name)), "task": meta.get("task"), "k": meta.get("k"),
-             "recipe_file": meta.get("recipe_file"), "folds_sha256": meta.get("folds_sha256"),
-             "seconds": fold_seconds(name)}  # fmt: skip
+             "recipe_file": meta.get("recipe_file"), "fingerprint": meta.get("fingerprint") or
+             _fingerprint_of(meta.get("recipe_file")), "folds_file": meta.get("folds_file"),
+             "folds_sha256": meta.get("folds_sha256"), "seconds": fold_seconds(name)}  # fmt: skip
         for scale in SCALED.get(s["task"], ()):
             dice = fold_dice(name, scale)
             if dice:
@@ -485,6 +498,32 @@ def report(names: list[str], log=print) -> dict:
                 f"({len(c['folds'])} folds)")
         paths.write_json(report_file(name), out[name])
     return out
+
+
+def _fingerprint_of(recipe_file: str | None) -> str | None:
+    """A recipe file's fingerprint now (fold runs recorded before fingerprints existed)."""
+    recipe = paths.read_json(paths.ROOT / recipe_file) if recipe_file else {}
+    return fingerprint(recipe) if recipe else None
+
+
+def figures_for(recipe: dict) -> tuple[str, dict] | None:
+    """``(report name, report)`` of the committed fold report of a recipe that trains what
+    ``recipe`` trains (same :func:`fingerprint`), or None."""
+    wanted = fingerprint(recipe)
+    for path in sorted((paths.RECIPES / "cv").glob("*.json")):
+        report_ = paths.read_json(path)
+        if report_.get("fingerprint") == wanted and report_.get("n"):
+            return path.stem, report_
+    return None
+
+
+def card_figures(name: str, report_: dict) -> dict:
+    """What a shipped card records of its recipe's fold figures (``metrics.cross_validation``)."""
+    keep = ("k", "n", "folds", "mean", "std", "min", "max", "scaled", "folds_file")
+    return {**{k: report_[k] for k in keep if k in report_},
+            "report": f"recipes/cv/{name}.json",
+            "measured_by": f"python scripts/zoo.py cv run {report_.get('recipe_file')}; "
+                           f"python scripts/zoo.py cv report {name}"}  # fmt: skip
 
 
 def _num(x: float) -> str:

@@ -24,7 +24,7 @@ from napari_attnseg.models import load_model, read_card, save_model
 from napari_attnseg.models.persistence import file_sha256
 from napari_attnseg.training import trained_before
 
-from . import paths
+from . import cv, paths
 from .cards import (
     CARD_REQUIRED,
     _dice,
@@ -163,6 +163,9 @@ def package_one(
             "weights": "fp16 as shipped",
             "precision": _evaluation_precision(device),
         }
+        found = cv.figures_for(recipe_)  # the recipe's grouped k-fold figures, if any
+        if found is not None:
+            card.metrics["cross_validation"] = cv.card_figures(*found)
         save_model(model, path, card=card, half=True)
         document = paths.read_json(path.with_suffix(".json"))
         dice = _dice(document)
