@@ -246,6 +246,30 @@ def test_complete_and_annotate_rewrite_shipped_cards_only(sandbox):
     assert torch.equal(load_model(path).head.bias, model.head.bias)
 
 
+def test_complete_gives_a_shipped_card_the_fold_figures_of_the_recipe_that_trained_it(sandbox):
+    from zoolib import cv
+
+    _fake_run("unet.nuclei", foreground=True)
+    zs.package(["unet.nuclei"])
+    path = zs.WEIGHTS / "unet.nuclei.safetensors"
+    recipe = json.loads((zs.RECIPES / "unet.nuclei.json").read_text())
+    (zs.RECIPES / "cv").mkdir()
+    report = {**cv.summarise({0: 0.80, 1: 0.84}), "k": 2, "fingerprint": cv.fingerprint(recipe),
+              "recipe_file": "recipes/unet.nuclei.json"}
+    (zs.RECIPES / "cv" / "unet.nuclei.json").write_text(json.dumps(report))
+    model = load_model(path)
+    other = {**recipe["train"], "lr": 0.123}
+    for config, attached in ((other, False), (recipe["train"], True)):
+        model.card.training = {**model.card.training, "config": config}
+        save_model(model, path, card=model.card, half=True)
+        zs.complete_shipped(["unet.nuclei"])
+        card = json.loads(path.with_suffix(".json").read_text())
+        # figures only for a model trained as the recipe says (not one with another lr)
+        assert ("cross_validation" in card["metrics"]) is attached
+    assert card["metrics"]["cross_validation"]["mean"] == pytest.approx(0.82)
+    assert card["metrics"]["validation"]["n_images"] == 4  # the rest of the metrics kept
+
+
 def test_a_card_started_from_a_saved_file_counts_that_files_whole_schedule(sandbox):
     """complete_card fills ``training.init`` of runs whose card did not record how far
     the starting weights had been trained — only when the file is still the one pinned."""

@@ -246,9 +246,14 @@ def complete_shipped(names: list[str], *, dry_run: bool = False) -> dict[str, li
         model = load_model(path)
         recipe_rel = before.get("metadata", {}).get("recipe") or f"recipes/{name}.json"
         recipe_path = paths.ROOT / recipe_rel
-        card = complete_card(model.card, json.loads(recipe_path.read_text()), recipe_path)
+        recipe_ = json.loads(recipe_path.read_text())
+        card = complete_card(model.card, recipe_, recipe_path)
+        found = cv.figures_for(recipe_)
+        if found is not None and trained_by(before, recipe_):
+            card.metrics = {**card.metrics, "cross_validation": cv.card_figures(*found)}
         after = {**before, **card.to_dict()}
-        changed = [k for k in CARD_REQUIRED if card_value(before, k) != card_value(after, k)]
+        changed = [k for k in (*CARD_REQUIRED, "metrics.cross_validation")
+                   if card_value(before, k) != card_value(after, k)]  # fmt: skip
         filled[name] = changed
         print(f"{name}: " + (", ".join(f"{k} = {card_value(after, k)!r}" for k in changed) or
                              "complete"))  # fmt: skip
@@ -258,6 +263,25 @@ def complete_shipped(names: list[str], *, dry_run: bool = False) -> dict[str, li
         write_index()
         write_zoo_doc()
     return filled
+
+
+#: training settings that do not change what a recipe trains
+NOT_TRAINING = ("time_budget", "device", "precision", "num_workers")
+
+
+def trained_by(card: dict, recipe: dict) -> bool:
+    """Whether a shipped card's recorded training is what ``recipe`` trains: the same
+    architecture options and training settings (:data:`NOT_TRAINING` aside)."""
+    from napari_attnseg.training import TrainConfig
+
+    recorded = card.get("training", {}).get("config")
+    if not recorded or card.get("config", {}).get("name") != recipe.get("arch"):
+        return False
+    if any(card["config"].get(k) != v for k, v in recipe.get("options", {}).items()):
+        return False
+    mine = TrainConfig.from_dict(recipe.get("train", {})).to_dict()
+    theirs = TrainConfig.from_dict(recorded).to_dict()
+    return all(mine[k] == theirs[k] for k in mine if k not in NOT_TRAINING)
 
 
 def check_shipped() -> int:
