@@ -272,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
                       precision=args.precision, device=args.device, force=args.force,
                       threads=args.threads)  # fmt: skip
         else:
-            cv.report(args.names)
+            from zoolib import cv_report
+
+            cv_report.report(args.names)
     elif args.cmd == "recipes":
         variant = "full" if args.full else "compact"
         if not args.check:

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import zoo as zs  # noqa: E402
-from zoolib import cv, paths  # noqa: E402
+from zoolib import cv, cv_report, paths  # noqa: E402
 from zoolib import runs as zoo_runs  # noqa: E402
 
 CVC_FRAMES = range(1, 479)  # the 23 sequences of make_splits.CVC_SEQUENCE_STARTS
@@ -204,25 +204,25 @@ def test_cv_run_can_run_single_folds(sandbox, monkeypatch):
 
 # -- report --------------------------------------------------------------------------------------
 def test_summary_is_mean_sample_std_and_range():
-    s = cv.summarise({0: 0.70, 1: 0.72, 2: 0.74, 3: 0.76})
+    s = cv_report.summarise({0: 0.70, 1: 0.72, 2: 0.74, 3: 0.76})
     assert s["mean"] == pytest.approx(0.73) and s["n"] == 4
     assert s["std"] == pytest.approx(math.sqrt(0.002 / 3))  # n - 1
     assert (s["min"], s["max"]) == (0.70, 0.76)
-    assert math.isnan(cv.summarise({0: 0.5})["std"])
+    assert math.isnan(cv_report.summarise({0: 0.5})["std"])
 
 
 def test_a_change_counts_only_when_the_mean_gain_exceeds_the_spread():
     base = {0: 0.70, 1: 0.72, 2: 0.74, 3: 0.76}  # std 0.0258
-    small = cv.compare(base, {i: v + 0.02 for i, v in base.items()})
+    small = cv_report.compare(base, {i: v + 0.02 for i, v in base.items()})
     assert small["gain"] == pytest.approx(0.02) and small["spread"] == pytest.approx(0.02582, 1e-3)
     assert not small["counts"]
-    big = cv.compare(base, {i: v + 0.03 for i, v in base.items()})
+    big = cv_report.compare(base, {i: v + 0.03 for i, v in base.items()})
     assert big["counts"]
-    assert not cv.compare(base, {i: v - 0.05 for i, v in base.items()})["counts"]
-    noisy = cv.compare(base, {0: 0.60, 1: 0.90, 2: 0.80, 3: 0.90})  # gain 0.07, std 0.14
+    assert not cv_report.compare(base, {i: v - 0.05 for i, v in base.items()})["counts"]
+    noisy = cv_report.compare(base, {0: 0.60, 1: 0.90, 2: 0.80, 3: 0.90})  # gain 0.07, std 0.14
     assert noisy["spread"] > noisy["gain"] > 0 and not noisy["counts"]
-    assert cv.compare(base, {0: 0.99})["folds"] == [0]  # one common fold: never counts
-    assert not cv.compare(base, {0: 0.99})["counts"]
+    assert cv_report.compare(base, {0: 0.99})["folds"] == [0]  # one common fold: never counts
+    assert not cv_report.compare(base, {0: 0.99})["counts"]
 
 
 def test_report_prints_folds_and_the_verdict_and_feeds_the_docs(sandbox, monkeypatch, capsys):
@@ -239,12 +239,12 @@ def test_report_prints_folds_and_the_verdict_and_feeds_the_docs(sandbox, monkeyp
     assert "focal_use_net.vessels vs unet.vessels: gain +0.0500 ± spread 0.0258: counts" in out
     assert "unet.vessels ×1.7 (vessels, 4 of 4 folds): fold0 0.6000, fold1 0.6200" in out
     assert "focal_use_net.vessels vs unet.vessels ×1.7: gain +0.0500 ± spread 0.0258" in out
-    report = json.loads(cv.report_file("focal_use_net.vessels").read_text())  # committed
+    report = json.loads(cv_report.report_file("focal_use_net.vessels").read_text())  # committed
     assert report["recipe_file"].endswith("recipes/focal_use_net.vessels.json")
     assert report["against"]["unet.vessels"]["counts"] is True
     assert report["scaled"]["x1.7"]["mean"] == pytest.approx(0.68)
     assert report["against_x1.7"]["unet.vessels"]["counts"] is True
-    lines = cv.reports()
+    lines = cv_report.reports()
     assert len(lines) == 2 and any("gain +0.0500" in line and "counts" in line for line in lines)
     assert any("×1.7 copies (field of view matched): 0.6500" in line for line in lines)
 

@@ -166,14 +166,14 @@ def test_packaged_cards_are_complete_and_scored_as_shipped_fp16(sandbox):
 
 
 def test_a_shipped_card_records_the_fold_figures_of_the_recipe_it_was_trained_by(sandbox):
-    from zoolib import cv
+    from zoolib import cv, cv_report
 
     recipe = json.loads((zs.RECIPES / "focal_use_net.nuclei.json").read_text())
     tried = {**recipe, "name": "focal_use_net.nuclei.tried", "notes": "a try"}  # same training
     other = {**recipe, "train": {**recipe["train"], "lr": 0.5}}
     assert cv.fingerprint(tried) == cv.fingerprint(recipe) != cv.fingerprint(other)
     (zs.RECIPES / "cv").mkdir()
-    report = {**cv.summarise({0: 0.70, 1: 0.74}), "k": 2, "task": "nuclei",
+    report = {**cv_report.summarise({0: 0.70, 1: 0.74}), "k": 2, "task": "nuclei",
               "recipe_file": "recipes/tries/focal_use_net.nuclei.tried.json",
               "fingerprint": cv.fingerprint(tried), "folds_file": "recipes/splits/x_folds.json"}
     (zs.RECIPES / "cv" / "focal_use_net.nuclei.tried.json").write_text(json.dumps(report))
@@ -247,15 +247,15 @@ def test_complete_and_annotate_rewrite_shipped_cards_only(sandbox):
 
 
 def test_complete_gives_a_shipped_card_the_fold_figures_of_the_recipe_that_trained_it(sandbox):
-    from zoolib import cv
+    from zoolib import cv, cv_report
 
     _fake_run("unet.nuclei", foreground=True)
     zs.package(["unet.nuclei"])
     path = zs.WEIGHTS / "unet.nuclei.safetensors"
     recipe = json.loads((zs.RECIPES / "unet.nuclei.json").read_text())
     (zs.RECIPES / "cv").mkdir()
-    report = {**cv.summarise({0: 0.80, 1: 0.84}), "k": 2, "fingerprint": cv.fingerprint(recipe),
-              "recipe_file": "recipes/unet.nuclei.json"}
+    report = {**cv_report.summarise({0: 0.80, 1: 0.84}), "k": 2,
+              "fingerprint": cv.fingerprint(recipe), "recipe_file": "recipes/unet.nuclei.json"}
     (zs.RECIPES / "cv" / "unet.nuclei.json").write_text(json.dumps(report))
     model = load_model(path)
     other = {**recipe["train"], "lr": 0.123}

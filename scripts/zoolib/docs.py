@@ -115,7 +115,8 @@ def write_zoo_doc() -> Path:
             f"**Fundus photographs of any camera.** The vessels models ({len(fundus)}) record "
             "their training photographs' field of view (`fov_diameter`: "
             + ", ".join(f"{d:.0f}" for d in diameters)
-            + " px across, `scripts/card_fov.py`); "
+            + " px across; `attnseg train` measures it for fundus cards, "
+            "`scripts/card_fov.py` wrote it into cards trained before); "
             "by default a photograph's field of view is measured and the photograph resampled "
             "to match it (`attnseg predict --fov-diameter auto|none|PX`, Segment's *field of "
             "view*; a note says the zoom). Measured on rescaled validation photographs: "
@@ -140,7 +141,7 @@ def write_zoo_doc() -> Path:
 
 def cv_section() -> list[str]:
     """"Grouped k-fold validation": the procedure, the committed folds, the fold figures."""
-    from . import cv
+    from . import cv, cv_report
 
     lines = [
         "## Grouped k-fold validation",
@@ -173,7 +174,7 @@ def cv_section() -> list[str]:
         "spread.",
         "",
     ]
-    figures = cv.reports()
+    figures = cv_report.reports()
     if figures:
         lines += ["Fold figures (validation Dice per fold; `recipes/cv/*.json`):", "",
                   *figures, ""]  # fmt: skip

@@ -24,7 +24,7 @@ from napari_attnseg.models import load_model, read_card, save_model
 from napari_attnseg.models.persistence import file_sha256
 from napari_attnseg.training import trained_before
 
-from . import cv, paths
+from . import cv_report, paths
 from .cards import (
     CARD_REQUIRED,
     _dice,
@@ -163,9 +163,9 @@ def package_one(
             "weights": "fp16 as shipped",
             "precision": _evaluation_precision(device),
         }
-        found = cv.figures_for(recipe_)  # the recipe's grouped k-fold figures, if any
+        found = cv_report.figures_for(recipe_)  # the recipe's grouped k-fold figures, if any
         if found is not None:
-            card.metrics["cross_validation"] = cv.card_figures(*found)
+            card.metrics["cross_validation"] = cv_report.card_figures(*found)
         save_model(model, path, card=card, half=True)
         document = paths.read_json(path.with_suffix(".json"))
         dice = _dice(document)
@@ -248,9 +248,9 @@ def complete_shipped(names: list[str], *, dry_run: bool = False) -> dict[str, li
         recipe_path = paths.ROOT / recipe_rel
         recipe_ = json.loads(recipe_path.read_text())
         card = complete_card(model.card, recipe_, recipe_path)
-        found = cv.figures_for(recipe_)
+        found = cv_report.figures_for(recipe_)
         if found is not None and trained_by(before, recipe_):
-            card.metrics = {**card.metrics, "cross_validation": cv.card_figures(*found)}
+            card.metrics = {**card.metrics, "cross_validation": cv_report.card_figures(*found)}
         after = {**before, **card.to_dict()}
         changed = [k for k in (*CARD_REQUIRED, "metrics.cross_validation")
                    if card_value(before, k) != card_value(after, k)]  # fmt: skip
