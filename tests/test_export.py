@@ -292,3 +292,17 @@ def test_package_predicts_what_our_predictor_predicts_at_three_sizes(exported, w
         np.testing.assert_allclose(
             theirs.members["probabilities"].data.values[0], ours, atol=1e-4
         )
+
+
+def test_the_readme_says_how_labels_are_made_for_each_kind_of_output():
+    from napari_attnseg.export.spec_text import labelling_rule
+
+    binary = labelling_rule(ModelCard(name="b", threshold=0.4), ["background", "nucleus"],
+                            binary=True)  # fmt: skip
+    assert binary == "as nucleus where P(nucleus) ≥ 0.4"
+    classes = labelling_rule(ModelCard(name="c"), ["bg", "a", "b"], binary=False)
+    assert classes == "with the class of highest probability"
+    bands = ModelCard(name="n", instances={"method": "bands", "decode": "centre"})
+    text = labelling_rule(bands, ["background", "interior", "boundary", "centre"], binary=False)
+    assert "1 − P(background) ≥ 0.5" in text and "connected centre region" in text
+    assert "highest probability" not in text  # arg-max would label interiors, not nuclei

@@ -204,6 +204,22 @@ def training_details(training: Mapping[str, Any], normalization_text: str) -> di
     return details
 
 
+def labelling_rule(card, classes: list[str], *, binary: bool) -> str:
+    """How napari-attnseg turns the output into labels, in words (ends without a full stop)."""
+    if binary:
+        return f"as {classes[1]} where P({classes[1]}) ≥ {card.threshold}"
+    if card.separation_head is None:
+        return "with the class of highest probability"
+    bands = ", ".join(classes[1:])
+    centre = classes[-1] if card.separation_head == "bands" else "seed"
+    return (
+        f"as an object where 1 − P({classes[0]}) ≥ {card.threshold}; the other classes "
+        f"({bands}) are bands inside objects that separate touching ones: napari-attnseg "
+        f"seeds one object per connected {centre} region and grows it over the object "
+        "pixels (a consumer that wants object probability sums those classes)"
+    )
+
+
 def readme(
     *,
     name: str,
@@ -216,12 +232,7 @@ def readme(
     cites: list[Citation],
 ) -> str:
     card = card_of(model)
-    binary = model.n_classes == 1
-    rule = (
-        f"as {classes[1]} where P({classes[1]}) ≥ {card.threshold}"
-        if binary
-        else "with the class of highest probability"
-    )
+    rule = labelling_rule(card, classes, binary=model.n_classes == 1)
     resize = ""
     if card.input_size:
         resize = (
