@@ -183,11 +183,11 @@ def test_train_new_gives_a_fundus_card_its_field_of_view_and_prediction_uses_it(
 def test_the_automatic_region_is_the_field_of_view_measured(monkeypatch):
     """A fundus card's automatic region (found at full resolution) gives the diameter: the
     photograph is not searched a second time; without that region it is measured."""
-    from napari_attnseg.inference import predictor as predictor_module
+    from napari_attnseg.inference import fov_scale
 
     calls = []
-    real = predictor_module.measure_fov
-    monkeypatch.setattr(predictor_module, "measure_fov",
+    real = fov_scale.measure_fov
+    monkeypatch.setattr(fov_scale, "measure_fov",
                         lambda *a, **k: calls.append(1) or real(*a, **k))  # fmt: skip
     model = vessel_model(fov_diameter=100.0)
     result = Predictor(InferenceSettings(device="cpu")).predict(model, fundus(240, 100))

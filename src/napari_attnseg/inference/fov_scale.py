@@ -124,3 +124,24 @@ def fov_note(card: ModelCard, spec: InputSpec, found: FovMeasurement, zoom: floa
     sep = " " if given else ""
     head = f"field of view {what}{sep}{found.diameter:.0f} px across ({trained})"
     return f"{head}: not resampled" if zoom == 1.0 else f"{head}: image resampled ×{zoom:.2f}"
+
+
+def match_fov(card: ModelCard, spec: InputSpec, setting: float | str, plane: np.ndarray, *,
+              rgb: bool, region: np.ndarray | None = None) -> tuple[float | None, str]:
+    """``(zoom, note)`` that match a photograph's field of view to the card's.
+
+    ``setting`` is ``"auto"`` or a diameter in pixels (:func:`check_fov`); ``auto`` takes
+    the diameter from ``region`` (a field-of-view mask already found, e.g. the card's
+    automatic region) or else measures ``plane`` (``(H, W, C)``). ``zoom`` is None when no
+    credible field of view was found (predict at the trained scale); the note says what
+    was decided either way.
+    """
+    given = setting != "auto"
+    if given:
+        found = FovMeasurement(float(setting))
+    elif region is not None:
+        found = fov_of_mask(np.asarray(region, bool))
+    else:
+        found = measure_fov(plane, rgb=rgb)
+    zoom = fov_zoom(card, spec, found.diameter) if found.credible else None
+    return zoom, fov_note(card, spec, found, 1.0 if zoom is None else zoom, given=given)

@@ -51,15 +51,7 @@ from ..models.registry import model_from_config
 from ..objects import instances_from_head
 from ..progress import CancelToken, ProgressCallback, check, part, report
 from .device import PRECISIONS, autocast_dtype, resolve_device, resolve_precision
-from .fov_scale import (
-    FovMeasurement,
-    check_fov,
-    fov_note,
-    fov_of_mask,
-    fov_zoom,
-    measure_fov,
-    uses_fov,
-)
+from .fov_scale import check_fov, match_fov, uses_fov
 from .objects import (
     Assessment,
     assess,
@@ -300,18 +292,16 @@ class Predictor:
             if zoom != 1.0:
                 first = {}
         if uses_fov(card) and self.settings.fov_diameter is not None:
-            # fundus photographs of another camera: match the trained field of view
+            # fundus photographs of another camera: match the trained field of view; the
+            # card's own automatic region, when found, is the field of view
             reference = planes[len(planes) // 2]
-            given = self.settings.fov_diameter != "auto"
-            if given:
-                found = FovMeasurement(float(self.settings.fov_diameter))
-            elif roi is None and regions is not None and card.roi.get("method") == "fundus":
-                found = fov_of_mask(regions[reference])  # the region found is the field of view
-            else:
-                found = measure_fov(np.asarray(canon[reference]), rgb=layout.rgb)
-            if found.credible:
-                zoom = fov_zoom(card, spec, found.diameter)
-            run.notify(fov_note(card, spec, found, zoom, given=given))
+            own = roi is None and regions is not None and card.roi.get("method") == "fundus"
+            matched, note = match_fov(
+                card, spec, self.settings.fov_diameter, np.asarray(canon[reference]),
+                rgb=layout.rgb, region=regions[reference] if own else None,
+            )  # fmt: skip
+            zoom = matched or zoom
+            run.notify(note)
         probs, replaced = [], 0
         for index in planes:
             check(cancel)
