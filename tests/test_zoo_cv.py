@@ -32,6 +32,7 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "RECIPES", tmp_path / "recipes")
     monkeypatch.setattr(paths, "RUNS", tmp_path / "runs" / "zoo")
     monkeypatch.setattr(paths, "DATA", tmp_path / "runs" / "data")
+    monkeypatch.setattr(paths, "WEIGHTS", tmp_path / "weights")
     monkeypatch.setattr(cv, "DATA_ROOT", tmp_path / "shared")
     splits = tmp_path / "recipes" / "splits"
     splits.mkdir(parents=True)

@@ -268,6 +268,8 @@ def test_complete_gives_a_shipped_card_the_fold_figures_of_the_recipe_that_train
         assert ("cross_validation" in card["metrics"]) is attached
     assert card["metrics"]["cross_validation"]["mean"] == pytest.approx(0.82)
     assert card["metrics"]["validation"]["n_images"] == 4  # the rest of the metrics kept
+    (line,) = cv_report.reports()  # docs/zoo.md names the shipped model the figures describe
+    assert "mean 0.8200" in line and "the recipe of the shipped `unet.nuclei`" in line
 
 
 def test_a_card_started_from_a_saved_file_counts_that_files_whole_schedule(sandbox):

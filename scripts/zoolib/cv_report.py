@@ -146,8 +146,14 @@ def _num(x: float) -> str:
 
 
 def reports() -> list[str]:
-    """One line per committed fold report (``recipes/cv/<name>.json``)."""
+    """One line per committed fold report (``recipes/cv/<name>.json``), naming the shipped
+    models whose cards record it (trained by that recipe)."""
     lines = []
+    shipped: dict[str, list[str]] = {}
+    for card_path in sorted(paths.WEIGHTS.glob("*.json")):
+        figures = paths.read_json(card_path).get("metrics", {}).get("cross_validation") or {}
+        if figures.get("report"):
+            shipped.setdefault(Path(figures["report"]).stem, []).append(card_path.stem)
     for path in sorted((paths.RECIPES / "cv").glob("*.json")):
         s = paths.read_json(path)
         if not s.get("n"):
@@ -165,5 +171,8 @@ def reports() -> list[str]:
             for base, c in s.get(f"against_{key}", {}).items():
                 line += (f", against `{base}` {c['gain']:+.4f} ± {_num(c['spread'])}, "
                          f"{'counts' if c['counts'] else 'does not count'}")  # fmt: skip
+        if path.stem in shipped:
+            models = ", ".join(f"`{m}`" for m in shipped[path.stem])
+            line += f" — the recipe of the shipped {models} (its card records these figures)"
         lines.append(line)
     return lines
