@@ -278,6 +278,16 @@ def cv_task(name: str, variant: str = "compact") -> str:
     return named[0] if named else r["task"]
 
 
+def evaluate_command(model: Path, folder: Path, result: Path, *, fov: bool, extra: list[str],
+                     device: str) -> list[str]:  # fmt: skip
+    """``attnseg evaluate`` of ``model`` on ``folder/{images,masks[,fov]}`` into ``result``."""
+    rel = paths.rel
+    cmd = ["attnseg", "evaluate", "--model", rel(model)]
+    cmd += ["--images", rel(folder / "images"), "--masks", rel(folder / "masks")]
+    cmd += ["--fov", rel(folder / "fov")] if fov else []
+    return [*cmd, *extra, "--json", rel(result), "--device", device, "--quiet"]
+
+
 def fold_run(name: str, fold: int, data: Path, variant: str = "compact", device: str = "auto"):
     from .runs import Run
 
@@ -293,11 +303,9 @@ def fold_run(name: str, fold: int, data: Path, variant: str = "compact", device:
     train += ["--val-images", rel(data / "val/images"), "--val-masks", rel(data / "val/masks")]
     train += ["--val-fov", rel(data / "val/fov")] if fov else []
     train += ["--out", rel(model), "--run-dir", rel(run_dir), "--device", device, "--quiet"]
-    evaluate = ["attnseg", "evaluate", "--model", rel(model)]
-    evaluate += ["--images", rel(data / "val/images"), "--masks", rel(data / "val/masks")]
-    evaluate += ["--fov", rel(data / "val/fov")] if fov else []
-    evaluate += ["--tta"] if r.get("evaluate", {}).get("tta") else []
-    evaluate += ["--json", rel(run_dir / "evaluation.json"), "--device", device, "--quiet"]
+    tta = ["--tta"] if r.get("evaluate", {}).get("tta") else []
+    evaluate = evaluate_command(model, data / "val", run_dir / "evaluation.json", fov=fov,
+                                extra=tta, device=device)  # fmt: skip
     return Run(f"{name}/fold{fold}", run_dir, model, train, evaluate, kind="cv")
 
 
@@ -388,10 +396,8 @@ def score_scaled(run, data: Path, scale: float, threads: int, log=print) -> floa
     if not runs._fresh(result, run.model):
         ensure_fov_card(run.model, data / "train/images", threads, run.run_dir / "log.txt")
         copy = scaled_data(data, scale)
-        cmd = ["attnseg", "evaluate", "--model", paths.rel(run.model)]
-        cmd += ["--images", paths.rel(copy / "images"), "--masks", paths.rel(copy / "masks")]
-        cmd += ["--fov", paths.rel(copy / "fov"), "--fov-diameter", "auto"]
-        cmd += ["--json", paths.rel(result), "--device", "cpu", "--quiet"]
+        cmd = evaluate_command(run.model, copy, result, fov=True,
+                               extra=["--fov-diameter", "auto"], device="cpu")  # fmt: skip
         if runs.run_command(cmd, run.run_dir / "log.txt", threads) != 0:
             log(f"{run.label}: scoring ×{scale:g} FAILED, see {paths.rel(run.run_dir)}/log.txt")
             return None

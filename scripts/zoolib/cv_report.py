@@ -24,13 +24,19 @@ def report_file(name: str) -> Path:
     return paths.RECIPES / "cv" / f"{name}.json"
 
 
+def fold_folders(name: str) -> list[tuple[int, Path]]:
+    """``(fold, folder)`` of a recipe's fold runs (``runs/cv/<name>/fold<i>``), in order."""
+    found = [(f.name[4:], f) for f in (cv_dir() / name).glob("fold*")]
+    return sorted((int(i), f) for i, f in found if i.isdigit())
+
+
 def fold_seconds(name: str) -> dict[str, float]:
     """``{fold: seconds of training}`` of a recipe's fold runs (their ``commands.json``)."""
     out = {}
-    for folder in sorted((cv_dir() / name).glob("fold*")):
+    for i, folder in fold_folders(name):
         seconds = paths.read_json(folder / "commands.json").get("total_seconds")
-        if seconds is not None and folder.name[4:].isdigit():
-            out[folder.name[4:]] = round(float(seconds), 1)
+        if seconds is not None:
+            out[str(i)] = round(float(seconds), 1)
     return out
 
 
@@ -62,10 +68,10 @@ def fold_dice(name: str, scale: float | None = None) -> dict[int, float]:
     rescaled copies, :func:`score_scaled`)."""
     out = {}
     result = "evaluation.json" if scale is None else f"evaluation_x{scale:g}.json"
-    for folder in sorted((cv_dir() / name).glob("fold*")):
+    for i, folder in fold_folders(name):
         dice = paths.read_json(folder / result).get("mean", {}).get("dice")
-        if dice is not None and folder.name[4:].isdigit():
-            out[int(folder.name[4:])] = float(dice)
+        if dice is not None:
+            out[i] = float(dice)
     return out
 
 
